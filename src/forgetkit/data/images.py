@@ -1,0 +1,1 @@
+"""Image dataset loaders (filled in by the data work)."""

@@ -1,0 +1,1 @@
+"""Tabular dataset loaders (filled in by the soft-weighting work)."""
