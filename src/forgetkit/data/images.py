@@ -6,6 +6,7 @@ corrupt content raises ``ValueError`` naming the file. Nothing is downloaded.
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import importlib.resources
 import importlib.util
@@ -203,9 +204,10 @@ class _ArrayUnpickler(pickle.Unpickler):
     refusing other globals stops a tampered file from running code on load."""
 
     _reconstruct = np.empty(0).__reduce__()[0]  # numpy's array rebuild function, any version
-    _allowed = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,
-                ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
-                ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    _allowed = {("numpy.core.multiarray", "_reconstruct"): _reconstruct,  # numpy 1 name
+                ("numpy._core.multiarray", "_reconstruct"): _reconstruct,  # numpy 2 name
+                ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                ("_codecs", "encode"): codecs.encode}  # bytes in Python 3 protocol-2 pickles
 
     def find_class(self, module, name):
         if (module, name) not in self._allowed:
