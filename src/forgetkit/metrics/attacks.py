@@ -366,6 +366,8 @@ def ulira(unlearned_stats, retrained_stats, target_stats=None, *, folds: str = "
     or "last" (Kodge's single fold holding out the last model of each kind).
     ``target_stats`` (N,), from the model under test, is scored with each fold's Gaussians and
     threshold; it is never replaced by a shadow (the reference code's bug, B§5 item 6).
+    With TRW's 3 + 3 shadows each fold fits on 2 models per kind, so per-example sigma is mostly
+    noise and even well-separated populations score ~0.9; ``fix_variance=True`` avoids that.
     """
     u = _array(unlearned_stats, "unlearned_stats", 2)
     r = _array(retrained_stats, "retrained_stats", 2)
