@@ -1,0 +1,92 @@
+"""Command line: ``forgetkit run | report | methods``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _cmd_run(args) -> int:
+    from .bench.config import apply_overrides, load_raw, parse_config, smoke
+
+    raw = apply_overrides(load_raw(args.config), args.set or [])
+    if args.smoke:
+        raw = smoke(raw) if raw.get("experiment_type", "forget") == "forget" else raw
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    if raw.get("experiment_type") == "soft-weighting":
+        from .influence.experiment import run_config
+
+        report = run_config(raw, out, smoke=args.smoke)
+    else:
+        from .bench.runner import run_experiment
+
+        cfg = parse_config(raw)
+        report = run_experiment(cfg, out, show_progress=not args.quiet, executor=args.executor,
+                                executor_options={"address": args.address} if args.address else None)
+    print(f"report: {report}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .bench.report import write_report
+
+    print(f"report: {write_report(args.dir)}")
+    return 0
+
+
+def _cmd_methods(args) -> int:
+    from .bench.evaluators import EVALUATORS
+    from .data import DATASETS
+    from .methods import METHODS
+    from .unlearn.weightings import WEIGHTINGS
+
+    print("Methods (retrain is the reference every run trains):")
+    for name, cls in METHODS.items():
+        needs = ",".join(sorted(cls.needs))
+        tags = [t for t, on in (("weightable", cls.supports_weighting), ("images only", cls.image_only),
+                                ("class requests", cls.class_only)) if on]
+        print(f"  {name:<14} {cls.description}  [needs: {needs}{'; ' + ', '.join(tags) if tags else ''}]")
+    print("Weightings (for weightable methods):")
+    for name, cls in WEIGHTINGS.items():
+        print(f"  {name:<14} {cls.description}")
+    print("Evaluators (metrics.extra):")
+    for name, fn in EVALUATORS.items():
+        print(f"  {name:<14} {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
+    print("Datasets:")
+    for name, fn in DATASETS.items():
+        print(f"  {name:<14} {(fn.__doc__ or '').strip().splitlines()[0] if fn.__doc__ else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="forgetkit", description="Machine unlearning benchmark and toolkit.")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an experiment from a YAML config")
+    r.add_argument("config")
+    r.add_argument("--out", help="output directory (default runs/<config name>)")
+    r.add_argument("--smoke", action="store_true", help="shrink data and epochs (about a minute on CPU)")
+    r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
+    r.add_argument("--executor", default="local", choices=["local", "ray"], help="where cells run")
+    r.add_argument("--address", help="Ray cluster address to join (with --executor ray)")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=_cmd_run)
+    rep = sub.add_parser("report", help="rebuild report.md and plots from a run directory's store")
+    rep.add_argument("dir")
+    rep.set_defaults(func=_cmd_report)
+    m = sub.add_parser("methods", help="list methods, weightings, evaluators and datasets")
+    m.set_defaults(func=_cmd_methods)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"forgetkit: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
