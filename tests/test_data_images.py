@@ -216,7 +216,7 @@ def test_cifar_errors(tmp_path):
         load_dataset("cifar10")
     folder, _, _ = make_cifar10(tmp_path)
     (folder / "data_batch_4").unlink()
-    with pytest.raises(FileNotFoundError, match="data_batch_4"):
+    with pytest.raises(FileNotFoundError, match="cifar10: missing .*data_batch_4"):
         load_dataset("cifar10", str(tmp_path))
     write_pickle(folder / "data_batch_4", {b"labels": [0], b"data": np.zeros((1, 3071), np.uint8)})
     with pytest.raises(ValueError, match=r"data_batch_4.*\(N, 3072\)"):

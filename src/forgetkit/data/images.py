@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.datasets import load_digits as _sklearn_digits
-from sklearn.model_selection import train_test_split
 
 from .base import DATASETS, DataBundle, Split
 
@@ -45,6 +43,8 @@ def _check_labels(y: np.ndarray, num_classes: int, path) -> None:
 
 def _stratified_bundle(name, x, y, class_names, source) -> DataBundle:
     """For datasets shipped without a test split: stratified, seeded 80/20, same everywhere."""
+    from sklearn.model_selection import train_test_split  # sklearn import takes seconds: lazy
+
     train_idx, test_idx = train_test_split(np.arange(len(y)), test_size=TEST_FRACTION,
                                            stratify=y, random_state=SPLIT_SEED)
     train_idx, test_idx = np.sort(train_idx), np.sort(test_idx)
@@ -191,7 +191,9 @@ def load_digits(data_dir: str | None = None) -> DataBundle:
     It has no test split, so this makes a stratified 80/20 split with fixed seed 0 (1,437/360).
     ``data_dir`` is ignored: the data ships with scikit-learn.
     """
-    digits = _sklearn_digits()
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
     x = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
     return _stratified_bundle("digits", x, digits.target.astype(np.int64), DIGIT_CLASSES,
                               "sklearn.datasets.load_digits")
@@ -216,8 +218,6 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _unpickle(path: Path) -> dict:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
     try:
         with open(path, "rb") as f:
             obj = _ArrayUnpickler(f, encoding="bytes").load()
@@ -274,6 +274,9 @@ def _names(meta: dict, key: bytes, path: Path, num_classes: int) -> list[str]:
 def _load_cifar(name, data_dir, folder, train_files, test_file, meta_file, label_key,
                 names_key, num_classes) -> DataBundle:
     root = _cifar_folder(name, data_dir, folder, meta_file)
+    missing = [str(root / f) for f in [*train_files, test_file] if not (root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{name}: missing {', '.join(missing)}")
     names = _names(_unpickle(root / meta_file), names_key, root / meta_file, num_classes)
     train = _cifar_split([root / f for f in train_files], label_key, num_classes)
     test = _cifar_split([root / test_file], label_key, num_classes)
