@@ -1,0 +1,119 @@
+"""Markdown tables and the task-vs-utility scatter ("free lunch" shaded) of a soft-weighting run."""
+from __future__ import annotations
+
+import pathlib
+from collections import defaultdict
+
+import numpy as np
+
+TASK_LABEL = {"dp": "|DP| (test, hard preds)", "eop": "|EOP| (test, hard preds)",
+              "robust_accuracy": "robust accuracy % (test)"}
+
+
+def _mean_std(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
+
+
+def _fmt(values, digits=3) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def improvement(metric: str, before: float, after: float) -> float:
+    """Task improvement (positive = better): fewer |gap| points, or more robust-accuracy points."""
+    sign = 1.0 if metric == "robust_accuracy" else -1.0
+    scale = 1.0 if metric == "robust_accuracy" else 100.0
+    return sign * scale * (after - before)
+
+
+def group(rows):
+    out = defaultdict(list)
+    for r in rows:
+        dataset, model, _ = r["request"].split("/")
+        out[(dataset, model, r["method"], r["weighting"])].append(r)
+    return out
+
+
+def table(ok_rows, metric: str) -> list[str]:
+    lines = ["| dataset | model | unlearner | weighting | seeds | accuracy % before → after | "
+             f"test loss before → after | {TASK_LABEL[metric]} before → after | "
+             "val task Δ predicted / actual |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for (d, m, u, w), rs in sorted(group(ok_rows).items()):
+        get = lambda k: [r["metrics"][k] for r in rs]  # noqa: E731
+        digits = 2 if metric == "robust_accuracy" else 3
+        lines.append(
+            f"| {d} | {m} | {u} | {w} | {len(rs)} | {_mean_std(get('before_accuracy'))} → "
+            f"{_mean_std(get('after_accuracy'))} | {_fmt(get('before_loss'))} → {_fmt(get('after_loss'))} | "
+            f"{_fmt(get('before_' + metric), digits)} → {_fmt(get('after_' + metric), digits)} | "
+            f"{_fmt(get('predicted_delta_task'))} / {_fmt(get('actual_delta_task'))} |")
+    return lines
+
+
+def scatter(ok_rows, metric: str, path: pathlib.Path) -> None:
+    """One panel per (dataset, model): Δ accuracy vs task improvement; green = free lunch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = group(ok_rows)
+    panels = sorted({(d, m) for d, m, _, _ in groups})
+    cols = min(len(panels), 2)
+    rows_n = int(np.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5.5 * cols, 4.2 * rows_n), squeeze=False)
+    colors = {"influence": "C0", "retrain": "C1", "finetune": "C2", "ga": "C3"}
+    for ax, (d, m) in zip(axes.flat, panels):
+        pts = []
+        for (d2, m2, u, w), rs in groups.items():
+            if (d2, m2) != (d, m):
+                continue
+            dx = np.mean([r["metrics"]["after_accuracy"] - r["metrics"]["before_accuracy"] for r in rs])
+            dy = np.mean([improvement(metric, r["metrics"]["before_" + metric],
+                                      r["metrics"]["after_" + metric]) for r in rs])
+            pts.append((dx, dy))
+            ax.scatter(dx, dy, marker="o" if w == "hard" else "x", s=60, color=colors.get(u, "k"),
+                       label=f"{u} ({w})")
+        xs, ys = zip(*pts)
+        span_x = max(1e-3, *np.abs(xs)) * 1.3
+        span_y = max(1e-3, *np.abs(ys)) * 1.3
+        ax.set_xlim(-span_x, span_x)
+        ax.set_ylim(-span_y, span_y)
+        ax.fill_between([0, span_x], 0, span_y, color="green", alpha=0.12, label="free lunch")
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.axvline(0, color="grey", lw=0.6)
+        ax.set_title(f"{d} / {m}")
+        ax.set_xlabel("Δ test accuracy (points)")
+        ax.set_ylabel(("Δ robust accuracy" if metric == "robust_accuracy" else f"{metric.upper()} gap reduction")
+                      + " (points)")
+        ax.legend(fontsize=6, loc="lower left")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(cfg, rows, out_dir: pathlib.Path, smoke: bool, commit: str) -> pathlib.Path:
+    from .experiment import TASK_METRIC
+
+    metric = TASK_METRIC[cfg.task]
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    lines = [f"# Soft-weighted unlearning: {cfg.name}", "",
+             f"task `{cfg.task}`, soft scheme `{cfg.soft_scheme}`, hard fraction {cfg.hard_fraction}, "
+             f"seeds {cfg.seeds}, smoke={smoke}, commit `{commit}`, {len(ok)} ok / {len(failed)} failed rows.",
+             "", "Mean ± std over seeds; accuracy and task metric on the test half of the test split, "
+             "'val task Δ' is the validation surrogate F (predicted −εᵀI_F vs actual).", ""]
+    lines += table(ok, metric) if ok else ["(no finished rows)"]
+    if ok:
+        scatter(ok, metric, out_dir / "scatter.png")
+        lines += ["", "![task vs utility](scatter.png)"]
+    if failed:
+        lines += ["", "## Failed cells", "", "| request | unlearner | weighting | seed | error |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['request']} | {r['method']} | {r['weighting']} | {r['seed']} | "
+                  f"{(r['error'] or '').replace('|', '/')} |" for r in failed]
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
