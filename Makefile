@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup data clean
+.PHONY: demo test setup clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,12 +18,8 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-data:
-	@bash scripts/get-data.sh
-
-demo: setup data
-	$(BIN)/forgetkit run configs/quick.yaml --out runs/demo
-	@echo "report: runs/demo/report.md"
+demo: setup
+	$(BIN)/forgetkit run configs/quick.yaml --out runs/demo --set dataset=$$(bash scripts/get-data.sh)
 
 test: setup
 	$(BIN)/python -m pytest -n 2 tests

@@ -87,7 +87,6 @@ class ModelCache:
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.pt"
@@ -110,6 +109,7 @@ class ModelCache:
 
     def save(self, key: str, model: nn.Module, meta: dict | None = None) -> None:
         """Write metadata then weights, each atomically; the weights file marks completion."""
+        self.root.mkdir(parents=True, exist_ok=True)
         _atomic_write(self.path(key).with_suffix(".json"), lambda f: f.write(json.dumps(meta or {}).encode()))
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         _atomic_write(self.path(key), lambda f: torch.save(state, f))

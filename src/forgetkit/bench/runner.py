@@ -310,14 +310,19 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
     out_dir = Path(out_dir)
     preflight(cfg)
     guard_output(out_dir, cfg)
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out_dir.parent / ".forgetkit-cache"
+    check = Workspace(cfg, cache_dir)
+    for seed in cfg.seeds:  # load data and build every request now: bad input fails before any write
+        for ri in range(len(cfg.requests)):
+            check.request(seed, ri)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "experiment.json").write_text(json.dumps({"name": cfg.name, "config": cfg.model_dump()}, indent=1))
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out_dir.parent / ".forgetkit-cache"
     cells = plan(cfg)
     with ResultStore(out_dir / "results.sqlite") as store, Progress(show_progress) as prog:
         todo = [c for c in cells if not store.has(c.key)]
         if executor == "local":
-            ws = Workspace(cfg, cache_dir, prog.steps("training"))
+            ws = check
+            ws.progress = prog.steps("training")
             task = prog.overall(len(cells), len(cells) - len(todo))
             for cell in todo:
                 ref = _reference_for(store, cells, cell)
