@@ -73,7 +73,7 @@ class FinetuneConfig(_Strict):
 
 
 class GAConfig(_Strict):
-    lr: float = 1e-2
+    lr: float = 1e-3
     epochs: int = Field(30, ge=1)
 
 

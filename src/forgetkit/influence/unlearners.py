@@ -78,7 +78,7 @@ def weighted_finetune(theta, x, y, eps, lr: float = 1e-3, weight_decay: float = 
     return _adam(theta, lambda t: (w * sample_losses(t, x, y)).mean(), lr, weight_decay, epochs)
 
 
-def soft_gradient_ascent(theta, x, y, eps, lr: float = 1e-2, epochs: int = 30) -> np.ndarray:
+def soft_gradient_ascent(theta, x, y, eps, lr: float = 1e-3, epochs: int = 30) -> np.ndarray:
     """Full-batch Adam on Σ_j ε_j ℓ_j / Σ_j |ε_j|, starting from θ̂.
 
     Our choice (the released code has no soft GA): with hard weights this is plain gradient
