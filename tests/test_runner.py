@@ -1,0 +1,101 @@
+import json
+import sqlite3
+
+import pytest
+
+from forgetkit.bench.config import apply_overrides, parse_config, smoke
+from forgetkit.bench.report import write_report
+from forgetkit.bench.runner import plan, run_experiment
+from forgetkit.cli import main
+
+TINY = {
+    "name": "tiny", "dataset": "digits", "model": {"name": "mlp", "options": {"hidden": 32, "depth": 1}},
+    "train": {"epochs": 3, "lr": 0.1, "batch_size": 64},
+    "requests": [{"kind": "longtail", "ratio": 0.2, "gamma": 1.0}, {"kind": "class", "classes": [3]}],
+    "methods": [{"name": "ft", "options": {"epochs": 1}}, {"name": "ga", "options": {"epochs": 1, "lr": 1e-3}},
+                {"name": "rl", "options": {"epochs": 1}}, {"name": "ga", "label": "GA-explode", "options": {"epochs": 1, "lr": 1e12}}],
+    "seeds": [0],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    cfg = parse_config(TINY)
+    report = run_experiment(cfg, out, show_progress=False)
+    return cfg, out, report
+
+
+def test_rows_for_every_cell_and_failures_recorded(tiny_run):
+    cfg, out, report = tiny_run
+    rows = sqlite3.connect(out / "results.sqlite").execute("SELECT method, status, error FROM results").fetchall()
+    assert len(rows) == len(plan(cfg)) == 2 * (2 + 4)
+    failed = [r for r in rows if r[1] == "failed"]
+    assert {r[0] for r in failed} == {"GA-explode"} and all("diverged" in r[2] for r in failed)
+    text = report.read_text()
+    assert "| retrain |" in text and "| ft |" in text and "Failed runs" in text and "GA-explode" in text
+    assert (out / "probs_class3.png").exists()
+
+
+def test_gaps_are_against_retrain(tiny_run):
+    _, out, _ = tiny_run
+    db = sqlite3.connect(out / "results.sqlite")
+    rows = {(m, r): json.loads(x) for m, r, x in db.execute(
+        "SELECT method, request, metrics FROM results WHERE status='ok'")}
+    for (m, r), met in rows.items():
+        ref = rows[("retrain", r)]
+        if m != "retrain":
+            expect = sum(abs(met[k] - ref[k]) for k in ("FA", "RA", "TA", "MIA")) / 4
+            assert met["AvgGap"] == pytest.approx(expect)
+    assert rows[("retrain", "class3")]["FA"] < 20  # a class the reference never saw
+
+
+def test_rerun_skips_finished_rows_and_retries_failed(tiny_run, monkeypatch):
+    cfg, out, _ = tiny_run
+    import forgetkit.bench.runner as runner
+
+    seen = []
+    real = runner.execute_cell
+    monkeypatch.setattr(runner, "execute_cell", lambda ws, cell, *a, **k: seen.append(cell) or real(ws, cell, *a, **k))
+    run_experiment(cfg, out, show_progress=False)
+    assert {runner.method_label(cfg, c) for c in seen} == {"GA-explode"}
+
+
+def test_other_experiment_in_same_dir_is_refused(tiny_run):
+    _, out, _ = tiny_run
+    with pytest.raises(ValueError, match="holds results of experiment 'tiny'"):
+        run_experiment(parse_config({**TINY, "name": "other"}), out, show_progress=False)
+
+
+def test_report_rebuilds_from_store(tiny_run):
+    _, out, report = tiny_run
+    before = report.read_text()
+    report.unlink()
+    assert write_report(out).read_text() == before
+
+
+def test_config_errors_name_the_field():
+    with pytest.raises(ValueError, match=r"requests\.0.*ratio"):
+        parse_config({**TINY, "requests": [{"kind": "longtail", "gamma": 1}]})
+    with pytest.raises(ValueError, match="train.epochs"):
+        parse_config({**TINY, "train": {"epochs": "many"}})
+    with pytest.raises(ValueError, match="bogus"):
+        parse_config({**TINY, "bogus": 1})
+
+
+def test_overrides_and_smoke():
+    raw = apply_overrides(TINY, ["train.epochs=7", "methods.0.options.lr=0.5", "seeds=[1, 2]"])
+    assert raw["train"]["epochs"] == 7 and raw["methods"][0]["options"]["lr"] == 0.5 and raw["seeds"] == [1, 2]
+    s = smoke(raw)
+    assert s["train"]["epochs"] == 2 and s["seeds"] == [1] and all(m["options"]["epochs"] == 1 for m in s["methods"])
+
+
+def test_cli_methods_and_bad_config(tmp_path, capsys):
+    assert main(["methods"]) == 0
+    assert "rl" in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nrequests: []\nmethods: [{name: nope}]\n")
+    assert main(["run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "requests" in err
+    assert not (tmp_path / "o").exists()
