@@ -167,22 +167,23 @@ class Workspace:
         b = self.bundle
         return build_model(self.cfg.model.name, b.input_shape, b.num_classes, **self.cfg.model.options)
 
-    def _train(self, seed: int, idx: np.ndarray, what: str):
-        pool = self.pool(seed)[0]
-        return train_cached(self.cache, self.build, pool, idx, self.recipe, seed, self.device,
-                            self.bundle.num_classes, {"model": self.cfg.model.model_dump(), "what": what},
-                            self.progress)
+    def _train(self, pool_seed: int, idx: np.ndarray, model_seed: int):
+        """A model trained on ``pool[idx]``: cached by data, indices, model, recipe and seed only,
+        so any experiment asking for the same model reuses it."""
+        pool = self.pool(pool_seed)[0]
+        return train_cached(self.cache, self.build, pool, idx, self.recipe, model_seed, self.device,
+                            self.bundle.num_classes, {"model": self.cfg.model.model_dump()}, self.progress)
 
     @lru_cache(maxsize=None)
     def original(self, seed: int):
-        return self._train(seed, np.arange(len(self.pool(seed)[0])), "original")
+        return self._train(seed, np.arange(len(self.pool(seed)[0])), seed)
 
     @lru_cache(maxsize=None)
     def retrained(self, seed: int, ri: int, model_seed: int | None = None):
         """Retrained reference on D_r; ``model_seed`` varies the initialisation for extra references."""
         n = len(self.pool(seed)[0])
         retain_idx = np.setdiff1d(np.arange(n), self.request(seed, ri).indices)
-        return self._train(seed if model_seed is None else model_seed, retain_idx, f"retrain-s{seed}-r{ri}")
+        return self._train(seed, retain_idx, seed if model_seed is None else model_seed)
 
     def splits(self, seed: int, ri: int) -> tuple[Split, Split]:
         pool = self.pool(seed)[0]
