@@ -44,7 +44,7 @@ def _slug(name: str) -> str:
 def split_by_class(split: Split, classes) -> tuple[Split, Split]:
     """(samples of ``classes``, the others)."""
     inside = torch.isin(split.y, torch.as_tensor(list(classes)))
-    return split.subset(torch.flatnonzero(inside)), split.subset(torch.flatnonzero(~inside))
+    return split.subset(torch.nonzero(inside).flatten()), split.subset(torch.nonzero(~inside).flatten())
 
 
 @EVALUATORS.register("class_acc")
