@@ -103,11 +103,12 @@ def test_iu_moves_logistic_regression_toward_exact_retrain(logreg_case, options)
     after = (flat(unlearned) - flat(retrained)).norm().item()
     assert after < 0.97 * before, (before, after, info)
     assert info["fisher_samples"] == 1001
+    assert build_method("iu", **options).params()["recursion"] == options["recursion"]
 
 
 def test_iu_last_layer_scope_moves_only_the_head(digits, mlp):
     ctx = random_context(digits, mlp)
-    unlearned, _ = build_method("iu", params="last_layer", fisher_samples=200).unlearn(mlp, ctx)
+    unlearned, _ = build_method("iu", param_scope="last_layer", fisher_samples=200).unlearn(mlp, ctx)
     assert torch.equal(unlearned[1].weight, mlp[1].weight)
     assert not torch.equal(unlearned[3].weight, mlp[3].weight)
 
@@ -115,8 +116,8 @@ def test_iu_last_layer_scope_moves_only_the_head(digits, mlp):
 def test_iu_refuses_bad_input(digits, mlp):
     with pytest.raises(ValueError, match="recursion"):
         build_method("iu", recursion="woodbury")
-    with pytest.raises(ValueError, match="params"):
-        build_method("iu", params="first_layer")
+    with pytest.raises(ValueError, match="param_scope"):
+        build_method("iu", param_scope="first_layer")
     x, y, tr, _ = digits
     no_retain = UnlearnContext(original=mlp, forget=Split(x[:10], y[:10]), num_classes=10, kind="tabular")
     with pytest.raises(ValueError, match="needs a retain set"):

@@ -18,7 +18,7 @@ Fidelity switch (spec §4 item 5), ``recursion``:
 
 Memory: per-sample gradients are computed with ``torch.func`` (vmap of grad) in chunks of
 ``chunk_size``; the as-coded recursion keeps only three parameter-sized vectors. For big models,
-``params="last_layer"`` restricts the step to the final ``nn.Linear`` (a documented approximation).
+``param_scope="last_layer"`` restricts the step to the final ``nn.Linear`` (a documented approximation).
 """
 from __future__ import annotations
 
@@ -100,7 +100,7 @@ def woodfisher_textbook(v: torch.Tensor, grads, n: int, damping: float, max_byte
         size += chunk.numel() * chunk.element_size()
         if size > max_bytes:
             raise ValueError(f"textbook WoodFisher needs more than {max_bytes / 2**20:.0f} MiB for the "
-                             "per-sample gradient matrix; lower fisher_samples, use params='last_layer' "
+                             "per-sample gradient matrix; lower fisher_samples, use param_scope='last_layer' "
                              "or raise max_memory_mb")
         rows.append(chunk)
     g = torch.cat(rows)
@@ -123,7 +123,7 @@ class IU(Method):
     """as_coded (reference single-vector recursion) or textbook (exact damped-Fisher inverse)"""
     damping: float = 1.0
     """λ of the textbook Fisher λI + GᵀG/N (1 matches the as-coded recursion's identity start)"""
-    params: str = "all"
+    param_scope: str = "all"
     """which parameters move: all (reference) or last_layer (for models too big for d-sized work)"""
     batch_size: int = 256
     """batch size of the summed forget/retain gradients (reference: 256)"""
@@ -135,8 +135,8 @@ class IU(Method):
     def __post_init__(self):
         if self.recursion not in RECURSIONS:
             raise ValueError(f"recursion must be one of {RECURSIONS}, got {self.recursion!r}")
-        if self.params not in PARAM_SCOPES:
-            raise ValueError(f"params must be one of {PARAM_SCOPES}, got {self.params!r}")
+        if self.param_scope not in PARAM_SCOPES:
+            raise ValueError(f"param_scope must be one of {PARAM_SCOPES}, got {self.param_scope!r}")
         if self.fisher_samples < 1 or self.damping <= 0 or self.chunk_size < 1 or self.batch_size < 1:
             raise ValueError("fisher_samples, chunk_size and batch_size must be >= 1 and damping > 0")
 
@@ -144,7 +144,7 @@ class IU(Method):
         check_requirements(self, ctx, weighting)
         dev = ctx.device
         model = copy.deepcopy(model).to(dev).eval()
-        params = selected_params(model, self.params)
+        params = selected_params(model, self.param_scope)
         n_f, n_r = len(ctx.forget), len(ctx.retain)
         n = n_f + n_r
         g_f = summed_grad(model, params, ctx.forget, self.batch_size, dev) / n
