@@ -97,6 +97,7 @@ def test_contract(problem, name):
     out1, info = method.unlearn(model, context(problem, declared), Uniform())
     out2, _ = build_method(name, **cheap_options(name)).unlearn(model, context(problem, declared), Uniform())
     assert out1 is not model and isinstance(info, dict)
+    assert isinstance(method.params(), dict), f"{name}: params() must give its hyper-parameters (the runner stores them)"
     sd0, sd1, sd2 = model.state_dict(), out1.state_dict(), out2.state_dict()
     assert list(sd1) == list(sd0)
     for k, v in sd0.items():
