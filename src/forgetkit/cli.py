@@ -28,9 +28,15 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    from .bench.report import write_report
+    import json
 
-    print(f"report: {write_report(args.dir)}")
+    marker = Path(args.dir) / "experiment.json"
+    kind = json.loads(marker.read_text()).get("experiment_type") if marker.exists() else None
+    if kind == "soft-weighting":
+        from .influence.experiment import rebuild_report as write_report
+    else:
+        from .bench.report import write_report
+    print(f"report: {write_report(Path(args.dir))}")
     return 0
 
 

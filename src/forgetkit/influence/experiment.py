@@ -219,10 +219,14 @@ def run_config(raw: dict, out_dir: pathlib.Path, smoke: bool = False) -> pathlib
     """Validate ``raw``, run the grid (skipping finished cells), write ``report.md`` and plots."""
     cfg = SoftWeightingConfig.model_validate(raw)
     out_dir = pathlib.Path(out_dir)
+    marker = out_dir / "experiment.json"
+    if marker.exists() and json.loads(marker.read_text()).get("name") != cfg.name:
+        raise ValueError(f"{out_dir} holds results of experiment {json.loads(marker.read_text()).get('name')!r}; "
+                         f"refusing to write {cfg.name!r} there (choose another --out)")
     out_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"name": cfg.name, "experiment_type": "soft-weighting", "smoke": smoke,
+                                  "config": raw}, indent=1))
     commit = git_commit()
-    grid = {cell_key(cfg, smoke, d, m, u, w, s) for d in cfg.datasets for m in cfg.models
-            for u in cfg.unlearners for w in cfg.weightings for s in cfg.seeds}
     with ResultStore(out_dir / "results.sqlite") as store:
         for dataset in cfg.datasets:
             bundle = None
@@ -255,6 +259,17 @@ def run_config(raw: dict, out_dir: pathlib.Path, smoke: bool = False) -> pathlib
                         except Exception as err:  # noqa: BLE001 - a failed cell must not stop the grid
                             store.put(**row, status="failed", metrics={}, params={},
                                       error=ctx_error or f"{type(err).__name__}: {err}")
-        rows = [r for r in store.rows(experiment=cfg.name) if r["key"] in grid]
+    return rebuild_report(out_dir)
+
+
+def rebuild_report(out_dir: pathlib.Path) -> pathlib.Path:
+    """Write ``report.md`` and plots from the store and the saved config (``forgetkit report``)."""
     from .report import write_report
-    return write_report(cfg, rows, out_dir, smoke=smoke, commit=commit)
+
+    meta = json.loads((pathlib.Path(out_dir) / "experiment.json").read_text())
+    cfg, smoke = SoftWeightingConfig.model_validate(meta["config"]), meta["smoke"]
+    grid = {cell_key(cfg, smoke, d, m, u, w, s) for d in cfg.datasets for m in cfg.models
+            for u in cfg.unlearners for w in cfg.weightings for s in cfg.seeds}
+    with ResultStore(pathlib.Path(out_dir) / "results.sqlite") as store:
+        rows = [r for r in store.rows(experiment=cfg.name) if r["key"] in grid]
+    return write_report(cfg, rows, out_dir, smoke=smoke, commit=git_commit())
