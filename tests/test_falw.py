@@ -185,3 +185,12 @@ def test_end_to_end_rl_with_falw_through_the_runner(tmp_path):
     assert all(isinstance(m[k], float) and m[k] == m[k] for k in ("FA", "RA", "TA", "MIA", "AvgGap"))
     assert len(hist) == 2 and 0 < hist[-1]["w_mean"] < 2 and "w_tail" in hist[-1]
     assert "FaLW + falw" in report.read_text()
+
+
+def test_every_k_refreshes_when_step_ids_skip():
+    ctx, model = _ctx(), CountingModel()
+    wt = FaLW(estimate="every_k", k=10)  # SFRon hands the weighting every 6th step id only
+    wt.setup(ctx, model)
+    for step in (0, 6, 12, 18, 24):
+        wt.before_step(model, ctx, step)
+    assert model.eval_samples == 3 * 30  # refreshed at 0, 12 and 24

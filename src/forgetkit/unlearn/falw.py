@@ -162,13 +162,15 @@ class _FaLWBase(Weighting):
         groups = class_groups(f_y.numpy(), c)
         self._group_of = {g: torch.tensor(cl, dtype=torch.long, device=ctx.device) for g, cl in groups.items() if cl}
         self._probs: torch.Tensor | None = None
-        self._cursor = 0
+        self._cursor, self._refreshed = 0, 0
         self._order = torch.randperm(len(held), generator=ctx.generator(31)).to(ctx.device)
         self._reset_epoch(c, ctx.device)
 
     def before_step(self, model, ctx, step):
-        if self._probs is None or self.estimate == "every_step" or (self.estimate == "every_k" and step % self.k == 0):
+        due = self.estimate == "every_k" and step - self._refreshed >= self.k  # robust to skipped step ids
+        if self._probs is None or self.estimate == "every_step" or due:
             self._probs = heldout_probs(model, self._hx, self._hy)
+            self._refreshed = step
         elif self.estimate == "running":
             n = len(self._order)
             idx = self._order[(self._cursor + torch.arange(min(self.running_batch, n), device=self._order.device)) % n]
