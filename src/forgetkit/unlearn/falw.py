@@ -13,10 +13,10 @@ classes (B > 1) react to the same z more strongly. ``falw_beta`` fits a Beta dis
 maximum likelihood instead and uses s = 2(F(p) − 0.5) in place of tanh(z) (the paper's Table 8).
 
 How often μ_c, σ_c are re-estimated is the ``estimate`` option: ``every_step`` (Algorithm 1, the
-reference), ``every_k`` (full held-out pass every ``k`` steps) or ``running`` (each step refreshes
+reference), ``every_k`` (a full held-out pass every ``k`` steps) or ``running`` (each step refreshes
 the probabilities of the next ``running_batch`` held-out samples, cycling through the split, and
-the statistics are refitted from that buffer). The default is chosen from the measurements in
-``docs/falw.md``.
+refits from that buffer). Default ``every_k`` with k = 50: on Fashion-MNIST it cost 1.01× RL against
+3.6× for ``every_step``, at an Avg. Gap within seed noise of it (``docs/falw.md``).
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class _FaLWBase(Weighting):
 
     needs = frozenset({"heldout"})
 
-    def __init__(self, eta: float = 1.0, tau: float = 0.15, estimate: str = "every_k", k: int = 10,
+    def __init__(self, eta: float = 1.0, tau: float = 0.15, estimate: str = "every_k", k: int = 50,
                  running_batch: int = 128):
         if eta <= 0:
             raise ValueError(f"eta must be > 0, got {eta}")
@@ -223,7 +223,7 @@ class FaLW(_FaLWBase):
     description = "FaLW: per-sample weight in [0, 2] from the z-score against unseen data (Gaussian), balance factor τ"
 
     def __init__(self, eta: float = 1.0, tau: float = 0.15, sigma_min: float = 1e-8, estimate: str = "every_k",
-                 k: int = 10, running_batch: int = 128):
+                 k: int = 50, running_batch: int = 128):
         super().__init__(eta=eta, tau=tau, estimate=estimate, k=k, running_batch=running_batch)
         self.sigma_min = sigma_min
 
@@ -241,7 +241,7 @@ class FaLWBeta(_FaLWBase):
     description = "FaLW-beta: like falw, with a Beta distribution (MLE) and a CDF-based deviation score"
 
     def __init__(self, eta: float = 1.0, tau: float = 0.15, eps: float = 1e-6, estimate: str = "every_k",
-                 k: int = 10, running_batch: int = 128):
+                 k: int = 50, running_batch: int = 128):
         super().__init__(eta=eta, tau=tau, estimate=estimate, k=k, running_batch=running_batch)
         self.eps = eps
 
