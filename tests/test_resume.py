@@ -18,10 +18,9 @@ from forgetkit.bench.config import parse_config, smoke
 from forgetkit.bench.runner import plan, run_experiment
 
 RAW = {"name": "resume", "dataset": "digits", "heldout_fraction": 0.1, "device": "cpu",
-       "model": {"name": "mlp"}, "train": {"epochs": 2, "lr": 0.05, "batch_size": 32},
+       "model": {"name": "mlp"}, "train": {"epochs": 1, "lr": 0.05, "batch_size": 64},
        "requests": [{"kind": "random", "fraction": 0.1}, {"kind": "class", "classes": [3]}],
-       "methods": [{"name": "ft", "options": {"epochs": 1, "lr": 0.02}},
-                   {"name": "rl", "options": {"epochs": 1, "lr": 0.01}}],
+       "methods": [{"name": "rl", "options": {"epochs": 1, "lr": 0.01}}],
        "seeds": [0]}
 
 

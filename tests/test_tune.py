@@ -66,7 +66,7 @@ def test_report_and_recipe(tuned):
 
 def test_resume_adds_only_missing_trials(tuned):
     out, _ = tuned
-    tune({**RAW, "tune": {**RAW["tune"], "trials": 4}}, out, smoke=True)
+    tune(RAW, out, n_trials=4, smoke=True)
     study = optuna.load_study(study_name="tune-test/ga", storage=f"sqlite:///{out / 'tune.sqlite'}")
     assert len(study.trials) == 4
     assert not (out / "recipes" / "ga-v3.yaml").exists()

@@ -77,13 +77,12 @@ def _workspace(cfg_json: str, cache_dir: str) -> Workspace:
     return _WORKSPACES[key]
 
 
-def _train_reference(cfg_json: str, cache_dir: str, job: tuple) -> tuple:
+def _train_reference(cfg_json: str, cache_dir: str, job: tuple) -> None:
     ws = _workspace(cfg_json, cache_dir)
     if job[0] == "original":
         ws.original(job[1])
     else:
         ws.retrained(job[1], job[2], job[3])
-    return job
 
 
 def _run_cell(cfg_json: str, cache_dir: str, cell: Cell, reference: dict | None) -> dict:
@@ -147,7 +146,9 @@ class _RaySweep:
         for job in reference_jobs(self.cfg, todo):
             self.pending[self.train_task.remote(self.cfg_json, self.cache_dir, job)] = job
         self.prog.describe(task, f"training {len(self.pending)} reference models")
-        self._drain(lambda job, out: None)
+        failed_jobs: dict[tuple, dict] = {}
+        self._drain(lambda job, out: failed_jobs.update({job: out}) if out is not None else None)
+        todo = self._fail_without_references(todo, failed_jobs, task)
 
         waiting = [c for c in todo if c.method != -2]
         for cell in todo:
@@ -184,14 +185,31 @@ class _RaySweep:
             del self.pending[ref]
             on_result(what, out)
 
-    def _lost(self, what, error: Exception):
-        """A task whose worker died more than ``max_retries`` times: a failed row, never a lost one."""
-        if not isinstance(what, Cell):
-            return None  # the cells that need this reference will train it (or fail) themselves
+    def _fail_without_references(self, todo: list[Cell], failed_jobs: dict, task) -> list[Cell]:
+        """Store a failed row for every cell whose reference could not be trained; return the rest.
+
+        Those cells are not run: they would each train the missing model again, concurrently.
+        """
+        runnable = []
+        for cell in todo:
+            missing = [failed_jobs[j] for j in reference_jobs(self.cfg, [cell]) if j in failed_jobs]
+            if not missing:
+                runnable.append(cell)
+                continue
+            self.store.put(**self._failed_row(cell, f"reference model not trained: {missing[0]['error']}"))
+            self.prog.advance(task)
+        return runnable
+
+    def _lost(self, what, error: Exception) -> dict:
+        """A task that raised, or whose worker died more than ``max_retries`` times: a failed row, never a lost one."""
+        reason = f"worker lost: {type(error).__name__}: {str(error).splitlines()[0]}"
+        return self._failed_row(what, reason) if isinstance(what, Cell) else {"error": reason}
+
+    def _failed_row(self, what: Cell, error: str) -> dict:
         return {"key": what.key, "experiment": self.cfg.name, "method": method_label(self.cfg, what),
                 "weighting": what.weighting, "request": self._request_name(what), "seed": what.seed,
                 "status": "failed", "metrics": {}, "params": {}, "provenance": {"executor": "ray"},
-                "artifacts": {}, "error": f"worker lost: {type(error).__name__}: {str(error).splitlines()[0]}"}
+                "artifacts": {}, "error": error}
 
     def _request_name(self, cell: Cell) -> str:
         return _workspace(self.cfg_json, self.cache_dir).request(cell.seed, cell.request).name

@@ -21,6 +21,7 @@ from .store import ResultStore
 
 RULES = {"avg_gap_on_validation": "lowest mean Avg. Gap to Retrain over the validation requests and seeds"}
 TUNE_KEYS = {"method", "space", "trials", "rule"}
+SMOKE_TRIALS = 3
 
 
 def split_tune(raw: dict) -> tuple[dict, dict]:
@@ -105,12 +106,17 @@ def config_hash(raw: dict) -> str:
 
 
 def prepare(config: str | Path | dict, out_dir: str | Path, *, smoke: bool = False) -> tuple[dict, dict, int]:
-    """(tune section, validated experiment as a plain dict, tuned method index); checks everything first."""
+    """(tune section, validated experiment as a plain dict, tuned method index); checks everything first.
+
+    ``smoke`` shrinks the experiment as ``run --smoke`` does and caps the study at 3 trials.
+    """
     spec, raw = split_tune(load_raw(config) if isinstance(config, (str, Path)) else config)
     if smoke:
         raw = smoke_raw(raw)
     cfg = parse_config(raw)
     mi = check_spec(spec, cfg)
+    if smoke:
+        spec["trials"] = min(spec.get("trials", SMOKE_TRIALS), SMOKE_TRIALS)
     raw = cfg.model_dump(exclude_none=True)
     if not cfg.cache_dir:
         raw["cache_dir"] = str(Path(out_dir) / ".forgetkit-cache")
