@@ -114,9 +114,9 @@ class IU(Method):
     description: ClassVar[str] = "influence unlearning: one WoodFisher inverse-Fisher step (closed form)"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
 
-    alpha: float = 10.0
-    """step size α on F⁻¹v (reference arg default 0.2; 10 for CIFAR-10 10% random in the
-    Scissorhands scripts; paper range 1–20)"""
+    alpha: float = 0.2
+    """step size α on F⁻¹v (reference ``--alpha`` default; the paper tunes it in 1–20, third-party
+    CIFAR-10 scripts use 10, which overshoots on the CPU preset's small CNN: docs/baselines.md)"""
     fisher_samples: int = 1000
     """N: retain samples in the Fisher recursion and its 1/N scale (reference: 1000)"""
     recursion: str = "as_coded"
