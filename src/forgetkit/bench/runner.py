@@ -316,6 +316,11 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
     for seed in cfg.seeds:  # load data and build every request now: bad input fails before any write
         for ri in range(len(cfg.requests)):
             check.request(seed, ri)
+    check.build()  # an unknown architecture or bad model option fails before any write
+    if executor != "local":
+        from .executors import require_executor
+
+        require_executor(executor)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "experiment.json").write_text(json.dumps({"name": cfg.name, "config": cfg.model_dump()}, indent=1))
     cells = plan(cfg)
