@@ -150,7 +150,7 @@ class _FaLWBase(Weighting):
         c = ctx.num_classes
         held = ctx.heldout.to(ctx.device)
         self._hx, self._hy = held.x, held.y
-        f_y = ctx.forget.y
+        f_y = ctx.forget.y.cpu()
         counts = torch.bincount(f_y, minlength=c)
         self._balance = balance_factor(counts, c, self.tau).to(ctx.device)
         self._present = (torch.bincount(held.y.cpu(), minlength=c) > 0).to(ctx.device)
