@@ -37,6 +37,7 @@ EFFICACY = {
     "sfron": {"n_iters": 100},
     "l2ul": {"pgd_iters": 5, "num_adv_images": 4, "epochs": 5, "lr": 0.02},
     "scar": {"epochs": 3, "lr": 5e-3},
+    "iu": {"alpha": 10.0},  # the reference default 0.2 barely moves a 32-unit MLP in one step
 }
 FORGET_DROP, RETAIN_FLOOR = 0.15, 0.5
 

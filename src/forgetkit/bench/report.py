@@ -117,9 +117,10 @@ def write_report(out_dir: str | Path) -> Path:
         raise FileNotFoundError(f"no results store at {db}; run an experiment with --out {out_dir} first")
     meta_path = out_dir / "experiment.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"name": out_dir.name, "config": {}}
+    keys = _planned_keys(meta)
     with ResultStore(db) as store:
-        rows = store.rows(status="ok")
-        failed = store.rows(status="failed")
+        rows = [r for r in store.rows(status="ok") if keys is None or r["key"] in keys]
+        failed = [r for r in store.rows(status="failed") if keys is None or r["key"] in keys]
         artifacts = {r["key"]: store.artifacts(r["key"]) for r in rows}
     num_classes = _num_classes(rows, artifacts)
     lines = [f"# forgetkit report: {meta['name']}", ""]
@@ -151,6 +152,16 @@ def write_report(out_dir: str | Path) -> Path:
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def _planned_keys(meta: dict) -> set[str] | None:
+    """Keys of the cells the saved config plans, so rows left by an edited config are not mixed in."""
+    if not meta.get("config"):
+        return None
+    from .config import parse_config
+    from .runner import plan
+
+    return {c.key for c in plan(parse_config(meta["config"]))}
 
 
 def _num_classes(rows, artifacts) -> int | None:
