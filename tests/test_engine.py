@@ -189,3 +189,20 @@ def test_same_seed_is_bitwise_reproducible_and_seed_matters():
     a, b, c = _run(0), _run(0), _run(1)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_a_passed_optimiser_carries_momentum_into_the_next_call():
+    forget, retain = data()
+    cfg = LoopConfig(epochs=1, lr=0.05, batch_size=BS, mixing="retain_only")
+
+    def two_calls(share):
+        model = linear()
+        ctx = UnlearnContext(original=model, forget=forget, retain=retain, num_classes=3)
+        first = run_engine(model, ctx, Parts(retain=RetainCE()), cfg)
+        second = run_engine(model, ctx, Parts(retain=RetainCE()), cfg, optimizer=first.optimizer if share else None)
+        return model.weight.detach().clone(), first, second
+
+    shared, first, second = two_calls(True)
+    fresh, _, _ = two_calls(False)
+    assert second.optimizer is first.optimizer
+    assert not torch.equal(shared, fresh)  # the second call started from non-zero momentum

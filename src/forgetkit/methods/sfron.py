@@ -13,13 +13,13 @@ Weighting: the adaptive weights are the weighting ``sfron_adaptive``; when the c
 ``uniform`` weighting (the runner's default) or none, SFR-on uses its own; any other weighting
 (e.g. FaLW) replaces it.
 
-Deviation (engine limits): each forget or retain stretch is its own engine call, and the engine
-builds its optimiser per call, so the momentum buffer is not shared across the alternation as in
-the reference (which shares one). ``round_forget_steps`` sets how many forget steps (and
-``forget_freq`` times as many retain steps) one stretch holds: 1 (default) keeps the reference's
-step order exactly; larger values let momentum build up. The learning rate and α_t are held at
-their cosine value for the stretch's first iteration. Forget steps keep unselected weights
-exactly fixed (the engine's mask); the reference only masks their gradient.
+Each forget or retain stretch is its own engine call on the same model, sharing one SGD optimiser
+(so momentum carries across the alternation, as in the reference). ``round_forget_steps`` sets
+how many forget steps (and ``forget_freq`` times as many retain steps) one stretch holds: 1
+(default) keeps the reference's step order exactly. The learning rate and α_t are held at their
+cosine value for the stretch's first iteration. Deviation: forget steps keep unselected weights
+exactly fixed (the engine's mask, which also zeroes their momentum); the reference only masks
+their gradient.
 """
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ class SFRon(Method):
     max_norm: float = 7.0
     """gradient-norm clip of forget steps"""
     round_forget_steps: int = 1
-    """forget steps per engine call (1 = the reference's step order; see the module note on momentum)"""
+    """forget steps per engine call (1 = the reference's step order)"""
 
     def __post_init__(self):
         if self.n_iters < 1 or self.forget_freq < 1 or self.round_forget_steps < 1:
@@ -172,7 +172,7 @@ class SFRon(Method):
         f_stream, r_stream = _Stream(len(ctx.forget), ctx.generator(41)), _Stream(len(ctx.retain), ctx.generator(42))
         bf, br = min(self.batch_size, len(ctx.forget)), min(self.batch_size, len(ctx.retain))
         T, span = self.n_iters, self.forget_freq * self.round_forget_steps
-        history, steps = [], 0
+        history, steps, opt = [], 0, None
         for t0 in range(0, T, span):
             n_retain = min(span, T - t0)
             n_forget = math.ceil(n_retain / self.forget_freq)
@@ -181,9 +181,12 @@ class SFRon(Method):
             f_ctx = _sub_context(ctx, forget=ctx.forget.subset(f_idx))
             f_parts = Parts(forget=NegativeCE(), weighting=_Positions(weighting, f_idx, ctx, steps), mask=mask)
             f_log = run_engine(model, f_ctx, f_parts, self._loop(
-                "forget_only", lr, forget_weight=cosine_value(self.forget_alpha, t0, T), grad_clip=self.max_norm))
+                "forget_only", lr, forget_weight=cosine_value(self.forget_alpha, t0, T), grad_clip=self.max_norm),
+                optimizer=opt)
             r_ctx = _sub_context(ctx, retain=ctx.retain.subset(r_stream.take(n_retain * br)))
-            r_log = run_engine(model, r_ctx, Parts(retain=RetainCE()), self._loop("retain_only", lr))
+            r_log = run_engine(model, r_ctx, Parts(retain=RetainCE()), self._loop("retain_only", lr),
+                               optimizer=f_log.optimizer)
+            opt = r_log.optimizer
             steps += f_log.steps + r_log.steps
             history.append({"iter": t0, "forget_loss": f_log.epochs[0]["loss"], "retain_loss": r_log.epochs[0]["loss"]})
             if progress is not None:

@@ -98,6 +98,8 @@ class EngineLog:
 
     epochs: list[dict] = field(default_factory=list)
     steps: int = 0
+    optimizer: torch.optim.Optimizer | None = None
+    """the optimiser used; pass it to the next call to carry momentum across alternating stretches"""
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
@@ -140,8 +142,13 @@ def _lr_at(cfg: LoopConfig, epoch: int, step: int, steps_per_epoch: int) -> floa
 
 
 def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopConfig,
-               progress: Callable[[int, int], None] | None = None) -> EngineLog:
-    """Unlearn ``model`` in place; returns the log. Raises :class:`DivergenceError` on NaN/Inf."""
+               progress: Callable[[int, int], None] | None = None,
+               optimizer: torch.optim.Optimizer | None = None) -> EngineLog:
+    """Unlearn ``model`` in place; returns the log. Raises :class:`DivergenceError` on NaN/Inf.
+
+    ``optimizer``: an SGD optimiser over ``model``'s parameters from an earlier call (its momentum
+    carries over, as in methods that alternate forget and retain stretches); default: a new one.
+    """
     dev = ctx.device
     model.to(dev)
     if dev.type == "cuda":
@@ -161,7 +168,7 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
 
     params = [p for p in model.parameters() if p.requires_grad]
     names = {id(p): n for n, p in model.named_parameters()}
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = optimizer or torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     masked = []
     if parts.mask is not None:
         for p in params:
@@ -174,7 +181,7 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
     frozen = [(p, m, p.detach().clone()) for p, m in masked]
 
     gen = ctx.generator(1)
-    log = EngineLog()
+    log = EngineLog(optimizer=opt)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _NoCast()
     steps_per_epoch = len(_plan(cfg.mixing, n_f, n_r, cfg.batch_size, ctx.generator(2), True)) or 1
     total_steps = cfg.epochs * steps_per_epoch
