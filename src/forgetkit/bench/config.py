@@ -114,7 +114,7 @@ class ExperimentConfig(_Strict):
         return v
 
 
-SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "method_epochs": 1}
+SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "method_epochs": 1, "method_iters": 30}
 
 
 def apply_overrides(raw: dict, sets: list[str]) -> dict:
@@ -149,9 +149,11 @@ def smoke(raw: dict) -> dict:
     from ..methods import METHODS
 
     for m in raw.get("methods", []):
-        if m.get("name") in METHODS and "epochs" in METHODS.get(m["name"]).__dataclass_fields__:
-            opts = m.setdefault("options", {})
-            opts["epochs"] = min(opts.get("epochs", SMOKE["method_epochs"]), SMOKE["method_epochs"])
+        fields = METHODS.get(m["name"]).__dataclass_fields__ if m.get("name") in METHODS else {}
+        for name, cap in (("epochs", SMOKE["method_epochs"]), ("n_iters", SMOKE["method_iters"])):
+            if name in fields:
+                opts = m.setdefault("options", {})
+                opts[name] = min(opts.get(name, cap), cap)
     return raw
 
 

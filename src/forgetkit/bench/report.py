@@ -24,7 +24,10 @@ def _fmt(values, digits=2) -> str:
 
 
 def _label(row) -> str:
-    return row["method"] if row["weighting"] in ("-", "uniform") else f"{row['method']} + {row['weighting']}"
+    """'method + weighting', or the config's label alone when it names a single-weighting entry."""
+    if row["weighting"] in ("-", "uniform") or row["params"].get("label_only"):
+        return row["method"]
+    return f"{row['method']} + {row['weighting']}"
 
 
 def _order(label: str) -> tuple:

@@ -236,6 +236,7 @@ def execute_cell(ws: Workspace, cell: Cell, reference_metrics: dict | None = Non
             ctx = ws.context(cell.seed, cell.request)
             check_requirements(method, ctx, weighting)
             row["params"] = {"method": spec.name, **method.params(), "weighting": cell.weighting,
+                             "label_only": spec.label is not None and len(weightings_for(cfg, spec)) == 1,
                              "weighting_options": spec.weighting_options.get(cell.weighting, {})}
             start = time.perf_counter()
             model, info = method.unlearn(original, ctx, weighting, progress)

@@ -188,7 +188,9 @@ class SFRon(Method):
                                optimizer=f_log.optimizer)
             opt = r_log.optimizer
             steps += f_log.steps + r_log.steps
-            history.append({"iter": t0, "forget_loss": f_log.epochs[0]["loss"], "retain_loss": r_log.epochs[0]["loss"]})
+            weight_stats = {k: v for k, v in f_log.epochs[0].items() if k not in ("epoch", "loss")}
+            history.append({"iter": t0, "forget_loss": f_log.epochs[0]["loss"],
+                            "retain_loss": r_log.epochs[0]["loss"], **weight_stats})
             if progress is not None:
                 progress(t0 + n_retain, T)
         selected = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
