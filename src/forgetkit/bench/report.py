@@ -135,7 +135,16 @@ def write_report(out_dir: str | Path) -> Path:
                   f"commit `{p.get('commit')}`.", "",
                   "Each cell: mean ± sd over seeds; (gap to Retrain) in parentheses. MIA is SalUn's MIA-Efficacy. "
                   "Avg. Gap = mean |metric − Retrain| over FA, RA, TA, MIA (lower is better).", ""]
-    for request, by_label in sorted(group_rows(rows).items()):
+    grouped = group_rows(rows)
+    if len(grouped) > 1:
+        pooled: dict[str, list[dict]] = defaultdict(list)
+        for by_label in grouped.values():
+            for label, rs in by_label.items():
+                pooled[label] += rs
+        lines += [f"## Mean over all {len(grouped)} forget requests", "",
+                  "Each cell: mean ± sd over requests and seeds (the shape of TRW's Table 2).", ""]
+        lines += main_table(pooled) + [""] + (["Other metrics:", ""] + extra_table(pooled) + [""] if extra_table(pooled) else [])
+    for request, by_label in sorted(grouped.items()):
         lines += [f"## Forget request `{request}`", ""] + main_table(by_label) + [""]
         dev = deviation_table(by_label)
         if dev:

@@ -5,7 +5,7 @@ Cells are independent given the model cache, so an executor can run them anywher
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import json
 import platform
@@ -245,7 +245,7 @@ def execute_cell(ws: Workspace, cell: Cell, reference_metrics: dict | None = Non
             def unlearn_fn(m, _spec=spec, _ctx=ctx):
                 fresh = build_method(_spec.name, **_spec.options)
                 w = build_weighting(cell.weighting, **_spec.weighting_options.get(cell.weighting, {}))
-                return fresh.unlearn(m, _ctx, w)[0]
+                return fresh.unlearn(m, dataclasses.replace(_ctx, original=m), w)[0]
         ev = evaluate_model(model, forget, retain, test, ws.device)
         metrics = {k: ev[k] for k in GAP_KEYS}
         metrics["time_s"] = seconds
