@@ -114,7 +114,7 @@ class ExperimentConfig(_Strict):
         return v
 
 
-SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "method_epochs": 1, "method_iters": 30}
+SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "method_epochs": 1, "method_iters": 30, "requests": 3}
 
 
 def apply_overrides(raw: dict, sets: list[str]) -> dict:
@@ -140,12 +140,16 @@ def apply_overrides(raw: dict, sets: list[str]) -> dict:
 
 
 def smoke(raw: dict) -> dict:
-    """Shrink data, epochs and seeds so any preset runs in about a minute on CPU."""
+    """Shrink data, epochs, iterations, seeds (first) and reported requests (first three) so any
+    preset runs in about a minute on CPU: a check that it works, not a result."""
     raw = copy.deepcopy(raw)
     raw["train_size"] = min(raw.get("train_size") or SMOKE["train_size"], SMOKE["train_size"])
     raw["test_size"] = min(raw.get("test_size") or SMOKE["test_size"], SMOKE["test_size"])
     raw.setdefault("train", {})["epochs"] = min(raw["train"].get("epochs", 20), SMOKE["train_epochs"])
     raw["seeds"] = (raw.get("seeds") or [0])[:1]
+    reported = [r for r in raw.get("requests", []) if r.get("role", "report") == "report"]
+    others = [r for r in raw.get("requests", []) if r.get("role", "report") != "report"]
+    raw["requests"] = reported[:SMOKE["requests"]] + others
     from ..methods import METHODS
 
     for m in raw.get("methods", []):
