@@ -99,3 +99,10 @@ def test_cli_methods_and_bad_config(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "requests" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_smoke_keeps_three_reported_requests_and_every_validation_request():
+    reqs = [{"kind": "class", "classes": [c]} for c in range(5)] + [{"kind": "random", "fraction": 0.1, "role": "validation"}]
+    s = smoke({**TINY, "requests": reqs})
+    assert [r.get("role", "report") for r in s["requests"]] == ["report"] * 3 + ["validation"]
+    assert [r.get("classes") for r in s["requests"][:3]] == [[0], [1], [2]]
