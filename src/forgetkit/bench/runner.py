@@ -200,14 +200,22 @@ class Workspace:
                               forget_classes=self.request(seed, ri).classes)
 
 
-def provenance(ws: Workspace, seed: int) -> dict:
+@lru_cache(maxsize=1)
+def code_commit() -> str:
+    """The commit of the code this process runs (read once: later commits must not relabel rows),
+    with ``+dirty`` when the package's source has uncommitted changes."""
+    src = str(Path(__file__).resolve().parents[1])
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                timeout=5).stdout.strip() or "unknown"
+        run = lambda *a: subprocess.run(["git", "-C", src, *a], capture_output=True, text=True, timeout=5).stdout.strip()  # noqa: E731
+        commit = run("rev-parse", "--short", "HEAD") or "unknown"
+        return commit + ("+dirty" if commit != "unknown" and run("status", "--porcelain", "--", src) else "")
     except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
+        return "unknown"
+
+
+def provenance(ws: Workspace, seed: int) -> dict:
     dev = ws.device
-    return {"commit": commit, "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
+    return {"commit": code_commit(), "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
             "torch": torch.__version__, "dataset": ws.bundle.name, "source": ws.bundle.source,
             "n_train_pool": len(ws.pool(seed)[0]), "model": ws.cfg.model.name, "seed": seed}
 
@@ -310,6 +318,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
     from .report import write_report
 
     out_dir = Path(out_dir)
+    code_commit()  # pin the provenance commit to the code as it was when the run started
     preflight(cfg)
     guard_output(out_dir, cfg)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out_dir.parent / ".forgetkit-cache"
