@@ -206,3 +206,12 @@ def test_a_passed_optimiser_carries_momentum_into_the_next_call():
     fresh, _, _ = two_calls(False)
     assert second.optimizer is first.optimizer
     assert not torch.equal(shared, fresh)  # the second call started from non-zero momentum
+
+
+@pytest.mark.parametrize("mixing", ["forget_only", "retain_only", "sequential", "paired", "mixed"])
+def test_step_count_matches_the_plan(mixing):
+    from forgetkit.unlearn.engine import _plan, _steps_per_epoch
+
+    for n_f, n_r, bs in [(10, 30, 8), (7, 1, 3), (0, 9, 4), (100, 1000, 64), (5, 5, 10)]:
+        plan = _plan(mixing, n_f, n_r, bs, torch.Generator().manual_seed(0), True)
+        assert len(plan) == _steps_per_epoch(mixing, n_f, n_r, bs)

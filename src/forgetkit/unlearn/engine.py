@@ -132,6 +132,13 @@ def _plan(mixing: str, n_f: int, n_r: int, bs: int, gen, use_forget: bool):
     return out
 
 
+def _steps_per_epoch(mixing: str, n_f: int, n_r: int, bs: int) -> int:
+    """Number of batches :func:`_plan` yields for one epoch, without drawing permutations."""
+    batches = lambda n: -(-n // bs)  # noqa: E731
+    return {"forget_only": batches(n_f), "retain_only": batches(n_r), "sequential": batches(n_f) + batches(n_r),
+            "paired": batches(n_r), "mixed": batches(n_f + n_r)}[mixing]
+
+
 def _lr_at(cfg: LoopConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
     if cfg.schedule == "cosine":
         total = max(1, cfg.epochs * steps_per_epoch)
@@ -183,12 +190,12 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
     gen = ctx.generator(1)
     log = EngineLog(optimizer=opt)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _NoCast()
-    steps_per_epoch = len(_plan(cfg.mixing, n_f, n_r, cfg.batch_size, ctx.generator(2), True)) or 1
+    steps_per_epoch = _steps_per_epoch(cfg.mixing, n_f, n_r, cfg.batch_size) or 1
     total_steps = cfg.epochs * steps_per_epoch
     for epoch in range(cfg.epochs):
         model.train(cfg.train_mode)
         use_forget = cfg.forget_epochs is None or epoch < cfg.forget_epochs
-        loss_sum, n_steps = 0.0, 0
+        loss_sum, n_steps = torch.zeros((), device=dev), 0  # summed on the device: no per-step sync
         for f_pos, r_pos in _plan(cfg.mixing, n_f, n_r, cfg.batch_size, gen, use_forget):
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, epoch, log.steps, steps_per_epoch)
@@ -222,7 +229,7 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
                 buf = opt.state.get(p, {}).get("momentum_buffer")
                 if buf is not None:
                     buf.mul_(m)
-            loss_sum += loss.item()
+            loss_sum += loss.detach()
             n_steps += 1
             log.steps += 1
             if progress is not None:
@@ -230,7 +237,7 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
         biggest = max((p.detach().norm().item() for p in params), default=0.0)
         if not math.isfinite(biggest) or biggest > cfg.max_param_norm:
             raise DivergenceError(f"parameter norm {biggest:.3g} exceeds {cfg.max_param_norm:g}", log.steps)
-        log.epochs.append({"epoch": epoch, "loss": loss_sum / max(1, n_steps), **parts.weighting.end_epoch(epoch)})
+        log.epochs.append({"epoch": epoch, "loss": loss_sum.item() / max(1, n_steps), **parts.weighting.end_epoch(epoch)})
     model.eval()
     return log
 
