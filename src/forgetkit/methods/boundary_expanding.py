@@ -72,21 +72,28 @@ def prune_head(wide: nn.Linear, head: nn.Linear) -> nn.Linear:
     return head
 
 
-@METHODS.register("be")
 @dataclass
-class BoundaryExpanding(EngineMethod):
-    description: ClassVar[str] = "train the forget set into an extra shadow class, then prune that class"
+class BoundaryUnlearning(EngineMethod):
+    """Shared optimiser defaults of BE and BS: both come from the same Boundary Unlearning code."""
+
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "forget_only"
 
     epochs: int = 10
-    """passes over D_f (``finetune_epochs``, hard-coded in the reference)"""
+    """passes over D_f (``finetune_epochs`` / ``poison_epoch``, hard-coded in the reference)"""
     lr: float = 1e-5
     """SGD learning rate (reference optimiser)"""
     batch_size: int = 64
     """mini-batch size (reference ``main.py``)"""
     weight_decay: float = 0.0
     """SGD weight decay (0 in the reference; the SalUn version uses 5e-4)"""
+
+
+@METHODS.register("be")
+@dataclass
+class BoundaryExpanding(BoundaryUnlearning):
+    description: ClassVar[str] = "train the forget set into an extra shadow class, then prune that class"
+
     prune_shadow: bool = True
     """drop the shadow output afterwards (paper); False keeps C+1 outputs (SalUn code)"""
 

@@ -24,7 +24,8 @@ from torch import nn
 from ..data.base import as_float
 from ..unlearn.engine import Parts
 from ..unlearn.objectives import ForgetObjective
-from .base import METHODS, EngineMethod
+from .base import METHODS
+from .boundary_expanding import BoundaryUnlearning
 
 
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilon: float, pixels: bool) -> torch.Tensor:
@@ -65,19 +66,9 @@ class NeighbourLabelCE(ForgetObjective):
 
 @METHODS.register("bs")
 @dataclass
-class BoundaryShrinking(EngineMethod):
+class BoundaryShrinking(BoundaryUnlearning):
     description: ClassVar[str] = "train the forget set to the labels of its FGSM neighbours"
-    supports_weighting: ClassVar[bool] = True
-    mixing: ClassVar[str] = "forget_only"
 
-    epochs: int = 10
-    """passes over D_f (``poison_epoch``)"""
-    lr: float = 1e-5
-    """SGD learning rate (reference optimiser)"""
-    batch_size: int = 64
-    """mini-batch size (reference ``main.py``)"""
-    weight_decay: float = 0.0
-    """SGD weight decay (0 in the reference; the SalUn version uses 5e-4)"""
     epsilon: float = 0.1
     """FGSM step ε (L∞; [0, 1] pixel units for images, feature units for tabular data)"""
 
