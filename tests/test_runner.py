@@ -101,6 +101,17 @@ def test_cli_methods_and_bad_config(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_smoke_caps_attack_budgets_and_evaluator_shadows():
+    raw = {**TINY, "methods": [{"name": "l2ul", "options": {"pgd_iters": 100}}, {"name": "rl"}],
+           "metrics": {"extra": ["ulira"], "extra_options": {"ulira": {"shadows": 8, "train": {"epochs": 20, "lr": 0.1}}}}}
+    s = smoke(raw)
+    l2ul, rl = s["methods"]
+    assert l2ul["options"] == {"pgd_iters": 10, "num_adv_images": 1, "epochs": 1}
+    assert "pgd_iters" not in rl["options"]  # only options a method has are capped
+    assert s["metrics"]["extra_options"]["ulira"] == {"shadows": 2, "train": {"epochs": 2, "lr": 0.1}}
+    assert raw["metrics"]["extra_options"]["ulira"]["shadows"] == 8  # the input is not mutated
+
+
 def test_smoke_keeps_three_reported_requests_and_every_validation_request():
     reqs = [{"kind": "class", "classes": [c]} for c in range(5)] + [{"kind": "random", "fraction": 0.1, "role": "validation"}]
     s = smoke({**TINY, "requests": reqs})

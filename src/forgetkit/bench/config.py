@@ -114,7 +114,10 @@ class ExperimentConfig(_Strict):
         return v
 
 
-SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "method_epochs": 1, "method_iters": 30, "requests": 3}
+SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "requests": 3, "shadows": 2}
+SMOKE_METHOD_CAPS = {"epochs": 1, "n_iters": 30, "num_adv_images": 1, "pgd_iters": 10}
+"""method options capped by ``--smoke`` wherever a method has them (L2UL's attack is 2,000 passes
+per forget sample at its defaults: without the last two caps it dominates a class-request smoke run)"""
 
 
 def apply_overrides(raw: dict, sets: list[str]) -> dict:
@@ -154,10 +157,17 @@ def smoke(raw: dict) -> dict:
 
     for m in raw.get("methods", []):
         fields = METHODS.get(m["name"]).__dataclass_fields__ if m.get("name") in METHODS else {}
-        for name, cap in (("epochs", SMOKE["method_epochs"]), ("n_iters", SMOKE["method_iters"])):
+        for name, cap in SMOKE_METHOD_CAPS.items():
             if name in fields:
                 opts = m.setdefault("options", {})
                 opts[name] = min(opts.get(name, cap), cap)
+    extra = raw.get("metrics", {}).get("extra_options", {})
+    for options in extra.values():  # evaluators' own shadow/reference models shrink too
+        if isinstance(options, dict):
+            if isinstance(options.get("train"), dict):
+                options["train"] = {**options["train"], "epochs": min(options["train"].get("epochs", 20), SMOKE["train_epochs"])}
+            if isinstance(options.get("shadows"), int):
+                options["shadows"] = min(options["shadows"], SMOKE["shadows"])
     return raw
 
 
