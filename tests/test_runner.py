@@ -117,3 +117,25 @@ def test_smoke_keeps_three_reported_requests_and_every_validation_request():
     s = smoke({**TINY, "requests": reqs})
     assert [r.get("role", "report") for r in s["requests"]] == ["report"] * 3 + ["validation"]
     assert [r.get("classes") for r in s["requests"][:3]] == [[0], [1], [2]]
+
+
+def test_paired_table_pairs_each_weighting_with_its_base_on_request_and_seed():
+    from forgetkit.bench.report import paired_table
+
+    def row(method, weighting, request, seed, gap):
+        return {"method": method, "weighting": weighting, "request": request, "seed": seed,
+                "params": {}, "metrics": {"AvgGap": gap}}
+
+    rows = [row("RL", "uniform", "a", 0, 4.0), row("RL", "uniform", "a", 1, 2.0), row("RL", "uniform", "b", 0, 9.0),
+            row("RL", "falw", "a", 1, 2.5), row("RL", "falw", "a", 0, 1.0), row("RL", "falw", "b", 0, 8.0),
+            row("RL", "falw", "b", 1, 0.0),  # no base row for (b, 1): left out, not paired with another seed
+            row("SalUn", "falw", "a", 0, 3.0)]  # no SalUn base at all: no line
+    by_label = {}
+    for r in rows:
+        by_label.setdefault("RL" if r["weighting"] == "uniform" else f"{r['method']} + {r['weighting']}", []).append(r)
+    lines = paired_table(by_label)
+    body = [line for line in lines if line.startswith("| RL + falw")]
+    assert len(body) == 1 and not any(line.startswith("| SalUn") for line in lines)
+    diffs = [1.0 - 4.0, 2.5 - 2.0, 8.0 - 9.0]  # (a,0), (a,1), (b,0)
+    mean, sd = sum(diffs) / 3, (sum((d - sum(diffs) / 3) ** 2 for d in diffs) / 2) ** 0.5
+    assert f"{mean:.2f} ± {sd:.2f}" in body[0] and "| 2 / 3 |" in body[0] and "-3.00, +0.50, -1.00" in body[0]

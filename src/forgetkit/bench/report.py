@@ -97,6 +97,31 @@ def extra_table(by_label) -> list[str]:
     return lines
 
 
+def paired_table(by_label) -> list[str]:
+    """Each weighted variant "M + w" against its own base M, paired on (request, seed).
+
+    A weighting is judged by how it changes *its* base method on the same request, seed and
+    original model; comparing unpaired means would mix that effect with seed-to-seed spread.
+    """
+    lines = []
+    for label in sorted(by_label, key=_order):
+        base = label.split(" + ")[0]
+        if " + " not in label or base not in by_label:
+            continue
+        gap = lambda rs: {(r["request"], r["seed"]): r["metrics"].get("AvgGap") for r in rs}  # noqa: E731
+        mine, theirs = gap(by_label[label]), gap(by_label[base])
+        diffs = [mine[k] - theirs[k] for k in sorted(mine.keys() & theirs.keys())
+                 if mine[k] is not None and theirs[k] is not None]
+        if diffs:
+            wins = sum(d < 0 for d in diffs)
+            lines.append(f"| {label} − {base} | {_fmt(diffs)} | {wins} / {len(diffs)} | "
+                         + ", ".join(f"{d:+.2f}" for d in diffs) + " |")
+    if not lines:
+        return []
+    return ["Paired Avg. Gap difference, weighted − base, per (request, seed) (negative = the weighting helped):", "",
+            "| Comparison | mean ± sd | better in | differences |", "|---|---|---|---|"] + lines + [""]
+
+
 def collapse_warnings(rows: list[dict], num_classes: int | None) -> list[str]:
     """Flag models whose RA or TA fell towards chance (a model that 'forgot' everything)."""
     if not num_classes:
@@ -143,9 +168,10 @@ def write_report(out_dir: str | Path) -> Path:
                 pooled[label] += rs
         lines += [f"## Mean over all {len(grouped)} forget requests", "",
                   "Each cell: mean ± sd over requests and seeds (the shape of TRW's Table 2).", ""]
-        lines += main_table(pooled) + [""] + (["Other metrics:", ""] + extra_table(pooled) + [""] if extra_table(pooled) else [])
+        lines += main_table(pooled) + [""] + paired_table(pooled)
+        lines += ["Other metrics:", ""] + extra_table(pooled) + [""] if extra_table(pooled) else []
     for request, by_label in sorted(grouped.items()):
-        lines += [f"## Forget request `{request}`", ""] + main_table(by_label) + [""]
+        lines += [f"## Forget request `{request}`", ""] + main_table(by_label) + [""] + paired_table(by_label)
         dev = deviation_table(by_label)
         if dev:
             lines += ["Unlearning deviation (FaLW Def. 1, share of forget samples) and ΔFA (method − Retrain) "
