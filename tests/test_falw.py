@@ -7,8 +7,8 @@ from torch import nn
 
 from forgetkit.data.base import Split
 from forgetkit.unlearn.context import UnlearnContext
-from forgetkit.unlearn.falw import (FaLW, FaLWBeta, balance_factor, beta_deviation, class_moments, falw_weight,
-                                    fit_beta, zscores)
+from forgetkit.unlearn.falw import (FaLW, FaLWBeta, FaLWRank, balance_factor, beta_deviation, class_moments,
+                                    class_sorted_keys, deviation_weight, falw_weight, fit_beta, rank_deviation, zscores)
 from forgetkit.unlearn.objectives import Batch
 from forgetkit.unlearn.weightings import WEIGHTINGS, build_weighting
 
@@ -88,7 +88,7 @@ def _weights(wt, model, ctx):
 
 
 def test_registered_and_needs_heldout():
-    assert {"falw", "falw_beta"} <= set(WEIGHTINGS.names())
+    assert {"falw", "falw_beta", "falw_rank"} <= set(WEIGHTINGS.names())
     assert build_weighting("falw", tau=0.2).needs == frozenset({"heldout"})
     with pytest.raises(ValueError, match="estimate"):
         build_weighting("falw", estimate="sometimes")
@@ -135,7 +135,7 @@ def test_running_estimate_converges_to_full_set():
     assert torch.allclose(running._mu, full._mu, atol=1e-6) and torch.allclose(running._sigma, full._sigma, atol=1e-6)
 
 
-@pytest.mark.parametrize("cls", [FaLW, FaLWBeta])
+@pytest.mark.parametrize("cls", [FaLW, FaLWBeta, FaLWRank])
 def test_weights_detached_in_range_and_logged(cls):
     ctx, model = _ctx(), nn.Linear(4, C)
     wt = cls(estimate="every_step")
@@ -194,3 +194,31 @@ def test_every_k_refreshes_when_step_ids_skip():
     for step in (0, 6, 12, 18, 24):
         wt.before_step(model, ctx, step)
     assert model.eval_samples == 3 * 30  # refreshed at 0, 12 and 24
+
+
+def test_rank_deviation_matches_a_per_sample_midrank_reference():
+    g = torch.Generator().manual_seed(3)
+    held_p = torch.cat([torch.rand(40, generator=g), torch.tensor([0.5, 0.5, 0.5])])  # ties
+    held_y = torch.randint(0, C, (43,), generator=g)
+    held_y[-3:] = 1
+    p = torch.cat([torch.rand(30, generator=g), torch.tensor([0.5, 0.0, 1.0])])
+    y = torch.randint(0, C, (33,), generator=g)
+    y[-3:] = 1
+    s = rank_deviation(p, y, *class_sorted_keys(held_p, held_y, C))
+    for pi, yi, si in zip(p.tolist(), y.tolist(), s.tolist()):
+        h = held_p[held_y == yi]
+        cdf = ((h < pi).sum() + 0.5 * (h == pi).sum()).item() / len(h)
+        assert si == pytest.approx(2 * cdf - 1, abs=1e-6)
+    assert s[-2] == -1 and s[-1] == 1  # below / above every held-out value
+
+
+def test_rank_score_is_unbiased_where_the_gaussian_z_is_not():
+    """A forget set distributed exactly like unseen data should keep a mean weight of 1."""
+    d = torch.distributions.Beta(8.0, 1.0)  # left-skewed, like a classifier's true-class probabilities
+    torch.manual_seed(0)
+    held, forget = d.sample((4000,)), d.sample((4000,))
+    y0 = torch.zeros(4000, dtype=torch.long)
+    gauss = falw_weight(zscores(forget, held.mean(), held.std(unbiased=False)), 1.0).mean().item()
+    rank = deviation_weight(rank_deviation(forget, y0, *class_sorted_keys(held, y0, 1)), 1.0).mean().item()
+    assert gauss > 1.05  # the Gaussian z-score pushes an already unseen-like forget set to forget more
+    assert rank == pytest.approx(1.0, abs=0.02)
