@@ -1,0 +1,58 @@
+"""Compact Markdown tables of chosen metrics from a run's result store (used for the docs' tables).
+
+``python benchmarks/summarise_run.py RUN_DIR KEY [KEY ...]``            mean ± sd per label over every row
+``python benchmarks/summarise_run.py RUN_DIR KEY ... --per-request``    one column block per request (means)
+
+Labels follow the report (``method`` or ``method + weighting``); string-valued keys (e.g. the
+MIA-NN class pair) are listed as their distinct values.
+"""
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from forgetkit.bench.report import _fmt, _label, _order, _planned_keys
+from forgetkit.bench.store import ResultStore
+
+
+def load(run_dir: Path) -> list[dict]:
+    import json
+
+    meta = json.loads((run_dir / "experiment.json").read_text())
+    keys = _planned_keys(meta)
+    with ResultStore(run_dir / "results.sqlite") as store:
+        return [r for r in store.rows(status="ok") if keys is None or r["key"] in keys]
+
+
+def cell(values) -> str:
+    values = [v for v in values if v is not None]
+    if any(isinstance(v, str) for v in values):
+        return ", ".join(sorted({str(v) for v in values}))
+    return _fmt(values, 1)
+
+
+def main(argv: list[str]) -> None:
+    per_request = "--per-request" in argv
+    args = [a for a in argv if a != "--per-request"]
+    run_dir, keys = Path(args[0]), args[1:]
+    rows = load(run_dir)
+    by_label: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_label[_label(r)].append(r)
+    if per_request:
+        requests = sorted({r["request"] for r in rows})
+        head = [f"{q} {k}" for q in requests for k in keys]
+        print("| Method | " + " | ".join(head) + " |\n|---|" + "---|" * len(head))
+        for label in sorted(by_label, key=_order):
+            vals = [cell([r["metrics"].get(k) for r in by_label[label] if r["request"] == q]) for q in requests for k in keys]
+            print(f"| {label} | " + " | ".join(vals) + " |")
+        return
+    print("| Method | n | " + " | ".join(keys) + " |\n|---|---|" + "---|" * len(keys))
+    for label in sorted(by_label, key=_order):
+        rs = by_label[label]
+        print(f"| {label} | {len(rs)} | " + " | ".join(cell([r["metrics"].get(k) for r in rs]) for k in keys) + " |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
