@@ -15,14 +15,13 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from forgetkit.bench.report import _label
 from forgetkit.bench.store import ResultStore
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _label(r) -> str:
-    return r["method"] if r["weighting"] in ("-", "uniform") else f"{r['method']} + {r['weighting']}"
 
 
 def _gamma(request: str) -> float:
@@ -79,13 +78,13 @@ def plot_weights(store: ResultStore, rows, out: Path) -> None:
     requests = sorted({r["request"] for r in falw})
     fig, axes = plt.subplots(2, len(requests), figsize=(3.6 * len(requests), 5), squeeze=False)
     for j, request in enumerate(requests):
-        for r in (r for r in falw if r["request"] == request):
+        for i, r in enumerate(sorted((r for r in falw if r["request"] == request), key=_label)):
             hist = store.artifacts(r["key"]).get("history", [])
-            ep = [h["epoch"] for h in hist]
+            ep, color = [h["epoch"] for h in hist], f"C{i}"
             for g, style in (("head", "-"), ("mid", ":"), ("tail", "--")):
-                axes[0, j].plot(ep, [h.get(f"w_{g}", np.nan) for h in hist], style, label=f"{_label(r)} {g}")
-            axes[1, j].plot(ep, [h.get("w_frac_low", np.nan) for h in hist], "-", label=f"{_label(r)} w<0.1")
-            axes[1, j].plot(ep, [h.get("w_frac_high", np.nan) for h in hist], "--", label=f"{_label(r)} w>1.9")
+                axes[0, j].plot(ep, [h.get(f"w_{g}", np.nan) for h in hist], style, color=color, label=f"{_label(r)} {g}")
+            axes[1, j].plot(ep, [h.get("w_frac_low", np.nan) for h in hist], "-", color=color, label=f"{_label(r)} w<0.1")
+            axes[1, j].plot(ep, [h.get("w_frac_high", np.nan) for h in hist], "--", color=color, label=f"{_label(r)} w>1.9")
         axes[0, j].set_title(request, fontsize=9)
         axes[0, j].set_ylabel("mean weight")
         axes[1, j].set_ylabel("share of samples")
