@@ -5,7 +5,7 @@ import torch
 
 from forgetkit.data import class_request, load_dataset, random_request
 from forgetkit.methods import build_method
-from forgetkit.methods.trw import class_similarity, tilted_targets
+from forgetkit.methods.trw import class_similarity, output_similarity, tilted_targets
 from forgetkit.metrics.core import accuracy, predict_logits
 from forgetkit.models import build_model
 from forgetkit.train import TrainRecipe, train_classifier
@@ -125,3 +125,29 @@ def test_trw_refuses_a_random_forget_set(digits_world):
 def test_trw_rejects_an_unknown_combination_mode():
     with pytest.raises(ValueError, match="combine"):
         build_method("trw", combine="average")
+
+
+
+def test_output_similarity_is_the_mean_renormalised_original_distribution():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 4, generator=g)
+    labels = torch.tensor([1, 2] * 6)
+    scores = output_similarity(logits, labels, [1, 2], 4)
+    for f in (1, 2):  # slow reference: drop the forgotten columns, renormalise, average f's rows
+        rows = [torch.softmax(logits[i, [0, 3]].double(), 0) for i in range(12) if labels[i] == f]
+        expected = torch.stack(rows).mean(0)
+        assert torch.allclose(scores[f, [0, 3]].double(), expected, atol=1e-6)
+        assert scores[f, [1, 2]].abs().sum() == 0
+    assert scores[[0, 3]].abs().sum() == 0  # retained classes' rows are never used
+    with pytest.raises(ValueError, match="no forget samples"):
+        output_similarity(logits, labels, [1, 3], 4)
+
+
+def test_trw_outputs_similarity_runs_and_unknown_similarity_is_refused(digits_world):
+    bundle, model = digits_world
+    ctx = context(bundle, model, class_request(bundle.train.y.numpy(), [3], 10))
+    unlearned, _ = build_method("trw", similarity="outputs", epochs=2, lr=0.01).unlearn(model, ctx)
+    gone = bundle.test.y == 3
+    assert accuracy(predict_logits(unlearned, bundle.test.x, CPU)[gone], bundle.test.y[gone]) < 30
+    with pytest.raises(ValueError, match="similarity"):
+        build_method("trw", similarity="cosine")

@@ -63,6 +63,28 @@ def class_similarity(weight: torch.Tensor, forget_classes, *, rank: int | None =
     return scores.float()
 
 
+def output_similarity(logits: torch.Tensor, labels: torch.Tensor, forget_classes, num_classes: int) -> torch.Tensor:
+    """Data-driven scores (ours): row f = the original's mean distribution over R on f's samples.
+
+    Where the original model already puts a forgotten class's probability mass among the remaining
+    classes is a direct estimate of where a retrained model sends it; the weight-vector cosine of
+    :func:`class_similarity` is a proxy for it that can name a different neighbour (Fashion-MNIST:
+    Sneaker → Ankle boot by weights, Sandal by the retrained model). Same shape as
+    :func:`class_similarity`: (K, K), rows of forgotten classes sum to 1 over R, other entries 0.
+    """
+    forget = sorted({int(c) for c in forget_classes})
+    z = logits.detach().double().cpu().clone()
+    z[:, forget] = float("-inf")
+    probs = torch.softmax(z, 1)
+    scores = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+    for f in forget:
+        mine = labels.cpu() == f
+        if not mine.any():
+            raise ValueError(f"forget class {f} has no forget samples to estimate its similarity from")
+        scores[f] = probs[mine].mean(0)
+    return scores.float()
+
+
 def tilted_targets(logits: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, forget_classes,
                    *, beta: float = 10.0) -> torch.Tensor:
     """Eq. 2 per sample: softmax over R of (original logits + β · s^(label)); forgotten classes get 0.
@@ -84,11 +106,18 @@ def original_logits(model: nn.Module, x: torch.Tensor, device: torch.device, bat
     return torch.cat([model(as_float(c.to(device))).float().cpu() for c in x.split(batch_size)])
 
 
-def trw_targets(ctx: UnlearnContext, *, beta: float, temperature: float, pca_rank: int | None) -> torch.Tensor:
+SIMILARITIES = ("weights", "outputs")
+
+
+def trw_targets(ctx: UnlearnContext, *, beta: float, temperature: float, pca_rank: int | None,
+                similarity: str = "weights") -> torch.Tensor:
     """The fixed N_f × K TRW targets of one forget request, from the original model of ``ctx``."""
-    scores = class_similarity(last_linear(ctx.original).weight, ctx.forget_classes, rank=pca_rank,
-                              temperature=temperature)
     logits = original_logits(ctx.original, ctx.forget.x, ctx.device)
+    if similarity == "outputs":
+        scores = output_similarity(logits, ctx.forget.y, ctx.forget_classes, logits.shape[1])
+    else:
+        scores = class_similarity(last_linear(ctx.original).weight, ctx.forget_classes, rank=pca_rank,
+                                  temperature=temperature)
     return tilted_targets(logits, ctx.forget.y, scores, ctx.forget_classes, beta=beta)
 
 
@@ -112,6 +141,9 @@ class TRW(EngineMethod):
     """softmax temperature T of the class scores (paper's value stripped; "small"; our choice)"""
     pca_rank: int | None = None
     """PCA rank r of the class vectors (paper's value stripped); None = min(K−1, d)"""
+    similarity: str = "weights"
+    """class scores s: "weights" (paper: PCA-projected last-layer cosine, softmax at T) or "outputs"
+    (ours: the original's mean distribution over the remaining classes on the forgotten class)"""
     forget_weight: float = 1.0
     """λ_f, multiplier of the forget term"""
     combine: str = "sum_of_means"
@@ -121,9 +153,12 @@ class TRW(EngineMethod):
     def __post_init__(self):
         if self.combine not in COMBINE:
             raise ValueError(f"combine must be one of {sorted(COMBINE)}, got {self.combine!r}")
+        if self.similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
 
     def _targets(self, ctx: UnlearnContext) -> torch.Tensor:
-        return trw_targets(ctx, beta=self.beta, temperature=self.temperature, pca_rank=self.pca_rank)
+        return trw_targets(ctx, beta=self.beta, temperature=self.temperature, pca_rank=self.pca_rank,
+                           similarity=self.similarity)
 
     def parts(self, model, ctx):
         return Parts(forget=SoftTargetCE(self._targets), retain=RetainCE())
