@@ -139,3 +139,19 @@ def test_paired_table_pairs_each_weighting_with_its_base_on_request_and_seed():
     diffs = [1.0 - 4.0, 2.5 - 2.0, 8.0 - 9.0]  # (a,0), (a,1), (b,0)
     mean, sd = sum(diffs) / 3, (sum((d - sum(diffs) / 3) ** 2 for d in diffs) / 2) ** 0.5
     assert f"{mean:.2f} ± {sd:.2f}" in body[0] and "| 2 / 3 |" in body[0] and "-3.00, +0.50, -1.00" in body[0]
+
+
+def test_report_draws_where_the_forgotten_class_went(tmp_path):
+    from forgetkit.bench.report import _plots
+
+    def row(label, seed, shares):
+        return {"method": label, "weighting": "-", "seed": seed, "key": f"{label}{seed}", "params": {},
+                "metrics": {f"conf_to_{c}": v for c, v in shares.items()}}
+
+    by_label = {"retrain": [row("retrain", 0, {"shirt": 80.0, "coat": 20.0})],
+                "trw": [row("trw", 0, {"shirt": 100.0, "coat": 0.0})]}
+    lines = _plots(tmp_path, "class 0", by_label, {"retrain0": {}, "trw0": {}})
+    assert "![where the forgotten class went](confusion_class_0.png)" in lines
+    assert (tmp_path / "confusion_class_0.png").stat().st_size > 0
+    del by_label["retrain"]  # nothing to compare with: no plot
+    assert not any("confusion" in line for line in _plots(tmp_path, "x", by_label, {"trw0": {}}))

@@ -255,4 +255,28 @@ def _plots(out_dir: Path, request: str, by_label, artifacts) -> list[str]:
         fig.savefig(out_dir / name, dpi=90)
         plt.close(fig)
         lines += [f"![head/mid/tail ΔFA]({name})", ""]
+    lines += _confusion_plot(out_dir, safe, by_label, plt)
     return lines
+
+
+def _confusion_plot(out_dir: Path, safe: str, by_label, plt) -> list[str]:
+    """Where the forgotten class's test images go (``forget_confusion``): one heatmap row per method,
+    Retrain first, so a method that scatters the class is visible next to one that follows Retrain."""
+    keys = sorted({k for rs in by_label.values() for r in rs for k in r["metrics"] if k.startswith("conf_to_")})
+    if not keys or "retrain" not in by_label:
+        return []
+    labels = sorted(by_label, key=_order)
+    share = np.array([[np.mean([r["metrics"].get(k, np.nan) for r in by_label[lbl]]) for k in keys] for lbl in labels])
+    fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(keys), 0.9 + 0.32 * len(labels)))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=100, aspect="auto")
+    for (i, j), v in np.ndenumerate(share):
+        if v >= 5:
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v > 60 else "black")
+    ax.set_xticks(range(len(keys)), [k[len("conf_to_"):] for k in keys], rotation=35, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_title("forgotten-class test images predicted as … (%)", fontsize=9)
+    fig.tight_layout()
+    name = f"confusion_{safe}.png"
+    fig.savefig(out_dir / name, dpi=90)
+    plt.close(fig)
+    return [f"![where the forgotten class went]({name})", ""]
