@@ -12,31 +12,14 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from forgetkit.bench.report import _fmt, _label, _order, _planned_keys
-from forgetkit.bench.store import ResultStore
-
-
-def load(run_dir: Path) -> list[dict]:
-    import json
-
-    meta = json.loads((run_dir / "experiment.json").read_text())
-    keys = _planned_keys(meta)
-    with ResultStore(run_dir / "results.sqlite") as store:
-        return [r for r in store.rows(status="ok") if keys is None or r["key"] in keys]
-
-
-def cell(values) -> str:
-    values = [v for v in values if v is not None]
-    if any(isinstance(v, str) for v in values):
-        return ", ".join(sorted({str(v) for v in values}))
-    return _fmt(values, 1)
+from forgetkit.bench.report import _label, _order, format_values, load_run
 
 
 def main(argv: list[str]) -> None:
     per_request = "--per-request" in argv
     args = [a for a in argv if a != "--per-request"]
     run_dir, keys = Path(args[0]), args[1:]
-    rows = load(run_dir)
+    rows = load_run(run_dir)[1]
     by_label: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         by_label[_label(r)].append(r)
@@ -45,13 +28,13 @@ def main(argv: list[str]) -> None:
         head = [f"{q} {k}" for q in requests for k in keys]
         print("| Method | " + " | ".join(head) + " |\n|---|" + "---|" * len(head))
         for label in sorted(by_label, key=_order):
-            vals = [cell([r["metrics"].get(k) for r in by_label[label] if r["request"] == q]) for q in requests for k in keys]
+            vals = [format_values([r["metrics"].get(k) for r in by_label[label] if r["request"] == q], 1) for q in requests for k in keys]
             print(f"| {label} | " + " | ".join(vals) + " |")
         return
     print("| Method | n | " + " | ".join(keys) + " |\n|---|---|" + "---|" * len(keys))
     for label in sorted(by_label, key=_order):
         rs = by_label[label]
-        print(f"| {label} | {len(rs)} | " + " | ".join(cell([r["metrics"].get(k) for r in rs]) for k in keys) + " |")
+        print(f"| {label} | {len(rs)} | " + " | ".join(format_values([r["metrics"].get(k) for r in rs], 1) for k in keys) + " |")
 
 
 if __name__ == "__main__":

@@ -86,15 +86,17 @@ def extra_table(by_label) -> list[str]:
         return []
     lines = ["| Method | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for label in sorted(by_label, key=_order):
-        vals = []
-        for k in keys:
-            xs = [r["metrics"].get(k) for r in by_label[label]]
-            if any(isinstance(x, str) for x in xs):
-                vals.append(", ".join(sorted({str(x) for x in xs})))
-            else:
-                vals.append(_fmt([x for x in xs if x is not None]))
+        vals = [format_values([r["metrics"].get(k) for r in by_label[label]]) for k in keys]
         lines.append(f"| {label} | " + " | ".join(vals) + " |")
     return lines
+
+
+def format_values(values, digits: int = 2) -> str:
+    """Mean ± sd of the numbers, or the distinct strings (e.g. MIA-NN's class pair), missing ones skipped."""
+    values = [v for v in values if v is not None]
+    if any(isinstance(v, str) for v in values):
+        return ", ".join(sorted({str(v) for v in values}))
+    return _fmt(values, digits)
 
 
 def paired_table(by_label) -> list[str]:
@@ -103,12 +105,14 @@ def paired_table(by_label) -> list[str]:
     A weighting is judged by how it changes *its* base method on the same request, seed and
     original model; comparing unpaired means would mix that effect with seed-to-seed spread.
     """
+    def gap(rs):
+        return {(r["request"], r["seed"]): r["metrics"].get("AvgGap") for r in rs}
+
     lines = []
     for label in sorted(by_label, key=_order):
         base = label.split(" + ")[0]
         if " + " not in label or base not in by_label:
             continue
-        gap = lambda rs: {(r["request"], r["seed"]): r["metrics"].get("AvgGap") for r in rs}  # noqa: E731
         mine, theirs = gap(by_label[label]), gap(by_label[base])
         diffs = [mine[k] - theirs[k] for k in sorted(mine.keys() & theirs.keys())
                  if mine[k] is not None and theirs[k] is not None]
@@ -137,8 +141,8 @@ def collapse_warnings(rows: list[dict], num_classes: int | None) -> list[str]:
     return out
 
 
-def write_report(out_dir: str | Path) -> Path:
-    """(Re)build ``report.md`` and plots from ``results.sqlite`` in ``out_dir``."""
+def load_run(out_dir: str | Path, with_artifacts: bool = False) -> tuple[dict, list[dict], list[dict], dict]:
+    """(experiment meta, ok rows, failed rows, artifacts by key) of the cells the saved config plans."""
     out_dir = Path(out_dir)
     db = out_dir / "results.sqlite"
     if not db.exists():
@@ -149,7 +153,14 @@ def write_report(out_dir: str | Path) -> Path:
     with ResultStore(db) as store:
         rows = [r for r in store.rows(status="ok") if keys is None or r["key"] in keys]
         failed = [r for r in store.rows(status="failed") if keys is None or r["key"] in keys]
-        artifacts = {r["key"]: store.artifacts(r["key"]) for r in rows}
+        artifacts = {r["key"]: store.artifacts(r["key"]) for r in rows} if with_artifacts else {}
+    return meta, rows, failed, artifacts
+
+
+def write_report(out_dir: str | Path) -> Path:
+    """(Re)build ``report.md`` and plots from ``results.sqlite`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    meta, rows, failed, artifacts = load_run(out_dir, with_artifacts=True)
     num_classes = _num_classes(rows, artifacts)
     lines = [f"# forgetkit report: {meta['name']}", ""]
     if rows:
