@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from forgetkit.bench.evaluators import EVALUATORS, CellView
+from forgetkit.metrics.evaluators import EVALUATORS, CellView
 from forgetkit.data import class_request, load_dataset, random_request
 from forgetkit.metrics.shadows import fresh_copy, pool_of
 from forgetkit.models import build_model

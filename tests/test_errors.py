@@ -15,7 +15,7 @@ from forgetkit.cli import main
 from forgetkit.data import validate_indices
 from forgetkit.methods import build_method, check_requirements
 from forgetkit.models import build_model
-from forgetkit.train import ModelCache
+from forgetkit.cache import ModelCache
 from forgetkit.unlearn.context import UnlearnContext
 
 BASE = {"name": "errors", "dataset": "digits", "heldout_fraction": 0.1, "device": "cpu",

@@ -5,7 +5,8 @@ from torch import nn
 
 from forgetkit.bench.store import ResultStore
 from forgetkit.data.base import Split
-from forgetkit.train import ModelCache, TrainRecipe, train_cached
+from forgetkit.cache import ModelCache
+from forgetkit.train import TrainRecipe, train_cached
 
 RECIPE = TrainRecipe(epochs=2, lr=0.1, batch_size=16)
 

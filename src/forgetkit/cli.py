@@ -55,7 +55,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_methods(args) -> int:
-    from .bench.evaluators import EVALUATORS
+    from .metrics.evaluators import EVALUATORS
     from .data import DATASETS
     from .methods import METHODS
     from .unlearn.weightings import WEIGHTINGS

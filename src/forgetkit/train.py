@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import ModelCache
 from .data.base import Split
 from .unlearn.context import UnlearnContext
 from .unlearn.engine import LoopConfig, Parts, run_engine
@@ -80,52 +79,6 @@ def train_classifier(model: nn.Module, data: Split, recipe: TrainRecipe, seed: i
                      mixing="retain_only")
     run_engine(model, ctx, Parts(retain=RetainCE()), cfg, progress)
     return model
-
-
-class ModelCache:
-    """Checkpoints on disk keyed by a content hash; atomic writes, safe loads."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.pt"
-
-    def load(self, key: str, model: nn.Module) -> dict | None:
-        """Load weights into ``model`` and return the checkpoint's metadata, or None if not cached.
-
-        A checkpoint of another architecture is an error naming the file.
-        """
-        p = self.path(key)
-        if not p.exists():
-            return None
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise ValueError(f"checkpoint {p} does not fit this architecture: {str(e).splitlines()[0]}") from None
-        meta = p.with_suffix(".json")
-        return json.loads(meta.read_text()) if meta.exists() else {}
-
-    def save(self, key: str, model: nn.Module, meta: dict | None = None) -> None:
-        """Write metadata then weights, each atomically; the weights file marks completion."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.path(key).with_suffix(".json"), lambda f: f.write(json.dumps(meta or {}).encode()))
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _atomic_write(self.path(key), lambda f: torch.save(state, f))
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def train_cached(cache: ModelCache | None, build: Callable[[], nn.Module], data: Split, train_idx: np.ndarray,

@@ -45,7 +45,7 @@ def _import_ray():
 
 def extra_reference_count(cfg: ExperimentConfig) -> int:
     """Seeded extra references the configured evaluators ask for (option or attribute ``n_references``)."""
-    from .evaluators import EVALUATORS
+    from ..metrics.evaluators import EVALUATORS
 
     counts = [int(cfg.metrics.extra_options.get(name, {}).get(
         "n_references", getattr(EVALUATORS.get(name), "n_references", 0))) for name in cfg.metrics.extra]

@@ -25,12 +25,13 @@ from ..data.requests import ForgetRequest, class_groups
 from ..methods import METHODS, build_method, check_requirements
 from ..metrics.core import GAP_KEYS, avg_gap, evaluate_model, group_accuracy, unlearning_deviation
 from ..models import build_model
-from ..train import ModelCache, TrainRecipe, train_cached
+from ..cache import ModelCache
+from ..train import TrainRecipe, train_cached
 from ..unlearn.context import UnlearnContext
 from ..unlearn.engine import DivergenceError
 from ..unlearn.weightings import WEIGHTINGS, build_weighting
 from .config import ExperimentConfig, MethodSpec, RequestSpec
-from .evaluators import EVALUATORS, CellView
+from ..metrics.evaluators import EVALUATORS, CellView
 from .store import ResultStore
 
 REFERENCE_METHODS = ("original", "retrain")

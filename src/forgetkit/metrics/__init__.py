@@ -1,2 +1,5 @@
-"""Metrics and attacks; importing this package registers the class-unlearning evaluators."""
+"""Metrics, attacks and the evaluator registry; importing this package registers every evaluator."""
 from . import class_eval  # noqa: F401
+from .evaluators import EVALUATORS, CellView
+
+__all__ = ["EVALUATORS", "CellView"]

@@ -1,6 +1,6 @@
 """Class-unlearning evaluators (``metrics.extra``): Acc_r/Acc_f, Kodge SVM-MIA, MIA-NN, U-LiRA, confusion.
 
-Each is ``fn(cell, **options) -> {key: value}`` on a :class:`~forgetkit.bench.evaluators.CellView`;
+Each is ``fn(cell, **options) -> {key: value}`` on a :class:`~forgetkit.metrics.evaluators.CellView`;
 they see models and splits, never the method, so they score any method's output. The attacks
 themselves are the pure functions of :mod:`forgetkit.metrics.attacks`; this module only runs the
 models and picks the sets (TRW paper §3.3 and §5.2, spec ``seed-methods.md`` §1.8–1.11).
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..bench.evaluators import EVALUATORS, CellView
+from .evaluators import EVALUATORS, CellView
 from ..data.base import Split
-from ..train import ModelCache, TrainRecipe
+from ..cache import ModelCache
+from ..train import TrainRecipe
 from .attacks import kodge_svm_mia, logit_confidence, mia_nn, mia_nn_class_score, true_class_prob, ulira
 from .core import accuracy, predict_logits
 from .shadows import pool_of, train_shadows

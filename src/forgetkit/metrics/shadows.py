@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from ..data.base import Split
-from ..train import ModelCache, TrainRecipe, train_cached
+from ..cache import ModelCache
+from ..train import TrainRecipe, train_cached
 
 
 def fresh_copy(template: nn.Module) -> nn.Module:
