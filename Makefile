@@ -22,6 +22,8 @@ demo: setup
 	$(BIN)/forgetkit run configs/quick.yaml --out runs/demo --set dataset=$$(bash scripts/get-data.sh)
 
 test: setup
+	# import contracts first (.importlinter): a layering break fails fast, before the slow tests
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 tests
 
 clean:
