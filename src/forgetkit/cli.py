@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import sqlite3
 import sys
 from pathlib import Path
 
 
 def _cmd_run(args) -> int:
     from .bench.config import apply_overrides, load_raw, parse_config, smoke
+    from .bench.store import check_output_paths
 
     raw = apply_overrides(load_raw(args.config), args.set or [])
     if args.recipe:
@@ -17,27 +20,55 @@ def _cmd_run(args) -> int:
     if args.smoke:
         raw = smoke(raw) if raw.get("experiment_type", "forget") == "forget" else raw
     out = Path(args.out or Path("runs") / Path(args.config).stem)
+    args.store = out / "results.sqlite"
     if raw.get("experiment_type") == "soft-weighting":
         from .influence.experiment import run_config
 
-        report = run_config(raw, out, smoke=args.smoke)
-    else:
-        from .bench.runner import run_experiment
+        check_output_paths(out, raw.get("cache_dir"))
+        with _locked(out, args.wait):
+            print(f"report: {run_config(raw, out, smoke=args.smoke)}")
+        return 0
+    from .bench.runner import run_experiment
 
-        cfg = parse_config(raw)
-        report = run_experiment(cfg, out, show_progress=not args.quiet, executor=args.executor,
+    cfg = parse_config(raw)
+    check_output_paths(out, cfg.cache_dir)
+    with _locked(out, args.wait):
+        result = run_experiment(cfg, out, show_progress=not args.quiet, executor=args.executor,
                                 executor_options={"address": args.address} if args.address else None)
-    print(f"report: {report}")
+    print(f"report: {result.report}")
+    if result.failed:
+        print(failure_summary(result.failed, result.cells), file=sys.stderr)
+        return 1
     return 0
+
+
+def failure_summary(failed: list[tuple[str, str]], cells: int) -> str:
+    """``N of M cells failed: <label>: <first line of its error>; ...`` (one line)."""
+    reasons = "; ".join(f"{label}: {error.splitlines()[0] if error else 'no message'}" for label, error in failed)
+    return f"forgetkit: {len(failed)} of {cells} cells failed: {reasons}"
+
+
+def _locked(out: Path, wait: bool):
+    from .locks import DirectoryLock, describe
+
+    return DirectoryLock(out, wait=wait, on_wait=lambda holder: print(
+        f"forgetkit: waiting for the run holding {out} ({describe(holder)})", file=sys.stderr, flush=True))
 
 
 def _cmd_tune(args) -> int:
     from .bench.config import apply_overrides, load_raw
+    from .bench.store import check_output_paths
     from .bench.tune import tune
 
+    if args.trials is not None and args.trials < 1:
+        raise ValueError(f"--trials must be a positive number of trials, got {args.trials}")
     raw = apply_overrides(load_raw(args.config), args.set or [])
     out = Path(args.out or Path("runs") / f"tune-{Path(args.config).stem}")
-    print(f"report: {tune(raw, out, n_trials=args.trials, smoke=args.smoke, show_progress=not args.quiet)}")
+    args.store = out / "tune.sqlite"
+    check_output_paths(out, raw.get("cache_dir") or out / ".forgetkit-cache")
+    with _locked(out, args.wait):
+        report = tune(raw, out, n_trials=args.trials, smoke=args.smoke, show_progress=not args.quiet)
+    print(f"report: {report}")
     return 0
 
 
@@ -90,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster address to join (with --executor ray)")
     r.add_argument("--recipe", help="a tuned recipe YAML (from `forgetkit tune`) to apply to its method")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--wait", action="store_true", help="if another run holds --out, wait for it instead of refusing")
     r.set_defaults(func=_cmd_run)
     t = sub.add_parser("tune", help="search a method's hyper-parameters on validation requests (config `tune:`)")
     t.add_argument("config")
@@ -98,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--smoke", action="store_true", help="shrink data and epochs")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("--wait", action="store_true", help="if another process holds --out, wait for it instead of refusing")
     t.set_defaults(func=_cmd_tune)
     rep = sub.add_parser("report", help="rebuild report.md and plots from a run directory's store")
     rep.add_argument("dir")
@@ -108,13 +141,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; every expected failure is one line ``forgetkit: error: ...`` (exit 2), a
+    failed cell exits 1, Ctrl-C exits 130 — never a traceback for these."""
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"forgetkit: error: {msg}", file=sys.stderr)
+    except KeyboardInterrupt:
+        store = getattr(args, "store", None)
+        kept = f"finished rows are kept in {store}" if store else "nothing was left half-written"
+        print(f"forgetkit: interrupted: {kept}; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except (ValueError, KeyError, OSError, sqlite3.DatabaseError) as e:
+        print(f"forgetkit: error: {error_message(e, getattr(args, 'store', None))}", file=sys.stderr)
         return 2
+
+
+def error_message(e: BaseException, store: Path | None = None) -> str:
+    """One line for an expected failure: the message a user can act on."""
+    if isinstance(e, KeyError):
+        return str(e.args[0]) if e.args else "missing key"
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        where = e.filename or store or "the output"
+        kept = "finished rows are kept" if store is None or Path(store).exists() else "nothing was lost"
+        return f"disk full while writing {where}; {kept}; free space and re-run"
+    if isinstance(e, sqlite3.DatabaseError):
+        return (f"the results store {store} cannot be read ({e}); it was left untouched: give another --out "
+                "or move the file away, and re-run")
+    if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror:
+        where = f" {e.filename}" if e.filename else ""
+        return f"cannot write{where}: {e.strerror}; check the path and its permissions"
+    return str(e)
 
 
 if __name__ == "__main__":

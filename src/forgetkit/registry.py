@@ -13,10 +13,13 @@ class Registry(Generic[T]):
         self.kind = kind
         self._items: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, override: bool = False) -> Callable[[T], T]:
+        """``override=True`` replaces an existing entry (a plug-in's deliberate replacement)."""
+
         def add(item: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if name in self._items and not override:
+                raise ValueError(f"{self.kind} {name!r} is already registered; pick another name "
+                                 "or pass override=True to replace it")
             self._items[name] = item
             try:
                 item.registry_name = name  # type: ignore[attr-defined]
@@ -28,8 +31,10 @@ class Registry(Generic[T]):
 
     def get(self, name: str) -> T:
         if name not in self._items:
+            from .options import suggestion
+
             known = ", ".join(sorted(self._items)) or "none"
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {known}")
+            raise KeyError(f"unknown {self.kind} {name!r}{suggestion(name, self._items)}; known: {known}")
         return self._items[name]
 
     def names(self) -> list[str]:

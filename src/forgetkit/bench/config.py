@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +107,9 @@ class ExperimentConfig(_Strict):
     metrics: MetricSpec = Field(default_factory=MetricSpec)
     cache_dir: str | None = None
     """model cache (default: ``.forgetkit-cache`` beside the output)"""
+    threads: int | None = Field(None, ge=1)
+    """torch threads per worker (default: the machine's cores divided among concurrent workers);
+    results depend on it, so every row records it"""
 
     @field_validator("requests", "methods", "seeds")
     @classmethod
@@ -121,25 +126,51 @@ per forget sample at its defaults: without the last two caps it dominates a clas
 
 
 def apply_overrides(raw: dict, sets: list[str]) -> dict:
-    """``key.sub=value`` overrides (value parsed as YAML), e.g. ``--set train.epochs=3``."""
+    """``key.sub=value`` overrides (value parsed as YAML, numbers as in a config file), e.g.
+    ``--set train.epochs=3``; a path that does not exist in the config is an error naming it."""
     raw = copy.deepcopy(raw)
     for item in sets:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        node = raw
-        parts = key.split(".")
-        for p in parts[:-1]:
-            if p.isdigit() and isinstance(node, list):
-                node = node[int(p)]
+        key, text = item.split("=", 1)
+        try:
+            value = yaml_load(text)
+        except (yaml.YAMLError, DuplicateKeyError) as e:
+            raise ValueError(f"--set {key}: the value {text!r} is not valid YAML: {e}") from None
+        _set_path(raw, key, value)
+    return raw
+
+
+def _set_path(raw: dict, key: str, value) -> None:
+    """Set ``raw[a][b][0]...`` from ``a.b.0``; missing mapping keys are created, nothing else is."""
+    parts = key.split(".")
+    if not all(parts):
+        raise ValueError(f"--set {key}: the path has an empty part")
+    node = raw
+    for i, p in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[:i])
+        if isinstance(node, list):
+            if not p.isdigit():
+                raise ValueError(f"--set {key}: {where} is a list; pick an entry by its index "
+                                 f"({where}.0 .. {where}.{len(node) - 1}), not {p!r}" if node else
+                                 f"--set {key}: {where} is an empty list; it has no {p!r}")
+            j = int(p)
+            if j >= len(node):
+                have = f"indices 0..{len(node) - 1}" if node else "no entries"
+                raise ValueError(f"--set {key}: {where} has {len(node)} entries ({have}); there is no {where}.{j}")
+            if last:
+                node[j] = value
+            else:
+                node = node[j]
+        elif isinstance(node, dict):
+            if last:
+                node[p] = value
             else:
                 node = node.setdefault(p, {})
-        last = parts[-1]
-        if isinstance(node, list) and last.isdigit():
-            node[int(last)] = yaml.safe_load(value)
         else:
-            node[last] = yaml.safe_load(value)
-    return raw
+            raise ValueError(f"--set {key}: {where} is {node!r} ({type(node).__name__}), not a mapping, "
+                             f"so it has no field {p!r}")
 
 
 def smoke(raw: dict) -> dict:
@@ -171,12 +202,51 @@ def smoke(raw: dict) -> dict:
     return raw
 
 
+class DuplicateKeyError(ValueError):
+    """A mapping names the same key twice (YAML would silently keep the last one)."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-3`` and ``1e6`` as floats (YAML 1.1 needs a dot and a signed
+    exponent, so they were strings) and refuses duplicate keys."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` then an explicit key is an override, not a duplicate
+            key = self.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:  # an unhashable key: PyYAML reports it below
+                continue
+            mark = key_node.start_mark
+            at = f"line {mark.line + 1}, column {mark.column + 1}"
+            if key in seen:
+                raise DuplicateKeyError(f"duplicate key {key!r} at {at} (first at {seen[key]}); keep only one")
+            seen[key] = at
+        return super().construct_mapping(node, deep)
+
+
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str):
+    """Parse config YAML: safe, numbers as people write them, no duplicate keys."""
+    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506  _ConfigLoader is a SafeLoader
+
+
 def load_raw(path: str | Path) -> dict:
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"config file {p} does not exist")
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml_load(p.read_text())
+    except DuplicateKeyError as e:
+        raise ValueError(f"config {p}: {e}") from None
     except yaml.YAMLError as e:
         raise ValueError(f"config {p} is not valid YAML: {e}") from None
     if not isinstance(raw, dict):
@@ -185,12 +255,116 @@ def load_raw(path: str | Path) -> dict:
 
 
 def parse_config(raw: dict) -> ExperimentConfig:
-    """Validate; errors name the field (``requests.0.ratio: ...``)."""
+    """Validate the schema, then every component's options (:func:`check_components`), then give
+    same-named method entries distinct labels; errors name the field (``requests.0.ratio: ...``)."""
     try:
-        return ExperimentConfig.model_validate(raw)
+        cfg = ExperimentConfig.model_validate(raw)
     except ValidationError as e:
         lines = []
         for err in e.errors():
             loc = ".".join(str(x) for x in err["loc"]) or "(config)"
             lines.append(f"{loc}: {err['msg']}")
         raise ValueError("invalid config:\n  " + "\n  ".join(lines)) from None
+    check_components(cfg)
+    distinct_labels(cfg)
+    return cfg
+
+
+def check_components(cfg: ExperimentConfig) -> None:
+    """Names and options of methods, weightings, the model and evaluators, against what each
+    declares (fields, types, and the component's own range checks); nothing is trained or written."""
+    from ..methods import METHODS
+    from ..metrics.evaluators import EVALUATORS
+    from ..models import MODELS
+    from ..options import suggestion, validate_options
+    from ..unlearn.weightings import WEIGHTINGS
+
+    for w in cfg.weightings:
+        WEIGHTINGS.get(w)
+    for i, spec in enumerate(cfg.methods):
+        cls = METHODS.get(spec.name)
+        validate_options(cls, spec.options, f"methods.{i}.options")
+        for w in spec.weightings or []:
+            WEIGHTINGS.get(w)
+            if w != "uniform" and not cls.supports_weighting:
+                raise ValueError(f"methods.{i}.weightings: method {spec.name!r} has no per-sample forget "
+                                 f"loss, so it cannot take weighting {w!r}; remove it")
+        used = spec.weightings if spec.weightings is not None else cfg.weightings
+        for w, opts in spec.weighting_options.items():
+            where = f"methods.{i}.weighting_options.{w}"
+            if w not in WEIGHTINGS:
+                raise ValueError(f"{where}: unknown weighting {w!r}{suggestion(w, WEIGHTINGS.names())}; "
+                                 f"known: {', '.join(WEIGHTINGS.names())}")
+            if w not in used:
+                raise ValueError(f"{where}: weighting {w!r} is not among this method's weightings {used}, "
+                                 "so these options would be ignored; add it to weightings or remove them")
+            validate_options(WEIGHTINGS.get(w), opts, where)
+    validate_options(MODELS.get(cfg.model.name), cfg.model.options, "model.options")
+    for name in cfg.metrics.extra:
+        EVALUATORS.get(name)
+    for name, opts in cfg.metrics.extra_options.items():
+        where = f"metrics.extra_options.{name}"
+        if name not in cfg.metrics.extra:
+            raise ValueError(f"{where}: {name!r} is not in metrics.extra {cfg.metrics.extra}, so these "
+                             "options would be ignored; add it to metrics.extra or remove them")
+        validate_options(EVALUATORS.get(name), opts, where)
+
+
+def distinct_labels(cfg: ExperimentConfig) -> None:
+    """Unlabelled method entries that share a name get labels from the options that set them apart
+    (``ga (lr=1e-05)`` and ``ga (lr=0.005)``), so two settings never merge into one row.
+
+    Entries given the same explicit ``label`` are kept as one row on purpose (e.g. TRW-2R's layer
+    draws, averaged); an entry repeating another exactly, or labels that still collide, are errors.
+    """
+    groups: dict[str, list[int]] = {}
+    auto: set[int] = set()
+    for i, m in enumerate(cfg.methods):
+        groups.setdefault(m.display, []).append(i)
+    for display, members in groups.items():
+        if len(members) < 2:
+            continue
+        seen: dict[str, int] = {}
+        for i in members:
+            sig = json.dumps(_settings(cfg, i), sort_keys=True, default=str)
+            if sig in seen:
+                raise ValueError(f"methods.{i} repeats methods.{seen[sig]} ({display!r} with the same "
+                                 "options): its rows would be the same cells; remove one")
+            seen[sig] = i
+        unlabelled = [i for i in members if cfg.methods[i].label is None]
+        settings = {i: _settings(cfg, i) for i in members}
+        keys = sorted({k for s in settings.values() for k in s})
+        differing = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True, default=str)
+                                             for s in settings.values()}) > 1]
+        for i in unlabelled:
+            parts = ", ".join(f"{k}={_fmt(settings[i].get(k))}" for k in differing)
+            cfg.methods[i].label = f"{cfg.methods[i].name} ({parts})"
+            auto.add(i)
+    final: dict[str, list[int]] = {}
+    for i, m in enumerate(cfg.methods):
+        final.setdefault(m.display, []).append(i)
+    for label, members in final.items():
+        if len(members) > 1 and (auto & set(members) or len({cfg.methods[i].name for i in members}) > 1):
+            raise ValueError(f"methods.{members[1]}.label: {label!r} is also the label of methods.{members[0]}; "
+                             "give each entry its own label")
+
+
+def _settings(cfg: ExperimentConfig, i: int) -> dict:
+    """What defines method entry ``i`` apart from its label: options with the defaults filled in,
+    its weightings and their options (``falw.tau``)."""
+    import dataclasses
+
+    from ..methods import METHODS
+
+    spec = cfg.methods[i]
+    defaults = {f.name: f.default for f in dataclasses.fields(METHODS.get(spec.name))
+                if f.init and f.default is not dataclasses.MISSING}
+    out = {"name": spec.name, **defaults, **spec.options,
+           "weightings": spec.weightings if spec.weightings is not None else cfg.weightings}
+    for w, opts in spec.weighting_options.items():
+        out.update({f"{w}.{k}": v for k, v in opts.items()})
+    return out
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)

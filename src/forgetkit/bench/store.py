@@ -5,9 +5,12 @@ that are already there and a crash never leaves half a row.
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 SCHEMA = """
@@ -42,10 +45,30 @@ class ResultStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        if self.path.exists():
+            _check_readable(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        try:
+            with self._disk_full_as_oserror():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            if isinstance(e, sqlite3.OperationalError):  # locked, cannot open: not a damaged file
+                raise
+            raise _not_a_store(self.path, str(e)) from None
+
+    @contextmanager
+    def _disk_full_as_oserror(self):
+        """SQLite reports a full disk as ``OperationalError``; make it the ``OSError`` (ENOSPC) naming
+        the store that every other writer raises, so one handler serves them all."""
+        try:
+            yield
+        except sqlite3.OperationalError as e:
+            if "full" in str(e):
+                raise OSError(errno.ENOSPC, f"No space left on device ({e})", str(self.path)) from None
+            raise
 
     def close(self):
         self._db.close()
@@ -64,8 +87,8 @@ class ResultStore:
     def put(self, *, key: str, experiment: str, method: str, weighting: str, request: str,
             seed: int, status: str, metrics: dict, params: dict, provenance: dict,
             error: str | None = None, artifacts: dict[str, object] | None = None) -> None:
-        """Insert or replace one row and its artifacts atomically."""
-        with self._db:
+        """Insert or replace one row and its artifacts atomically (a full disk leaves the store as it was)."""
+        with self._disk_full_as_oserror(), self._db:
             self._db.execute(
                 f"INSERT OR REPLACE INTO results ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})",
                 (key, experiment, method, weighting, request, int(seed), status,
@@ -97,3 +120,58 @@ class ResultStore:
     def artifacts(self, key: str) -> dict[str, object]:
         cur = self._db.execute("SELECT name, value FROM artifacts WHERE key=?", (key,))
         return {name: json.loads(value) for name, value in cur.fetchall()}
+
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_readable(path: Path) -> None:
+    """Refuse a file that is not an SQLite database, reading its header only (never writing)."""
+    with open(path, "rb") as f:
+        head = f.read(len(SQLITE_MAGIC))
+    if head and head != SQLITE_MAGIC:
+        raise _not_a_store(path, "it does not start with the SQLite header")
+
+
+def _not_a_store(path: Path, why: str) -> ValueError:
+    return ValueError(f"{path} is not a readable results store ({why}); it was left untouched. To start a "
+                      f"new store, give another --out, or move the file away (mv {path} {path}.broken) "
+                      "and re-run")
+
+
+def resolve_cache_dir(out_dir: str | Path, cache_dir: str | Path | None) -> Path:
+    """The model cache of a run: the config's ``cache_dir``, else ``.forgetkit-cache`` beside the output."""
+    return Path(cache_dir) if cache_dir else Path(out_dir).parent / ".forgetkit-cache"
+
+
+def check_output_paths(out_dir: str | Path, cache_dir: str | Path | None) -> None:
+    """Refuse, before anything is written, an output directory or model cache (``None``: the default
+    beside the output) that is a file, lies under a file, or cannot be written."""
+    _check_dir(Path(out_dir), "--out")
+    _check_dir(resolve_cache_dir(out_dir, cache_dir), "cache_dir")
+
+
+def _check_dir(path: Path, what: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{what} {path} is a file, not a directory; give a directory")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"{what} {path} cannot be created: {existing} is a file; give another directory")
+    if not os.access(existing, os.W_OK | os.X_OK) or not _can_create_in(existing):
+        where = "" if existing == path else f" (its nearest existing parent {existing} is not writable)"
+        raise ValueError(f"{what} {path} is read-only{where}; give a directory you can write to")
+
+
+def _can_create_in(directory: Path) -> bool:
+    """A real probe (``os.access`` says yes to root on a read-only mount): create and remove a file."""
+    try:
+        fd = os.open(directory / f".forgetkit-probe-{os.getpid()}", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return True
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(directory / f".forgetkit-probe-{os.getpid()}")
+    return True

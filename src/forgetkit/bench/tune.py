@@ -58,7 +58,7 @@ def check_spec(spec: dict, cfg: ExperimentConfig) -> int:
     if spec.get("rule", "avg_gap_on_validation") not in RULES:
         raise ValueError(f"tune.rule: unknown rule {spec['rule']!r}; known: {sorted(RULES)}")
     trials = spec.get("trials", 20)
-    if not isinstance(trials, int) or trials < 1:
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"tune.trials: must be a positive integer, got {trials!r}")
     if not any(r.role == "validation" for r in cfg.requests):
         raise ValueError("tune needs at least one request with 'role: validation' to select on; "
@@ -92,11 +92,14 @@ def validation_config(raw: dict, mi: int, options: dict) -> ExperimentConfig:
 
 def trial_score(cfg: ExperimentConfig, out_dir: Path) -> float:
     """The rule's value for the trial config's method rows: mean AvgGap; inf if any row failed."""
-    from .runner import plan
+    from .derived import with_derived
+    from .grid import plan
 
     keys = {c.key for c in plan(cfg) if not c.is_reference}
     with ResultStore(out_dir / "results.sqlite") as store:
-        rows = [r for r in store.rows() if r["key"] in keys]
+        stored = store.rows()
+        artifacts = {r["key"]: store.artifacts(r["key"]) for r in stored if r["status"] == "ok"}
+    rows = [r for r in with_derived(stored, artifacts, cfg.metrics.deviation_tau) if r["key"] in keys]
     gaps = [r["metrics"].get("AvgGap", math.inf) if r["status"] == "ok" else math.inf for r in rows]
     return sum(gaps) / len(gaps) if gaps and len(rows) == len(keys) else math.inf
 
@@ -130,9 +133,11 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
 
     from .runner import run_experiment
 
+    if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
+        raise ValueError(f"--trials must be a positive number of trials, got {n_trials!r}")
     spec, raw, mi = prepare(config, out_dir, smoke=smoke)
     cfg = parse_config(raw)
-    n_trials = n_trials or spec.get("trials", 20)
+    n_trials = spec.get("trials", 20) if n_trials is None else n_trials
     rule = spec.get("rule", "avg_gap_on_validation")
     out_dir = Path(out_dir)
     trials_dir = out_dir / "trials"
@@ -155,7 +160,7 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
         study.optimize(objective, n_trials=n_trials - done)
     best = study.best_trial
     final_raw = with_options(raw, mi, best.params)
-    final_report = run_experiment(parse_config(final_raw), out_dir / "final", show_progress=show_progress)
+    final_report = run_experiment(parse_config(final_raw), out_dir / "final", show_progress=show_progress).report
     recipe = save_recipe(out_dir / "recipes", cfg.methods[mi].model_dump(exclude_none=True), best.params,
                          {"config": cfg.name, "config_hash": config_hash(raw), "rule": rule,
                           "trials": len(_complete(study)), "best_value": best.value,

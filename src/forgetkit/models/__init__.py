@@ -16,14 +16,18 @@ MODELS: Registry = Registry("model")
 
 
 @MODELS.register("logreg")
-def logistic_regression(in_shape, num_classes, bias: bool = False, **_):
+def logistic_regression(in_shape, num_classes, bias: bool = False):
     """Multinomial logistic regression (no intercept by default, as in the soft-weighting code)."""
     return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(in_shape), num_classes, bias=bias))
 
 
 @MODELS.register("mlp")
-def mlp(in_shape, num_classes, hidden: int = 256, depth: int = 2, **_):
-    """ReLU MLP; its last ``nn.Linear`` is the "last layer" that some unlearners touch alone."""
+def mlp(in_shape, num_classes, hidden: int = 256, depth: int = 2):
+    """ReLU MLP; its last ``nn.Linear`` is the "last layer" that some unlearners touch alone.
+
+    ``hidden``: units per hidden layer; ``depth``: number of hidden layers (0 = a linear model).
+    """
+    _at_least("mlp", hidden=(hidden, 1), depth=(depth, 0))
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(in_shape)
     for _ in range(depth):
@@ -34,8 +38,12 @@ def mlp(in_shape, num_classes, hidden: int = 256, depth: int = 2, **_):
 
 
 @MODELS.register("cnn")
-def small_cnn(in_shape, num_classes, width: int = 32, **_):
-    """Two conv blocks and a linear head: the CPU-sized image model (about 0.1M parameters)."""
+def small_cnn(in_shape, num_classes, width: int = 32):
+    """Two conv blocks and a linear head: the CPU-sized image model (about 0.1M parameters).
+
+    ``width``: channels of the first conv block (the second has twice as many).
+    """
+    _at_least("cnn", width=(width, 1))
     c, h, w = in_shape
     return nn.Sequential(
         nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
@@ -87,7 +95,9 @@ class ResNet18(nn.Module):
 
 
 @MODELS.register("resnet18")
-def resnet18(in_shape, num_classes, width: int = 64, **_):
+def resnet18(in_shape, num_classes, width: int = 64):
+    """ResNet-18 (CIFAR stem); ``width``: channels of the first stage (64 in the reference)."""
+    _at_least("resnet18", width=(width, 1))
     return ResNet18(in_shape[0], num_classes, width)
 
 
@@ -95,7 +105,7 @@ _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 51
 
 
 @MODELS.register("vgg16_bn")
-def vgg16_bn(in_shape, num_classes, **_):
+def vgg16_bn(in_shape, num_classes):
     """VGG-16 with batch norm and the CIFAR head (one linear layer on the 512-d feature)."""
     layers: list[nn.Module] = []
     cin, size = in_shape[0], in_shape[1]
@@ -111,9 +121,21 @@ def vgg16_bn(in_shape, num_classes, **_):
     return nn.Sequential(*layers)
 
 
+def _at_least(model: str, **options: tuple[int, int]) -> None:
+    """A size option below its minimum builds a broken or empty network: refuse it by name."""
+    for name, (value, low) in options.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"model.options.{name}: {model} needs an integer >= {low}, got {value!r}")
+
+
 def build_model(name: str, in_shape, num_classes: int, **kwargs) -> nn.Module:
-    """Construct a registered architecture for inputs of ``in_shape`` (without batch dim)."""
-    return MODELS.get(name)(tuple(in_shape), num_classes, **kwargs)
+    """Construct a registered architecture for inputs of ``in_shape`` (without batch dim);
+    an option the architecture does not have is an error listing the ones it has."""
+    from ..options import validate_options
+
+    builder = MODELS.get(name)
+    validate_options(builder, kwargs, f"model {name!r} options")
+    return builder(tuple(in_shape), num_classes, **kwargs)
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
