@@ -2,10 +2,32 @@
 
 Quick use::
 
-    from forgetkit import unlearn
+    from forgetkit import unlearn, evaluate
     result = unlearn(model, (x, y), forget_indices, method="rl", weighting="falw", heldout=(xh, yh))
-"""
-from .api import UnlearnResult, unlearn
 
-__all__ = ["unlearn", "UnlearnResult"]
+Names are imported on first use, so ``import forgetkit`` stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "unlearn": "api", "evaluate": "api", "UnlearnResult": "api", "EvaluationTable": "api",
+    "register_method": "plugins", "register_weighting": "plugins", "register_evaluator": "plugins",
+    "register_dataset": "plugins", "register_model": "plugins", "load_plugins": "plugins",
+}
+
+__all__ = sorted(_EXPORTS)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'forgetkit' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

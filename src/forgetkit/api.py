@@ -1,72 +1,581 @@
-"""Python API for a user's own model and data: one call unlearns, optionally evaluates."""
+"""Python API for a user's own model and data: ``unlearn`` one request, ``evaluate`` models you have.
+
+Everything a user passes is checked once, up front, with an error that names the problem and
+what to do (labels, output size, image range, NaN/inf, held-out shape and size, device, options),
+so nothing runs on data that would give a silent wrong answer.
+"""
 from __future__ import annotations
 
+import copy
+import math
+import os
+import time
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from .data.base import Split
-from .data.requests import validate_indices
-from .methods import build_method
-from .metrics.core import GAP_KEYS, avg_gap, evaluate_model
+from .data.base import DataBundle, Split, as_float
+from .data.requests import ForgetRequest, validate_indices
+from .methods import METHODS, build_method
+from .methods.base import EngineMethod
+from .options import validate_options
 from .unlearn.context import UnlearnContext
-from .unlearn.weightings import build_weighting
+from .unlearn.objectives import ForgetObjective, RetainObjective
+from .unlearn.weightings import WEIGHTINGS, build_weighting
 
+CORE_METRICS = ("FA", "RA", "TA", "MIA")
+REFERENCE_METRICS = ("AvgGap", "deviation")
+MIN_HELDOUT_PER_CLASS = 2
+"""a held-out class needs two samples for a spread; fewer gives FaLW a zero or undefined σ"""
+MEMORY_FRACTION = 0.5
+"""materialise a Dataset or DataLoader only when it takes at most this share of physical memory"""
+
+
+# ---------------------------------------------------------------------------------------------
+# data: Split, (x, y), Dataset or DataLoader -> Split
+# ---------------------------------------------------------------------------------------------
+
+def _tensor(v, name: str, what: str) -> torch.Tensor:
+    if isinstance(v, torch.Tensor):
+        return v
+    try:
+        return torch.as_tensor(np.asarray(v))
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{name}: {what} of type {type(v).__name__} is not a tensor or array; convert it "
+                        "in the Dataset's transform (e.g. torchvision.transforms.PILToTensor())") from None
+
+
+def _pair(item, name: str, where: str) -> tuple:
+    if not isinstance(item, (tuple, list)) or len(item) != 2:
+        got = f"{len(item)} values" if isinstance(item, (tuple, list)) else f"a {type(item).__name__}"
+        raise ValueError(f"{name}: {where} must be an (x, y) pair, got {got}; wrap your data so it yields "
+                         "(input, integer label) only (extra fields such as sample ids are not accepted)")
+    return item[0], item[1]
+
+
+def _memory_limit() -> float:
+    try:
+        return MEMORY_FRACTION * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return math.inf
+
+
+def _check_fits(name: str, n: int, per_sample: int) -> None:
+    need = n * per_sample
+    if need > _memory_limit():
+        raise ValueError(f"{name}: {n} samples need about {need / 2**30:.1f} GiB in memory, more than "
+                         f"{MEMORY_FRACTION:.0%} of this machine's RAM; pass a subset that fits")
+
+
+def _from_dataset(data: Dataset, name: str) -> Split:
+    n = len(data)  # type: ignore[arg-type]
+    if n == 0:
+        return Split(torch.empty(0), torch.empty(0, dtype=torch.long))
+    x0, _ = _pair(data[0], name, "Dataset item 0")
+    x0 = _tensor(x0, name, "item 0's input")
+    _check_fits(name, n, x0.element_size() * x0.numel())
+    xs, ys = [], []
+    for i in range(n):
+        x, y = _pair(data[i], name, f"Dataset item {i}")
+        xs.append(_tensor(x, name, f"item {i}'s input"))
+        ys.append(_tensor(y, name, f"item {i}'s label"))
+    return _stacked(xs, ys, name, torch.stack)
+
+
+def _from_loader(loader: DataLoader, name: str, ordered: bool) -> Split:
+    if ordered and isinstance(getattr(loader, "sampler", None), RandomSampler):
+        raise ValueError(f"{name}: the DataLoader shuffles, so forget indices would not point at fixed "
+                         "samples; pass DataLoader(..., shuffle=False) (the order the indices refer to)")
+    xs, ys = [], []
+    for b, batch in enumerate(loader):
+        x, y = _pair(batch, name, f"DataLoader batch {b}")
+        x, y = _tensor(x, name, f"batch {b}'s input"), _tensor(y, name, f"batch {b}'s labels")
+        if b == 0 and hasattr(loader, "dataset"):
+            try:
+                _check_fits(name, len(loader.dataset), x.element_size() * x[0].numel())  # type: ignore[arg-type]
+            except TypeError:  # an iterable dataset without a length
+                pass
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        return Split(torch.empty(0), torch.empty(0, dtype=torch.long))
+    return _stacked(xs, ys, name, torch.cat)
+
+
+def _stacked(xs, ys, name, join) -> Split:
+    try:
+        x = join(xs)
+    except RuntimeError as e:
+        raise ValueError(f"{name}: inputs differ in shape, so they cannot form one batch ({e})") from None
+    try:
+        y = join(ys)
+    except RuntimeError as e:
+        raise ValueError(f"{name}: labels differ in shape ({e}); each label must be one integer") from None
+    return _labels_checked(x, y, name)
+
+
+def _labels_checked(x: torch.Tensor, y: torch.Tensor, name: str) -> Split:
+    y = torch.as_tensor(y)
+    if y.dim() == 2 and y.shape[1] > 1:
+        raise ValueError(f"{name}: labels have shape {tuple(y.shape)}, which looks one-hot; forgetkit needs "
+                         "class indices of shape (N,): pass y.argmax(1)")
+    if y.dim() != 1:
+        raise ValueError(f"{name}: labels must have shape (N,), got {tuple(y.shape)}")
+    if y.is_floating_point() or y.is_complex():
+        if y.is_complex() or not torch.equal(y, y.round()):
+            raise ValueError(f"{name}: labels must be integer class indices, got {y.dtype} values such as "
+                             f"{y[y != y.round()][:3].tolist()}")
+    if len(x) != len(y):
+        raise ValueError(f"{name}: x has {len(x)} rows but y has {len(y)}")
+    return Split(x, y.long())
+
+
+def as_split(data, name: str = "data", ordered: bool = False) -> Split:
+    """A forgetkit :class:`Split` from a Split, an ``(x, y)`` pair, a map-style ``Dataset`` or a ``DataLoader``.
+
+    Datasets and DataLoaders are materialised once (their transforms run once per sample, so a
+    random augmentation is drawn once), when they fit in memory. ``ordered``: the forget indices
+    refer to this data's order, so a shuffling DataLoader is refused.
+    """
+    if isinstance(data, Split):
+        return _labels_checked(data.x, data.y, name) if data.y.dim() != 1 else data
+    if isinstance(data, (tuple, list)):
+        x, y = _pair(data, name, "the data")
+        return _labels_checked(_tensor(x, name, "x"), _tensor(y, name, "y"), name)
+    if isinstance(data, DataLoader):
+        return _from_loader(data, name, ordered)
+    if isinstance(data, Dataset):
+        if not hasattr(data, "__len__"):
+            raise TypeError(f"{name}: an iterable Dataset has no length; wrap it in a DataLoader")
+        return _from_dataset(data, name)
+    raise TypeError(f"{name} must be a forgetkit Split, an (x, y) pair of tensors, a map-style torch Dataset "
+                    f"or a DataLoader, got {type(data).__name__}")
+
+
+def _first_bad(mask: torch.Tensor, k: int = 5) -> list[int]:
+    return torch.nonzero(mask).flatten()[:k].tolist()
+
+
+def _check_inputs(split: Split, name: str, shape: tuple | None = None) -> None:
+    """Shape, finiteness and (for images) range of ``split.x``; labels must be non-negative."""
+    x = split.x
+    if shape is not None and tuple(x.shape[1:]) != shape:
+        raise ValueError(f"{name}: samples have shape {tuple(x.shape[1:])}, but the training data's are {shape}")
+    if len(split) and split.y.min() < 0:
+        raise ValueError(f"{name}: labels must be >= 0, found {split.y.min().item()} at samples "
+                         f"{_first_bad(split.y < 0)}")
+    if x.is_floating_point() and len(x):
+        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
+        if bad.any():
+            raise ValueError(f"{name}: samples {_first_bad(bad)} contain NaN or inf ({int(bad.sum())} in all); "
+                             "clean or drop them before unlearning")
+    if x.dim() == 4:
+        if x.is_floating_point():
+            lo, hi = (x.min().item(), x.max().item()) if len(x) else (0.0, 0.0)
+            if lo < -1e-6 or hi > 1 + 1e-6:
+                raise ValueError(f"{name}: images must be uint8 or float in [0, 1], got float values in "
+                                 f"[{lo:g}, {hi:g}]; divide 0..255 images by 255 and put any normalisation "
+                                 "inside the model")
+        elif x.dtype != torch.uint8:
+            raise ValueError(f"{name}: images must be uint8 or float in [0, 1], got {x.dtype}")
+
+
+def _check_labels(split: Split, name: str, num_classes: int) -> None:
+    if len(split) and split.y.max() >= num_classes:
+        raise ValueError(f"{name}: label {split.y.max().item()} is out of range for {num_classes} classes "
+                         f"(samples {_first_bad(split.y >= num_classes)}); labels must be 0..{num_classes - 1}")
+
+
+# ---------------------------------------------------------------------------------------------
+# models and devices
+# ---------------------------------------------------------------------------------------------
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where the model's first parameter (or buffer) lives; CPU for a model without any."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def resolve_device(device, model: nn.Module) -> torch.device:
+    """None: where the model lives; "auto": CUDA when available, else CPU (as in configs)."""
+    if device is None:
+        return model_device(model)
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r} is not a device; use 'cpu', 'cuda', 'cuda:0' or 'auto'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for but no CUDA GPU is available; use 'cpu' or 'auto'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+class _KeepModes:
+    """Restore every submodule's train/eval flag on exit (evaluation must not change the user's model)."""
+
+    def __init__(self, *models: nn.Module):
+        self.saved = [(m, m.training) for model in models for m in model.modules()]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for m, mode in self.saved:
+            m.training = mode
+        return False
+
+
+@torch.no_grad()
+def output_size(model: nn.Module, x: torch.Tensor, name: str = "model") -> int:
+    """Number of logits ``model`` gives for one sample; refuses anything but an N×K tensor."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    with _KeepModes(model):
+        model.eval()
+        try:
+            out = model(as_float(x[:1].to(model_device(model))))
+        except Exception as e:  # noqa: BLE001  the user's forward: report it with the input shape
+            raise ValueError(f"{name} fails on one sample of shape {tuple(x.shape[1:])}: "
+                             f"{type(e).__name__}: {e}") from e
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"{name} returned a {type(out).__name__}, not a tensor of logits; forgetkit needs "
+                        "forward(x) -> logits of shape (N, classes): wrap the model so forward returns "
+                        "only the logits (e.g. model(x)[0])")
+    if out.dim() != 2 or out.shape[0] != 1:
+        raise ValueError(f"{name} returned shape {tuple(out.shape)} for one sample; forgetkit needs logits "
+                         "of shape (N, classes)")
+    return int(out.shape[1])
+
+
+def _num_classes(k: int, num_classes: int | None, labels_max: int) -> int:
+    if num_classes is not None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+            raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        if num_classes != k:
+            raise ValueError(f"num_classes={num_classes}, but the model has {k} outputs; they must agree")
+        return int(num_classes)
+    if labels_max + 1 < k:
+        raise ValueError(f"the model has {k} outputs but the labels only go up to {labels_max}; if the model "
+                         f"really has {k} classes pass num_classes={k}, otherwise fix the model's output layer")
+    return k
+
+
+# ---------------------------------------------------------------------------------------------
+# custom losses
+# ---------------------------------------------------------------------------------------------
+
+def _per_sample(loss, n: int, what: str) -> torch.Tensor:
+    if not isinstance(loss, torch.Tensor) or loss.shape != (n,):
+        got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"{what} must return one loss per sample, a tensor of shape ({n},), got {got}; "
+                         "use reduction='none'")
+    return loss
+
+
+class CallableForget(ForgetObjective):
+    """A user's ``fn(logits, y) -> per-sample losses`` as the forget term (minimised, weightable)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        self.fn = fn
+
+    def __call__(self, logits, batch, ctx):
+        return _per_sample(self.fn(logits, batch.y), len(batch.y), "forget_loss")
+
+
+class CallableRetain(RetainObjective):
+    """A user's ``fn(logits, y) -> per-sample losses`` as the retain term (minimised)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
+        self.fn = fn
+
+    def __call__(self, logits, batch, ctx):
+        return _per_sample(self.fn(logits, batch.y), len(batch.y), "retain_loss")
+
+
+def with_losses(method, name: str, forget_loss=None, retain_loss=None):
+    """The same engine preset with its forget and/or retain objective replaced by the user's."""
+    for what, fn in (("forget_loss", forget_loss), ("retain_loss", retain_loss)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{what} must be a function (logits, y) -> per-sample losses, got {type(fn).__name__}")
+    if not isinstance(method, EngineMethod):
+        raise ValueError(f"method {name!r} is not an engine preset, so it has no loss to replace; custom "
+                         "losses work with engine methods such as ga, rl, ft, neggrad, scrub")
+    mixing = method.loop().mixing
+    if forget_loss is not None and mixing == "retain_only":
+        raise ValueError(f"method {name!r} trains on the retain set only; it has no forget term for forget_loss")
+    if retain_loss is not None and mixing == "forget_only":
+        raise ValueError(f"method {name!r} trains on the forget set only; it has no retain term for retain_loss")
+    base = type(method)
+
+    def parts(self, model, ctx):
+        p = base.parts(self, model, ctx)
+        if forget_loss is not None:
+            p.forget = CallableForget(forget_loss)
+        if retain_loss is not None:
+            if p.retain is None:
+                raise ValueError(f"method {name!r} has no retain term for retain_loss")
+            p.retain = CallableRetain(retain_loss)
+        return p
+
+    custom = type(base.__name__, (base,), {"parts": parts, "__doc__": f"{base.__name__} with custom losses"})
+    return custom(**method.params())
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class EvaluationTable:
+    """One row of metrics per model; ``print(table)`` aligns them, ``table.to_pandas()`` gives a DataFrame."""
+
+    rows: dict[str, dict[str, Any]]
+
+    def __getitem__(self, model: str) -> dict[str, Any]:
+        return self.rows[model]
+
+    @property
+    def columns(self) -> list[str]:
+        cols: list[str] = []
+        for r in self.rows.values():
+            cols += [k for k in r if k not in cols]
+        return cols
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame.from_dict(self.rows, orient="index", columns=self.columns).rename_axis("model")
+
+    def __str__(self) -> str:
+        cols = self.columns
+
+        def cell(v) -> str:
+            if v is None:
+                return "-"
+            return f"{v:.2f}" if isinstance(v, (float, np.floating)) else str(v)
+
+        table = [["model", *cols]] + [[name, *(cell(r.get(c)) for c in cols)] for name, r in self.rows.items()]
+        widths = [max(len(row[i]) for row in table) for i in range(len(cols) + 1)]
+        lines = ["  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
+                 for row in table]
+        return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+    __repr__ = __str__
+
+
+def _parse_metrics(metrics, have_reference: bool) -> tuple[list[str], list[str]]:
+    from .metrics.evaluators import EVALUATORS
+
+    if metrics is None:
+        return list(CORE_METRICS) + (list(REFERENCE_METRICS) if have_reference else []), []
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    core, extra = [], []
+    for m in metrics:
+        if m in CORE_METRICS or m in REFERENCE_METRICS:
+            if m in REFERENCE_METRICS and not have_reference:
+                raise ValueError(f"metric {m!r} compares to a retrained model: pass reference=...")
+            core.append(m)
+        elif m in EVALUATORS:
+            extra.append(m)
+        else:
+            known = ", ".join([*CORE_METRICS, *REFERENCE_METRICS, *EVALUATORS.names()])
+            raise ValueError(f"unknown metric {m!r}; known: {known}")
+    return core, extra
+
+
+def _no_unlearn(model: nn.Module) -> nn.Module:
+    raise ValueError("this evaluator re-runs the unlearning on shadow models: pass "
+                     "unlearn=fn(model) -> unlearned model to forgetkit.evaluate")
+
+
+def evaluate(models: dict[str, nn.Module], *, forget, retain, test, reference=None, metrics=None,
+             original: nn.Module | None = None, num_classes: int | None = None, forget_classes=(),
+             class_names=(), unlearn: Callable[[nn.Module], nn.Module] | None = None, tau: float = 0.05,
+             options: dict[str, dict] | None = None, seed: int = 0) -> EvaluationTable:
+    """Score models you already have on one forget request; forgetkit as the judge.
+
+    ``models``: name → model (each evaluated where it lives; its train/eval mode is kept).
+    ``forget``/``retain``/``test``: data as for :func:`unlearn`. ``reference``: a model retrained
+    without the forget set (or a list of them, for evaluators that need several); it adds a
+    ``reference`` row, Avg. Gap and FaLW's deviation (under/faithful/over-forgotten shares at
+    ``tau``). ``metrics``: FA, RA, TA, MIA, AvgGap, deviation and any registered evaluator
+    (``forgetkit methods`` lists them), with keyword options in ``options[name]``; class
+    evaluators need ``forget_classes``. ``original``/``unlearn``: the model before unlearning and
+    your unlearning as a function, for evaluators that re-run it on shadow models (U-LiRA).
+    """
+    from .metrics.core import GAP_KEYS, avg_gap, evaluate_model, unlearning_deviation
+    from .metrics.evaluators import EVALUATORS, CellView
+
+    if not isinstance(models, dict) or not models:
+        raise TypeError("models must be a non-empty dict of name -> torch.nn.Module")
+    refs = list(reference) if isinstance(reference, (list, tuple)) else ([reference] if reference is not None else [])
+    if "reference" in models and refs:
+        raise ValueError("'reference' names the retrained model's row; rename that entry of models")
+    core, extra = _parse_metrics(metrics, bool(refs))
+    for k in options or {}:
+        if k not in extra:
+            raise ValueError(f"options given for {k!r}, which is not among the requested evaluators {extra}")
+    forget, retain, test = as_split(forget, "forget"), as_split(retain, "retain"), as_split(test, "test")
+    if not len(forget):
+        raise ValueError("forget: the forget set is empty")
+    shape = tuple(forget.x.shape[1:])
+    for s, n in ((forget, "forget"), (retain, "retain"), (test, "test")):
+        _check_inputs(s, n, shape)
+    rows_models = {**models, **({"reference": refs[0]} if refs else {})}
+    named = list(rows_models.items()) + [(f"reference[{i}]", r) for i, r in enumerate(refs[1:], 1)]
+    if original is not None:
+        named.append(("original", original))
+    sizes = {n: output_size(m, forget.x, f"model {n!r}") for n, m in named}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"models give different numbers of outputs: {sizes}; all must score the same classes")
+    k = next(iter(sizes.values()))
+    labels_max = max(int(s.y.max()) for s in (forget, retain, test) if len(s))
+    k = _num_classes(k, num_classes, labels_max)
+    for s, n in ((forget, "forget"), (retain, "retain"), (test, "test")):
+        _check_labels(s, n, k)
+
+    pool = Split(torch.cat([forget.x, retain.x]), torch.cat([forget.y, retain.y]))
+    bundle = DataBundle("user", pool, test, k, "image" if pool.x.dim() == 4 else "tabular", list(class_names))
+    fc = tuple(int(c) for c in forget_classes)
+    request = ForgetRequest(np.arange(len(forget)), "user", "class" if fc else "indices", fc)
+    template = original if original is not None else (copy.deepcopy(refs[0]) if refs and extra else None)
+
+    def references(m: int) -> list[nn.Module]:
+        if m > len(refs):
+            raise ValueError(f"this evaluator needs {m} retrained references; pass reference=[...] with {m} models "
+                             "retrained without the forget set (different seeds)")
+        return refs[:m]
+
+    evals, ref_ev = {}, None
+    with _KeepModes(*(m for _, m in named)):
+        for name, m in rows_models.items():
+            evals[name] = evaluate_model(m, forget, retain, test, model_device(m))
+        ref_ev = evals.get("reference")
+        table: dict[str, dict[str, Any]] = {}
+        for name, m in rows_models.items():
+            ev, row = evals[name], {}
+            for key in core:
+                if key in GAP_KEYS:
+                    row[key] = ev[key]
+                elif key == "AvgGap":
+                    row[key] = avg_gap(ev, ref_ev)
+                else:
+                    row.update({f"dev_{a}": v for a, v in
+                                unlearning_deviation(ev["forget_probs"], ref_ev["forget_probs"], tau).items()})
+            is_ref = name == "reference"
+            view = CellView(m, template if template is not None else m, refs[0] if refs else m, bundle, forget,
+                            retain, test, request, seed, model_device(m), references,
+                            None if is_ref else (unlearn or _no_unlearn))
+            for e in extra:
+                row.update(EVALUATORS.get(e)(view, **(options or {}).get(e, {})))
+            table[name] = row
+    return EvaluationTable(table)
+
+
+# ---------------------------------------------------------------------------------------------
+# unlearn
+# ---------------------------------------------------------------------------------------------
 
 @dataclass
 class UnlearnResult:
-    """The unlearned model, and metrics when a retrained reference was given."""
+    """The unlearned model, how long it took, and (with ``test``) its metrics beside the original's."""
 
     model: nn.Module
     metrics: dict[str, float] = field(default_factory=dict)
+    """FA/RA/TA/MIA of the unlearned model; with a reference also retrain_* values, AvgGap, dev_*"""
     info: dict = field(default_factory=dict)
+    """what the method reports (per-epoch history, steps, ...)"""
+    original_metrics: dict[str, float] = field(default_factory=dict)
+    """the same metrics for the model before unlearning: did unlearning beat doing nothing?"""
+    seconds: float = 0.0
+    """wall-clock time of the unlearning itself (checks and evaluation excluded)"""
+    table: EvaluationTable | None = None
+    """original / unlearned / reference rows side by side (None without ``test``)"""
 
-
-def _as_split(data) -> Split:
-    if isinstance(data, Split):
-        return data
-    if isinstance(data, tuple) and len(data) == 2:
-        return Split(torch.as_tensor(data[0]), torch.as_tensor(data[1]))
-    if isinstance(data, torch.utils.data.Dataset):
-        xs, ys = zip(*(data[i] for i in range(len(data))))
-        return Split(torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
-    raise TypeError("data must be a forgetkit Split, an (x, y) tuple of tensors, or a torch Dataset")
+    def __repr__(self) -> str:
+        head = f"UnlearnResult(seconds={self.seconds:.2f}"
+        return head + (")" if self.table is None else f", table=\n{self.table}\n)")
 
 
 def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_classes: int | None = None,
             heldout=None, test=None, reference: nn.Module | None = None, weighting: str = "uniform",
-            weighting_options: dict | None = None, forget_classes=(), seed: int = 0,
-            device: str | torch.device = "cpu", **method_options) -> UnlearnResult:
+            weighting_options: dict | None = None, forget_classes=(), seed: int = 0, device=None,
+            progress: Callable[[int, int], None] | None = None, forget_loss=None, retain_loss=None,
+            **method_options) -> UnlearnResult:
     """Unlearn ``forget_indices`` of ``train`` from ``model`` with a registered method.
 
-    ``train``/``heldout``/``test``: a :class:`Split`, an ``(x, y)`` tensor pair (images as uint8
-    N×C×H×W or float in [0, 1]; tabular as float), or a map-style ``Dataset``. The input model is
-    not modified. With ``reference`` (a model retrained without the forget set) and ``test``,
-    FA/RA/TA/MIA and their Avg. Gap to the reference are returned.
+    ``train``/``heldout``/``test``: a :class:`Split`, an ``(x, y)`` pair (images uint8 N×C×H×W or
+    float in [0, 1]; tabular float; integer labels), a map-style ``Dataset`` or a ``DataLoader``
+    yielding ``(x, y)`` (materialised once; a training DataLoader must not shuffle, since the
+    indices refer to its order). The input model is not modified; the copy stays on the model's
+    device unless ``device`` ("cpu", "cuda", "auto") is given. ``num_classes`` defaults to the
+    model's output size. ``progress(step, total)`` is called after each optimiser step.
+    ``forget_loss``/``retain_loss``: ``fn(logits, y) -> per-sample losses`` (minimised) replacing
+    the method's own term. With ``test``, the result holds the original's and the unlearned
+    model's FA/RA/TA/MIA; with ``reference`` (retrained without the forget set) also Avg. Gap.
     """
-    train = _as_split(train)
+    name = method
+    opts = validate_options(METHODS.get(name), method_options, f"method {name!r} options")
+    m = build_method(name, **opts)
+    if forget_loss is not None or retain_loss is not None:
+        m = with_losses(m, name, forget_loss, retain_loss)
+    w_opts = validate_options(WEIGHTINGS.get(weighting), weighting_options or {}, f"weighting {weighting!r} options")
+    w = build_weighting(weighting, **w_opts)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function (step, total) -> None, got {type(progress).__name__}")
+    if reference is not None and test is None:
+        raise ValueError("metrics against a reference need a test set (test=...)")
+    dev = resolve_device(device, model)
+
+    train = as_split(train, "train", ordered=True)
     idx = validate_indices(forget_indices, len(train))
+    _check_inputs(train, "train")
+    shape = tuple(train.x.shape[1:])
+    held = as_split(heldout, "heldout") if heldout is not None else None
+    test_s = as_split(test, "test") if test is not None else None
+    for s, n in ((held, "heldout"), (test_s, "test")):
+        if s is not None:
+            _check_inputs(s, n, shape)
+    k = output_size(model, train.x)
+    if reference is not None and output_size(reference, train.x, "reference") != k:
+        raise ValueError(f"the reference has {output_size(reference, train.x)} outputs but the model has {k}")
+    labels_max = max(int(s.y.max()) for s in (train, held, test_s) if s is not None and len(s))
+    num_classes = _num_classes(k, num_classes, labels_max)
+    for s, n in ((train, "train"), (held, "heldout"), (test_s, "test")):
+        if s is not None:
+            _check_labels(s, n, num_classes)
+    if "heldout" in w.needs and held is not None:
+        counts = torch.bincount(held.y, minlength=num_classes)
+        forget_cls = torch.unique(train.y[torch.as_tensor(idx)])
+        few = [int(c) for c in forget_cls if counts[c] < MIN_HELDOUT_PER_CLASS]
+        if few:
+            raise ValueError(f"heldout: forget classes {few} have fewer than {MIN_HELDOUT_PER_CLASS} held-out "
+                             f"samples ({[int(counts[c]) for c in few]}); weighting {weighting!r} estimates each "
+                             "forget class on unseen data: give more held-out samples of those classes")
+
     retain_idx = np.setdiff1d(np.arange(len(train)), idx)
-    num_classes = num_classes or int(train.y.max()) + 1
     kind = "image" if train.x.dim() == 4 else "tabular"
-    dev = torch.device(device)
     ctx = UnlearnContext(original=model, forget=train.subset(idx), retain=train.subset(retain_idx),
-                         heldout=_as_split(heldout) if heldout is not None else None,
-                         num_classes=num_classes, device=dev, seed=seed, kind=kind,
-                         forget_classes=tuple(forget_classes))
-    m = build_method(method, **method_options)
-    w = build_weighting(weighting, **(weighting_options or {}))
+                         heldout=held, num_classes=num_classes, device=dev, seed=seed, kind=kind,
+                         forget_classes=tuple(int(c) for c in forget_classes))
     torch.manual_seed(seed)
-    out, info = m.unlearn(model, ctx, w)
-    metrics = {}
+    start = time.perf_counter()
+    out, info = m.unlearn(model, ctx, w, progress)
+    seconds = time.perf_counter() - start
+    if test_s is None:
+        return UnlearnResult(out, {}, info, {}, seconds)
+    table = evaluate({"original": model, "unlearned": out}, forget=ctx.forget, retain=ctx.retain, test=test_s,
+                     reference=reference, num_classes=num_classes)
+    metrics = dict(table["unlearned"])
     if reference is not None:
-        if test is None:
-            raise ValueError("metrics against a reference need a test set (test=...)")
-        test = _as_split(test)
-        ev = evaluate_model(out, ctx.forget, ctx.retain, test, dev)
-        ref = evaluate_model(reference, ctx.forget, ctx.retain, test, dev)
-        metrics = {k: ev[k] for k in GAP_KEYS} | {f"retrain_{k}": ref[k] for k in GAP_KEYS}
-        metrics["AvgGap"] = avg_gap(ev, ref)
-    return UnlearnResult(out, metrics, info)
+        metrics |= {f"retrain_{k}": table["reference"][k] for k in CORE_METRICS}
+    return UnlearnResult(out, metrics, info, dict(table["original"]), seconds, table)
