@@ -24,6 +24,7 @@ imported). A validation split is carved from ``test`` by the experiment code, se
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,202 @@ def load_german(data_dir: str | None = None) -> DataBundle:
     tr, te = _split(len(frame), SPLIT_SEED, TEST_FRACTION)
     return _bundle("german", frame.iloc[tr], frame.iloc[te], GERMAN_NUMERIC, GERMAN_CATEGORICAL,
                    "y", "s", ["bad", "good"], str(path))
+
+
+# --------------------------------------------------------------------------------------------
+# The reference protocol of the soft-weighting paper (``protocol: reference``)
+# --------------------------------------------------------------------------------------------
+
+REFERENCE_L2 = {"adult": 2.2622, "compas": 37.0, "german": 5.84843}
+"""L2 strength of the logistic regression per dataset, the ``l2_reg`` of
+``data/{adult,compas,german}/meta.json`` in ``brandeis-machine-learning/influence-fairness``."""
+
+REFERENCE_VAL_FRACTION = 0.25
+"""``val_p`` of ``Dataset.__init__`` (``dataset.py`` of both reference repositories)."""
+REFERENCE_TEST_FRACTION = 0.20
+"""``test_p`` (used where a dataset ships without a test file: COMPAS, German)."""
+REFERENCE_RESPLIT_SEED = 42000
+"""``random_state`` of the 50/50 validation/test re-split in Soft-Weighted ``dataset.py``."""
+REFERENCE_RESPLIT = {"adult", "german"}
+"""Datasets the Soft-Weighted ``dataset.py`` re-splits (its name list holds Adult and German, not
+COMPAS): validation rows go back into train and the test rows are halved into validation/test."""
+
+
+@dataclass
+class ReferenceData:
+    """Train / validation / test of the reference pipeline, with the published L2 strength."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    l2_reg: float
+    feature_names: list[str]
+    source: str
+
+
+def reference_one_hot(frame: pd.DataFrame, is_categorical, mapping: dict) -> tuple[pd.DataFrame, dict]:
+    """The reference ``Dataset.one_hot``: a categorical column with more than two values becomes
+    indicators ``c.0, c.1, …`` (values in order of first appearance, or the given mapping), one with
+    at most two values a single mapped column; both are appended after the other columns.
+
+    ``mapping`` holds the known value → code tables (the label mappings of ``meta.json``, then the
+    ones learnt on train); returns the encoded frame and the completed mapping. A value of a binary
+    column that train never saw is an error (the reference fails on it with a ``KeyError``).
+    """
+    columns = {c: frame[c].to_numpy() for c in frame.columns if not is_categorical(c)}
+    learnt = dict(mapping)
+    for c in [c for c in frame.columns if is_categorical(c)]:
+        codes = learnt.setdefault(c, {v: i for i, v in enumerate(dict.fromkeys(frame[c]))})
+        if len(codes) > 2:
+            for i, value in enumerate(codes):
+                columns[f"{c}.{i}"] = (frame[c] == value).to_numpy(dtype=float)
+        else:
+            unseen = set(frame[c]) - set(codes)
+            if unseen:
+                raise ValueError(f"column {c!r} has values {sorted(map(str, unseen))} that the "
+                                 f"training rows do not have (known: {sorted(map(str, codes))})")
+            columns[c] = frame[c].map(codes).to_numpy(dtype=float)
+    out = pd.DataFrame(columns, index=frame.index)
+    return out, learnt
+
+
+def _reference_data(name: str, train_val: pd.DataFrame, test: pd.DataFrame | None, is_categorical,
+                    mapping: dict, target: str, s_train_val: np.ndarray, s_test_of, source: str
+                    ) -> ReferenceData:
+    """Splits, encoding and scaling of the reference ``Dataset.__init__`` (see :func:`load_reference`)."""
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    if test is None:
+        n_test = round(len(train_val) * REFERENCE_TEST_FRACTION)
+        test = train_val.iloc[len(train_val) - n_test:]
+        s_test = s_train_val[len(train_val) - n_test:]
+        train_val, s_train_val = train_val.iloc[:len(train_val) - n_test], s_train_val[:len(train_val) - n_test]
+    else:
+        s_test = s_test_of(test)
+    enc_tv, learnt = reference_one_hot(train_val, is_categorical, mapping)
+    enc_te, _ = reference_one_hot(test, is_categorical, learnt)
+    y_tv, y_te = enc_tv.pop(target).to_numpy(), enc_te.pop(target).to_numpy()
+    n_val = round(len(enc_tv) * REFERENCE_VAL_FRACTION)
+    n_train = len(enc_tv) - n_val
+    scaler = StandardScaler().fit(enc_tv.iloc[:n_train].to_numpy(dtype=float))
+    x_tv, x_te = scaler.transform(enc_tv.to_numpy(dtype=float)), scaler.transform(enc_te.to_numpy(dtype=float))
+    parts = {"train": (x_tv[:n_train], y_tv[:n_train], s_train_val[:n_train]),
+             "val": (x_tv[n_train:], y_tv[n_train:], s_train_val[n_train:]),
+             "test": (x_te, y_te, s_test)}
+    if name in REFERENCE_RESPLIT:
+        x_t, x_v, y_t, y_v, s_t, s_v = train_test_split(
+            x_te, y_te, s_test, test_size=0.5, random_state=REFERENCE_RESPLIT_SEED, shuffle=True)
+        parts = {"train": (x_tv, y_tv, s_train_val), "val": (x_v, y_v, s_v), "test": (x_t, y_t, s_t)}
+
+    def split(x, y, s) -> Split:
+        return Split(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64)),
+                     torch.from_numpy(np.asarray(y, dtype=np.int64)),
+                     torch.from_numpy(np.asarray(s, dtype=np.int64)))
+
+    return ReferenceData(name=name, train=split(*parts["train"]), val=split(*parts["val"]),
+                         test=split(*parts["test"]), l2_reg=REFERENCE_L2[name],
+                         feature_names=list(enc_tv.columns), source=source)
+
+
+ADULT_REFERENCE_CATEGORICAL = ["workclass", "education", "marital-status", "occupation",
+                               "relationship", "race", "sex", "native-country", "income"]
+COMPAS_REFERENCE_FEATURES = ["sex", "age", "age_cat", "race", "juv_fel_count", "juv_misd_count",
+                             "juv_other_count", "priors_count", "c_charge_degree", "c_charge_desc",
+                             "two_year_recid"]
+COMPAS_REFERENCE_CATEGORICAL = "sex,age_cat,race,c_charge_degree,c_charge_desc,two_year_recid"
+GERMAN_REFERENCE_CATEGORICAL = ["checking", "history", "purpose", "savings", "employment", "debtors",
+                                "property", "installment_plans", "housing", "job", "telephone",
+                                "foreign", "sex", "risk"]
+GERMAN_REFERENCE_AGE = 30
+
+
+def _adult_reference(data_dir):
+    tr_path, te_path = _find(data_dir, "adult", "adult.data"), _find(data_dir, "adult", "adult.test")
+    read = dict(names=ADULT_COLUMNS, skipinitialspace=True, na_values="?")
+    train = pd.read_csv(tr_path, **read).dropna().drop(columns="fnlwgt")
+    test = pd.read_csv(te_path, header=0, **read).dropna().drop(columns="fnlwgt")
+    test["income"] = test["income"].astype(str).str[:-1]
+    mapping = {"income": {">50K": 1.0, "<=50K": 0.0}, "sex": {"Male": 1.0, "Female": 0.0}}
+    for frame, path in ((train, tr_path), (test, te_path)):
+        bad = set(frame["income"]) - set(mapping["income"]) or set(frame["sex"]) - set(mapping["sex"])
+        if frame.empty or bad:
+            raise ValueError(f"{path}: no complete Adult rows or unexpected income/sex values {sorted(bad)}")
+    s_of = lambda f: f["sex"].map(mapping["sex"]).to_numpy(dtype=np.int64)  # noqa: E731
+    return _reference_data("adult", train, test, ADULT_REFERENCE_CATEGORICAL.__contains__, mapping,
+                           "income", s_of(train), s_of, f"{tr_path}, {te_path}")
+
+
+def _compas_reference(data_dir):
+    path = _find(data_dir, "compas", "compas-scores-two-years.csv")
+    frame = pd.read_csv(path)
+    _require(frame, COMPAS_REFERENCE_FEATURES + ["days_b_screening_arrest", "is_recid", "score_text"], path)
+    keep = (frame["days_b_screening_arrest"].between(-30, 30) & (frame["is_recid"] != -1)
+            & (frame["c_charge_degree"] != "O") & (frame["score_text"] != "N/A"))
+    frame = frame.loc[keep, COMPAS_REFERENCE_FEATURES].dropna().copy()
+    if frame.empty:
+        raise ValueError(f"{path} has no COMPAS rows left after the ProPublica filter")
+    frame["race"] = np.where(frame["race"] == "Caucasian", "Caucasian", "Not Caucasian")
+    frame["two_year_recid"] = np.where(frame["two_year_recid"] == 1, "Did recid.", "No recid.")
+    mapping = {"two_year_recid": {"Did recid.": 0.0, "No recid.": 1.0},
+               "race": {"Caucasian": 1.0, "Not Caucasian": 0.0}}
+    s = frame["race"].map(mapping["race"]).to_numpy(dtype=np.int64)
+    # the reference passes its categorical list unsplit, so membership is a substring test
+    return _reference_data("compas", frame, None, COMPAS_REFERENCE_CATEGORICAL.__contains__, mapping,
+                           "two_year_recid", s, None, str(path))
+
+
+def _german_reference(data_dir):
+    path = _find(data_dir, "german", "german.data")
+    frame = pd.read_csv(path, sep=r"\s+", header=None)
+    if frame.shape[1] != len(GERMAN_COLUMNS):
+        raise ValueError(f"{path}: expected {len(GERMAN_COLUMNS)} whitespace-separated columns, "
+                         f"found {frame.shape[1]}")
+    frame.columns = GERMAN_COLUMNS
+    if not set(frame["risk"]) <= {1, 2}:
+        raise ValueError(f"{path}: risk column must be 1 (good) or 2 (bad)")
+    frame["sex"] = np.where(frame["personal_status"].isin(GERMAN_MALE), "male", "female")
+    frame = frame.drop(columns="personal_status")
+    frame["risk"] = frame["risk"].astype(str)
+    mapping = {"risk": {"1": 1.0, "2": 0.0}}
+    n_test = round(len(frame) * REFERENCE_TEST_FRACTION)
+    age = frame["age"].to_numpy()
+    # train/validation rows count age >= 30 as the privileged group, test rows age > 30
+    s = np.concatenate([age[:len(frame) - n_test] >= GERMAN_REFERENCE_AGE,
+                        age[len(frame) - n_test:] > GERMAN_REFERENCE_AGE]).astype(np.int64)
+    return _reference_data("german", frame, None, GERMAN_REFERENCE_CATEGORICAL.__contains__, mapping,
+                           "risk", s, None, str(path))
+
+
+REFERENCE_LOADERS = {"adult": _adult_reference, "compas": _compas_reference, "german": _german_reference}
+
+
+def load_reference(name: str, data_dir: str | None = None) -> ReferenceData:
+    """A dataset exactly as the soft-weighting reference builds it (``protocol: reference``).
+
+    Facts from ``brandeis-machine-learning/influence-fairness`` (``dataset.py``,
+    ``data/*/meta.json``; the Soft-Weighted repository's ``SEC-5-2-0-2.py`` points ``meta.json`` at
+    a ``train.csv`` it does not ship, so the data definitions are these) and from
+    ``XinbaoQiao/Soft-Weighted-Machine-Unlearning`` ``dataset.py`` (the re-split):
+
+    * every column is standardised (``StandardScaler`` fitted on the first 75 % of the train rows),
+      one-hot indicators and the sensitive attribute included; no intercept is fitted later;
+    * Adult: ``adult.data`` / ``adult.test`` (first line skipped, trailing '.' removed), rows with
+      '?' dropped, ``fnlwgt`` dropped, ``education`` kept as indicators; s = sex (Male = 1);
+    * COMPAS: ProPublica's row filter, the 11 ``features_to_keep``, y = 1 for **no** recidivism,
+      s = race (Caucasian = 1); its categorical list is a string matched by substring, so ``age``
+      (inside ``age_cat``) is one-hot encoded as well; rows in file order: last 20 % test, the last
+      25 % of the rest validation;
+    * German: sex derived from ``personal_status`` (which is dropped), y = good credit,
+      s = age > 30 (train and validation rows: age ≥ 30, as the reference's two comparisons);
+      last 20 % of the rows test;
+    * Adult and German: the validation rows return to train and the test rows are halved into
+      validation / test by ``train_test_split(test_size=0.5, random_state=42000)``.
+
+    Sizes (train / val / test): Adult 30,162 / 7,530 / 7,530; COMPAS 3,700 / 1,234 / 1,233;
+    German 800 / 100 / 100.
+    """
+    if name not in REFERENCE_LOADERS:
+        raise ValueError(f"the reference protocol defines {sorted(REFERENCE_LOADERS)}, not {name!r}")
+    return REFERENCE_LOADERS[name](data_dir)

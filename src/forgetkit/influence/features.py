@@ -1,11 +1,14 @@
 """The "NN last layer" model: a frozen MLP feature extractor under a logistic head.
 
-As in the reference ``model.py`` (``NNLastLayerIF``): the MLP (two ReLU layers of width =
-input dimension) is trained on a small seeded fraction of the training data, full-batch Adam with
-early stopping on training loss; the head — the part that is unlearned — is an L2 logistic
-regression without bias fitted on the embeddings of the remaining points.
+As in the reference ``model.py`` of ``XinbaoQiao/Soft-Weighted-Machine-Unlearning``
+(``MLPClassifier``, ``NNLastLayerIF.fit_feature_extractor``): two ReLU layers of width = input
+dimension, trained on a small seeded fraction of the training data with full-batch Adam and early
+stopping on the training loss; the head, the part that is unlearned, is an L2 logistic regression
+without bias fitted on the embeddings of the remaining points.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 import torch
@@ -14,13 +17,30 @@ from torch import nn
 from ..models import build_model, last_linear
 
 
+def reference_mlp(width: int) -> nn.Module:
+    """The reference ``MLPClassifier``: Linear(d, d)+ReLU twice, then a bias-free Linear(d, 1)."""
+    return nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                         nn.Linear(width, 1, bias=False))
+
+
 def train_feature_extractor(x, y, seed: int, lr: float = 1e-2, max_iter: int = 2000,
-                            patience: int = 10, min_delta: float = 1e-5) -> nn.Module:
-    """MLP (hidden = input dim, depth 2, one logit) fitted with BCE; stops when the training loss
-    has not improved by ``min_delta`` for ``patience`` iterations (the reference allows 15,000)."""
+                            patience: int = 10, min_delta: float = 1e-5,
+                            architecture: Literal["forgetkit", "reference"] = "forgetkit") -> nn.Module:
+    """MLP (hidden = input dim, depth 2, one logit) fitted with BCE.
+
+    Stops when the training loss has not improved by ``min_delta`` for ``patience`` iterations
+    (the reference: ``min_delta`` 0, at most 15,000 iterations). ``architecture="reference"`` builds
+    :func:`reference_mlp` and draws its initial weights the way the reference does after seeding:
+    ``NNLastLayerIF`` builds the network in its constructor and again in ``fit_feature_extractor``,
+    so the trained weights start from the second draw of ``torch.manual_seed(seed)``.
+    """
     torch.manual_seed(seed)
     x, y = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
-    model = build_model("mlp", (x.shape[1],), 1, hidden=x.shape[1], depth=2)
+    if architecture == "reference":
+        reference_mlp(x.shape[1])
+        model = reference_mlp(x.shape[1])
+    else:
+        model = build_model("mlp", (x.shape[1],), 1, hidden=x.shape[1], depth=2)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best, stale = float("inf"), 0
     for _ in range(max_iter):
@@ -45,13 +65,3 @@ def embed(model: nn.Module, x) -> np.ndarray:
         model(torch.as_tensor(x, dtype=torch.float32))
     hook.remove()
     return store["z"].double().numpy()
-
-
-def set_head(model: nn.Module, theta) -> nn.Module:
-    """Write an (unlearned) head θ into the MLP's last layer (bias 0), for use as a torch model."""
-    layer = last_linear(model)
-    with torch.no_grad():
-        layer.weight.copy_(torch.as_tensor(np.asarray(theta), dtype=layer.weight.dtype)[None])
-        if layer.bias is not None:
-            layer.bias.zero_()
-    return model

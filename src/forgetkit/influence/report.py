@@ -6,8 +6,10 @@ from collections import defaultdict
 
 import numpy as np
 
-TASK_LABEL = {"dp": "|DP| (test, hard preds)", "eop": "|EOP| (test, hard preds)",
-              "robust_accuracy": "robust accuracy % (test)"}
+TASK_LABEL = {"dp": "|DP| (hard preds)", "eop": "|EOP| (hard preds)",
+              "dp_surrogate": "DP surrogate (signed, probabilities)",
+              "eop_surrogate": "EOP surrogate (signed, FERM log-loss)",
+              "robust_accuracy": "robust accuracy %"}
 
 
 def _mean_std(values) -> str:
@@ -21,10 +23,11 @@ def _fmt(values, digits=3) -> str:
 
 
 def improvement(metric: str, before: float, after: float) -> float:
-    """Task improvement (positive = better): fewer |gap| points, or more robust-accuracy points."""
-    sign = 1.0 if metric == "robust_accuracy" else -1.0
-    scale = 1.0 if metric == "robust_accuracy" else 100.0
-    return sign * scale * (after - before)
+    """Task improvement (positive = better): fewer |gap| points (×100), or more robust-accuracy
+    points. A signed gap counts by its size: −0.1 → 0.05 is an improvement of 5 points."""
+    if metric == "robust_accuracy":
+        return after - before
+    return 100.0 * (abs(before) - abs(after))
 
 
 def group(rows):
@@ -37,7 +40,7 @@ def group(rows):
 
 def table(ok_rows, metric: str) -> list[str]:
     lines = ["| dataset | model | unlearner | weighting | seeds | accuracy % before → after | "
-             f"test loss before → after | {TASK_LABEL[metric]} before → after | "
+             f"loss before → after | {TASK_LABEL[metric]} before → after | "
              "val task Δ predicted / actual |",
              "|---|---|---|---|---|---|---|---|---|"]
     for (d, m, u, w), rs in sorted(group(ok_rows).items()):
@@ -83,8 +86,8 @@ def scatter(ok_rows, metric: str, path: pathlib.Path) -> None:
         ax.axhline(0, color="grey", lw=0.6)
         ax.axvline(0, color="grey", lw=0.6)
         ax.set_title(f"{d} / {m}")
-        ax.set_xlabel("Δ test accuracy (points)")
-        ax.set_ylabel(("Δ robust accuracy" if metric == "robust_accuracy" else f"{metric.upper()} gap reduction")
+        ax.set_xlabel("Δ accuracy (points)")
+        ax.set_ylabel(("Δ robust accuracy" if metric == "robust_accuracy" else f"{metric.split('_')[0].upper()} gap reduction")
                       + " (points)")
         ax.legend(fontsize=6, loc="lower left")
     for ax in list(axes.flat)[len(panels):]:
@@ -94,16 +97,20 @@ def scatter(ok_rows, metric: str, path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def write_report(cfg, rows, out_dir: pathlib.Path, smoke: bool, commit: str) -> pathlib.Path:
-    from .experiment import TASK_METRIC
+def write_report(cfg, rows, out_dir: pathlib.Path, smoke: bool, commits: list[str]) -> pathlib.Path:
+    """``report.md`` (+ ``scatter.png``); ``commits`` are the ones the rows were computed at."""
+    from .experiment import REPORT_SPLIT, TASK_METRIC
 
-    metric = TASK_METRIC[cfg.task]
+    metric = TASK_METRIC[cfg.protocol][cfg.task]
+    split = REPORT_SPLIT[cfg.protocol]
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] == "failed"]
     lines = [f"# Soft-weighted unlearning: {cfg.name}", "",
-             f"task `{cfg.task}`, soft scheme `{cfg.soft_scheme}`, hard fraction {cfg.hard_fraction}, "
-             f"seeds {cfg.seeds}, smoke={smoke}, commit `{commit}`, {len(ok)} ok / {len(failed)} failed rows.",
-             "", "Mean ± std over seeds; accuracy and task metric on the test half of the test split, "
+             f"task `{cfg.task}`, protocol `{cfg.protocol}`, soft scheme `{cfg.soft_scheme}`, hard "
+             f"fraction {cfg.hard_fraction}, seeds {cfg.seeds}, smoke={smoke}, "
+             f"commit{'s' * (len(commits) > 1)} {', '.join(f'`{c}`' for c in commits)}, "
+             f"{len(ok)} ok / {len(failed)} failed rows.",
+             "", f"Mean ± std over seeds; accuracy, loss and task metric on the **{split}** split; "
              "'val task Δ' is the validation surrogate F (predicted −εᵀI_F vs actual).", ""]
     lines += table(ok, metric) if ok else ["(no finished rows)"]
     if ok:

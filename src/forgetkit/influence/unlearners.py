@@ -7,12 +7,30 @@ released code; :func:`soft_gradient_ascent` documents our choice.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import numpy as np
 import torch
 
+from ..registry import Registry
 from .core import LinearInfluence, as_tensor, objective, sample_losses
 
-UNLEARNERS = ("influence", "retrain", "finetune", "ga")
+
+@dataclass
+class FittedHead:
+    """What every unlearner starts from: θ̂, its training data and its influence object."""
+
+    theta: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    infl: LinearInfluence
+
+
+Unlearner = Callable[[FittedHead, np.ndarray, Any], np.ndarray]
+UNLEARNERS: Registry[Unlearner] = Registry("soft-weighting unlearner")
+"""name → ``fn(head, eps, cfg) -> θ``; ``cfg`` is the run's config, from which an unlearner reads
+its own options (``cfg.finetune``, ``cfg.ga``). Registering one here makes it a config choice."""
 
 
 def sample_weights(eps) -> torch.Tensor:
@@ -91,3 +109,23 @@ def soft_gradient_ascent(theta, x, y, eps, lr: float = 1e-3, epochs: int = 30) -
     if total == 0.0:
         return np.asarray(as_tensor(theta).numpy())
     return _adam(theta, lambda t: (e * sample_losses(t, x, y)).sum() / total, lr, 0.0, epochs)
+
+
+@UNLEARNERS.register("influence")
+def _influence(head: FittedHead, eps, cfg) -> np.ndarray:
+    return influence_update(head.infl, eps)
+
+
+@UNLEARNERS.register("retrain")
+def _retrain(head: FittedHead, eps, cfg) -> np.ndarray:
+    return weighted_retrain(head.x, head.y, eps, head.infl.l2_reg)
+
+
+@UNLEARNERS.register("finetune")
+def _finetune(head: FittedHead, eps, cfg) -> np.ndarray:
+    return weighted_finetune(head.theta, head.x, head.y, eps, **cfg.finetune.model_dump())
+
+
+@UNLEARNERS.register("ga")
+def _ga(head: FittedHead, eps, cfg) -> np.ndarray:
+    return soft_gradient_ascent(head.theta, head.x, head.y, eps, **cfg.ga.model_dump())

@@ -29,15 +29,16 @@ def orient(infl_task, f0: float) -> tuple[np.ndarray, float]:
 
 
 def hard_weights(infl, fraction: float = 0.2) -> np.ndarray:
-    """ε = −1 on the ⌊fraction·n⌉ samples with the most negative (oriented) influence, else 0.
+    """ε = −1 on the ⌊fraction·n⌋ samples with the most negative (oriented) influence, else 0.
 
-    Those are the samples whose removal lowers the task loss most (``np.argsort(infl)[:k]``).
+    Those are the samples whose removal lowers the task loss most: ``np.argsort(infl)[:k]`` with
+    ``k = int(n·fraction)`` in the reference ``SEC-5-2-0-*.py`` (floor, not rounding).
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"hard fraction must be in [0, 1], got {fraction}")
     infl = np.asarray(infl, dtype=np.float64)
     eps = np.zeros_like(infl)
-    eps[np.argsort(infl, kind="stable")[: int(round(fraction * len(infl)))]] = -1.0
+    eps[np.argsort(infl, kind="stable")[: int(fraction * len(infl))]] = -1.0
     return eps
 
 
