@@ -25,10 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics.output_eval import incompetent_model
-from ..unlearn.engine import LoopConfig, Parts
-from ..unlearn.optim import OPTIMIZERS
+from ..unlearn.engine import Parts
 from ..unlearn.objectives import ForgetObjective, RetainObjective
-from .base import METHODS, EngineMethod, check_requirements
+from .base import METHODS, EngineMethod
 
 
 def distill_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -89,25 +88,20 @@ class BadTeacher(EngineMethod):
     """fraction of the retain set, drawn at random once, that is distilled (notebook: 0.3)"""
 
     def __post_init__(self):
+        super().__post_init__()
         if not 0 < self.retain_fraction <= 1:
             raise ValueError(f"bad_teacher: retain_fraction must be in (0, 1], got {self.retain_fraction}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"bad_teacher: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.temperature <= 0:
             raise ValueError(f"bad_teacher: temperature must be > 0, got {self.temperature}")
-
-    def loop(self) -> LoopConfig:
-        cfg = super().loop()
-        cfg.optimizer = self.optimizer
-        return cfg
 
     def parts(self, model, ctx):
         return Parts(forget=IncompetentTeacherKL(self.temperature), retain=CompetentTeacherKL(self.temperature))
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
+    def prepare(self, model, ctx, weighting):
         n = len(ctx.retain)
         keep = torch.randperm(n, generator=ctx.generator(43))[:max(1, round(self.retain_fraction * n))]
         sub = dataclasses.replace(ctx, retain=ctx.retain.subset(keep.sort().values))
-        model, info = super().unlearn(model, sub, weighting, progress)
-        return model, {**info, "retain_used": len(keep)}
+        return self.plan(self.parts(model, sub), sub, weighting)
+
+    def finish(self, model, ctx, prepared, info):
+        return model.eval(), {**info, "retain_used": len(prepared.ctx.retain)}

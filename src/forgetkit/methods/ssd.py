@@ -14,7 +14,6 @@ min(λ·I_full / I_f, 1); all others are left exactly as they are. No training l
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Split, as_float
-from .base import METHODS, Method, check_requirements
+from .base import METHODS, Method
 
 
 def importance(model: nn.Module, data: Split, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
@@ -69,9 +68,8 @@ class SSD(Method):
         if self.batch_size < 1:
             raise ValueError(f"ssd: batch_size must be >= 1, got {self.batch_size}")
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
-        model = copy.deepcopy(model).to(ctx.device).eval()
+    def run(self, model, ctx, prepared, progress):
+        model.eval()
         full = Split(torch.cat([ctx.retain.x, ctx.forget.x]), torch.cat([ctx.retain.y, ctx.forget.y]))
         imp_forget = importance(model, ctx.forget, self.batch_size, ctx.device)
         imp_full = importance(model, full, self.batch_size, ctx.device)
@@ -86,4 +84,4 @@ class SSD(Method):
                 total += beta.numel()
         if progress is not None:
             progress(1, 1)
-        return model, {"dampened_fraction": dampened / max(1, total)}
+        return {"dampened_fraction": dampened / max(1, total)}

@@ -17,7 +17,6 @@ only matters with several forgotten classes). Both training steps run on the eng
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
@@ -29,7 +28,7 @@ from torch import nn
 from ..data.base import Split, as_float
 from ..unlearn.engine import LoopConfig, Parts, run_engine
 from ..unlearn.objectives import ForgetObjective, RetainCE
-from .base import METHODS, Method, check_requirements
+from .base import METHODS, Method
 from .svd import retain_sample
 
 
@@ -65,6 +64,7 @@ class UNSIR(Method):
     description: ClassVar[str] = "error-maximising noise for the forgotten classes, impair then repair"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     class_only: ClassVar[bool] = True
+    smoke_caps: ClassVar[dict[str, int | float]] = {"noise_steps": 8, "noise_copies": 2, "retain_per_class": 200}
 
     noise_size: int = 256
     """noise samples learnt per forgotten class (the notebook's batch size)"""
@@ -103,8 +103,7 @@ class UNSIR(Method):
                          mixing=mixing)
         return run_engine(model, ctx, parts, cfg, progress)
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
+    def run(self, model, ctx, prepared, progress):
         dev = ctx.device
         gen = ctx.generator(47)
         shape = (self.noise_size, *ctx.forget.x.shape[1:])
@@ -117,11 +116,10 @@ class UNSIR(Method):
         r = ctx.retain.subset(retain_sample(ctx.retain, ctx.forget_classes, ctx.num_classes,
                                             self.retain_per_class * kept))
         retain = Split(as_float(r.x), r.y)  # float like the noise: the engine concatenates the two
-        model = copy.deepcopy(model).to(dev)
         impair = self._stage(model, dataclasses.replace(ctx, forget=noise, retain=retain),
                              Parts(forget=NoiseCE(), retain=RetainCE()), self.impair_epochs, self.impair_lr,
                              "mixed", progress)
         repair = self._stage(model, dataclasses.replace(ctx, retain=retain), Parts(retain=RetainCE()),
                              self.repair_epochs, self.repair_lr, "retain_only", progress)
-        return model, {"noise_samples": len(noise), "retain_used": len(retain),
+        return {"noise_samples": len(noise), "retain_used": len(retain),
                        "impair_history": impair.epochs, "repair_history": repair.epochs}
