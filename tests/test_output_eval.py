@@ -54,6 +54,8 @@ def test_zrf_paper_and_reference_code_variants_match_slow_loops():
     assert oe.zrf_score(p, p) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="variant"):
         oe.zrf_score(p, q, "code")
+    with pytest.raises(ValueError, match="variant"):  # refused before any training, from the config
+        EVALUATORS.get("zrf").check({"variant": "code"})
 
 
 def test_activation_distance_matches_the_slow_loop():

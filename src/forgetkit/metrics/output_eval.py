@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .core import predict_logits
-from .evaluators import EVALUATORS, CellView
+from .evaluators import CellView, register_evaluator
 from .shadows import fresh_copy
 
 VARIANTS = ("paper", "reference_code")
@@ -55,8 +55,7 @@ def reference_code_divergence(p: torch.Tensor, q: torch.Tensor) -> float:
 
 def zrf_score(p_model: torch.Tensor, p_random: torch.Tensor, variant: str = "paper") -> float:
     """ZRF = 1 − mean JS between the model's and an incompetent model's outputs."""
-    if variant not in VARIANTS:
-        raise ValueError(f"zrf variant must be one of {VARIANTS}, got {variant!r}")
+    _check_zrf({"variant": variant})
     if variant == "reference_code":
         return 1.0 - reference_code_divergence(p_model, p_random)
     return 1.0 - float(js_divergence(p_model, p_random).mean())
@@ -79,20 +78,26 @@ def incompetent_model(template: nn.Module, seed: int, device: torch.device) -> n
         return fresh_copy(template).to(device).eval()
 
 
-@EVALUATORS.register("zrf")
+def _check_zrf(options: dict) -> None:
+    variant = options.get("variant", "paper")
+    if variant not in VARIANTS:
+        raise ValueError(f"zrf variant must be one of {VARIANTS}, got {variant!r}")
+
+
+@register_evaluator("zrf", check=_check_zrf)
 def zrf_eval(cell: CellView, variant: str = "paper") -> dict:
     """ZRF on the forget set against a random initialisation seeded by the cell's seed."""
     random_model = incompetent_model(cell.original, cell.seed, cell.device)
     return {"ZRF": zrf_score(_probs(cell.model, cell), _probs(random_model, cell), variant)}
 
 
-@EVALUATORS.register("js_divergence")
+@register_evaluator("js_divergence")
 def js_eval(cell: CellView) -> dict:
     """JS_retrain: mean JS divergence to the retrained model's outputs on the forget set (0 = same)."""
     return {"JS_retrain": float(js_divergence(_probs(cell.model, cell), _probs(cell.retrained, cell)).mean())}
 
 
-@EVALUATORS.register("activation_distance")
+@register_evaluator("activation_distance")
 def activation_distance_eval(cell: CellView) -> dict:
     """ActDist_retrain: mean L2 distance to the retrained model's probabilities on the forget set."""
     return {"ActDist_retrain": activation_distance(_probs(cell.model, cell), _probs(cell.retrained, cell))}
