@@ -15,6 +15,7 @@ _EXPORTS = {
     "unlearn": "api", "evaluate": "api", "UnlearnResult": "api", "EvaluationTable": "api",
     "register_method": "plugins", "register_weighting": "plugins", "register_evaluator": "plugins",
     "register_dataset": "plugins", "register_model": "plugins", "load_plugins": "plugins",
+    "audit": "metrics.audit",
 }
 
 __all__ = sorted(_EXPORTS)

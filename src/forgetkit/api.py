@@ -412,7 +412,7 @@ def evaluate(models: dict[str, nn.Module], *, forget, retain, test, reference=No
     evaluators need ``forget_classes``. ``original``/``unlearn``: the model before unlearning and
     your unlearning as a function, for evaluators that re-run it on shadow models (U-LiRA).
     """
-    from .metrics.core import GAP_KEYS, avg_gap, evaluate_model, unlearning_deviation
+    from .metrics.core import GAP_KEYS, avg_gap, evaluate_model, unlearning_deviation, without_classes
     from .metrics.evaluators import EVALUATORS, CellView
 
     if not isinstance(models, dict) or not models:
@@ -455,12 +455,16 @@ def evaluate(models: dict[str, nn.Module], *, forget, retain, test, reference=No
                              "retrained without the forget set (different seeds)")
         return refs[:m]
 
-    evals, ref_ev = {}, None
+    ev_options = {}
+    for e in extra:
+        ev_options[e] = validate_options(EVALUATORS.get(e), (options or {}).get(e, {}), f"evaluator {e!r} options")
+        getattr(EVALUATORS.get(e), "check", lambda o: None)(ev_options[e])
+    eval_test = without_classes(test, fc)  # SalUn: TA and MIA of a class request on the other classes
+
+    table: dict[str, dict[str, Any]] = {}
     with _KeepModes(*(m for _, m in named)):
-        for name, m in rows_models.items():
-            evals[name] = evaluate_model(m, forget, retain, test, model_device(m))
+        evals = {name: evaluate_model(m, forget, retain, eval_test, model_device(m)) for name, m in rows_models.items()}
         ref_ev = evals.get("reference")
-        table: dict[str, dict[str, Any]] = {}
         for name, m in rows_models.items():
             ev, row = evals[name], {}
             for key in core:
@@ -471,12 +475,12 @@ def evaluate(models: dict[str, nn.Module], *, forget, retain, test, reference=No
                 else:
                     row.update({f"dev_{a}": v for a, v in
                                 unlearning_deviation(ev["forget_probs"], ref_ev["forget_probs"], tau).items()})
-            is_ref = name == "reference"
             view = CellView(m, template if template is not None else m, refs[0] if refs else m, bundle, forget,
                             retain, test, request, seed, model_device(m), references,
-                            None if is_ref else (unlearn or _no_unlearn))
+                            None if name == "reference" else (unlearn or _no_unlearn))
             for e in extra:
-                row.update(EVALUATORS.get(e)(view, **(options or {}).get(e, {})))
+                out = EVALUATORS.get(e)(view, **ev_options[e])
+                row.update({k: v for k, v in out.items() if isinstance(v, (str, int, float, np.number))})
             table[name] = row
     return EvaluationTable(table)
 

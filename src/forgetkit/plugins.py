@@ -76,7 +76,6 @@ def _check_callable(kind: str, signature: str):
 CHECKS = {
     "forgetkit.methods": _check_method,
     "forgetkit.weightings": _check_weighting,
-    "forgetkit.evaluators": _check_callable("evaluator", "(cell: CellView, **options) -> dict"),
     "forgetkit.datasets": _check_callable("dataset", "(data_dir=None) -> DataBundle"),
     "forgetkit.models": _check_callable("model", "(in_shape, num_classes, **options) -> nn.Module"),
 }
@@ -103,9 +102,35 @@ def register_weighting(name: str, *, override: bool = False) -> Callable:
     return _register("forgetkit.weightings", name, override)
 
 
-def register_evaluator(name: str, *, override: bool = False) -> Callable:
-    """Decorator: add an evaluator ``fn(cell, **options) -> {metric: value}`` under ``name``."""
-    return _register("forgetkit.evaluators", name, override)
+def _as_evaluator(fn, references=None, smoke=None, class_requests_only: bool = False, check=None):
+    """``fn`` with the cost declarations the runner reads (no extra references, unchanged under smoke)."""
+    from .metrics.evaluators import Evaluator
+
+    if isinstance(fn, Evaluator):
+        return fn
+    _check_callable("evaluator", "(cell: CellView, **options) -> dict")(fn)
+    return Evaluator(fn, references or (lambda options: 0), smoke or dict, class_requests_only,
+                     check or (lambda options: None))
+
+
+def register_evaluator(name: str, *, override: bool = False, references: Callable[[dict], int] | None = None,
+                       smoke: Callable[[dict], dict] | None = None, class_requests_only: bool = False,
+                       check: Callable[[dict], None] | None = None) -> Callable:
+    """Decorator: add an evaluator ``fn(cell, **options) -> {metric: value}`` under ``name``.
+
+    ``references(options)``: how many retrained references it asks ``cell.references`` for;
+    ``smoke(options)``: its options under ``--smoke``; ``class_requests_only``: it measures
+    whole-class forgetting; ``check(options)``: raises ValueError for options it cannot take.
+    """
+    _check_name(name)
+
+    def add(fn):
+        from .metrics.evaluators import EVALUATORS
+
+        EVALUATORS.register(name, override=override)(_as_evaluator(fn, references, smoke, class_requests_only, check))
+        return fn
+
+    return add
 
 
 def register_dataset(name: str, *, override: bool = False) -> Callable:
@@ -131,9 +156,12 @@ def load_plugins() -> list[str]:
         for ep in entry_points(group=group):
             try:
                 item = ep.load()
-                if ep.name in registry and registry.get(ep.name) is item:
-                    continue
-                _register(group, ep.name, override=False)(item)
+                if ep.name in registry and getattr(registry.get(ep.name), "fn", registry.get(ep.name)) is item:
+                    continue  # the module registered itself with the decorator
+                if group == "forgetkit.evaluators":
+                    register_evaluator(ep.name)(item)
+                else:
+                    _register(group, ep.name, override=False)(item)
             except Exception as e:  # noqa: BLE001  a broken plug-in must not break forgetkit
                 warnings.warn(f"forgetkit plug-in {ep.name!r} ({group} = {ep.value}) was skipped: "
                               f"{type(e).__name__}: {e}", RuntimeWarning, stacklevel=2)
