@@ -16,7 +16,8 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'forg
 
 from forgetkit.bench.config import parse_config  # noqa: E402
 from forgetkit.bench.executors import reference_jobs  # noqa: E402
-from forgetkit.bench.runner import plan, run_experiment  # noqa: E402
+from forgetkit.bench.grid import plan  # noqa: E402
+from forgetkit.bench.runner import run_experiment  # noqa: E402
 
 TIMING = ("time_s", "retrain_time_s", "speedup")
 
@@ -94,7 +95,7 @@ def test_dead_worker_is_retried_then_stored_failed(ray_instance, tmp_path):
     with sqlite3.connect(tmp_path / "out" / "results.sqlite") as db:
         rows = dict(db.execute("SELECT method, status FROM results"))
         error = db.execute("SELECT error FROM results WHERE method='always'").fetchone()[0]
-    assert rows == {"original": "ok", "retrain": "ok", "once": "ok", "always": "failed"}
+    assert rows == {"Original": "ok", "Retrain": "ok", "once": "ok", "always": "failed"}
     assert "worker lost" in error
     assert (tmp_path / "a").read_text() == "x"  # died once, retried once
     assert (tmp_path / "b").read_text() == "xx"  # first try + max_retries=1, then given up

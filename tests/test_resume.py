@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from forgetkit.bench.config import parse_config, smoke
-from forgetkit.bench.runner import plan, run_experiment
+from forgetkit.bench.grid import paper_name, plan
+from forgetkit.bench.runner import run_experiment
 
 RAW = {"name": "resume", "dataset": "digits", "heldout_fraction": 0.1, "device": "cpu",
        "model": {"name": "mlp"}, "train": {"epochs": 1, "lr": 0.05, "batch_size": 64},
@@ -91,7 +92,7 @@ def test_divergence_is_a_failed_row_and_the_sweep_continues(tmp_path):
         rows = {m: (s, e) for m, s, e in con.execute("SELECT method, status, error FROM results")}
     assert rows["ga-absurd"][0] == "failed"
     assert rows["ga-absurd"][1].startswith("DivergenceError: diverged at step ")
-    assert {m: s for m, (s, _) in rows.items() if m != "ga-absurd"} == {"original": "ok", "retrain": "ok", "ft": "ok"}
+    assert {m: s for m, (s, _) in rows.items() if m != "ga-absurd"} == {"Original": "ok", "Retrain": "ok", paper_name("ft"): "ok"}
 
 
 DETERMINISM_RAW = {**smoke(RAW), "name": "determinism", "seeds": [0, 1],
@@ -102,7 +103,7 @@ HASH_SCRIPT = """
 import hashlib, json, sys
 from pathlib import Path
 from forgetkit.bench.config import parse_config
-from forgetkit.bench.runner import Workspace
+from forgetkit.bench.workspace import Workspace
 from forgetkit.train import fingerprint_split
 ws = Workspace(parse_config(json.loads(sys.argv[1])), Path(sys.argv[2]))
 h = hashlib.sha256()

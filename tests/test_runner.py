@@ -4,8 +4,9 @@ import sqlite3
 import pytest
 
 from forgetkit.bench.config import apply_overrides, parse_config, smoke
-from forgetkit.bench.report import write_report
-from forgetkit.bench.runner import plan, run_experiment
+from forgetkit.bench.report import load_run, write_report
+from forgetkit.bench.grid import paper_name, plan
+from forgetkit.bench.runner import run_experiment
 from forgetkit.cli import main
 
 TINY = {
@@ -22,7 +23,7 @@ TINY = {
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "tiny"
     cfg = parse_config(TINY)
-    report = run_experiment(cfg, out, show_progress=False)
+    report = run_experiment(cfg, out, show_progress=False).report
     return cfg, out, report
 
 
@@ -33,7 +34,7 @@ def test_rows_for_every_cell_and_failures_recorded(tiny_run):
     failed = [r for r in rows if r[1] == "failed"]
     assert {r[0] for r in failed} == {"GA-explode"} and all("diverged" in r[2] for r in failed)
     text = report.read_text()
-    assert "| retrain |" in text and "| ft |" in text and "Failed runs" in text and "GA-explode" in text
+    assert "| Retrain |" in text and f"| {paper_name('ft')} |" in text and "Failed runs" in text and "GA-explode" in text
     assert (out / "probs_class3.png").exists()
 
 
@@ -42,23 +43,26 @@ def test_gaps_are_against_retrain(tiny_run):
     db = sqlite3.connect(out / "results.sqlite")
     rows = {(m, r): json.loads(x) for m, r, x in db.execute(
         "SELECT method, request, metrics FROM results WHERE status='ok'")}
-    for (m, r), met in rows.items():
-        ref = rows[("retrain", r)]
-        if m != "retrain":
-            expect = sum(abs(met[k] - ref[k]) for k in ("FA", "RA", "TA", "MIA")) / 4
-            assert met["AvgGap"] == pytest.approx(expect)
-    assert rows[("retrain", "class3")]["FA"] < 20  # a class the reference never saw
+    _, derived, _, _ = load_run(out)
+    assert len(derived) == len(rows)
+    for row in derived:
+        met, ref = row["metrics"], rows[("Retrain", row["request"])]
+        assert "AvgGap" not in rows[(row["method"], row["request"])]  # the store holds raw metrics only
+        expect = sum(abs(met[k] - ref[k]) for k in ("FA", "RA", "TA", "MIA")) / 4
+        assert met["AvgGap"] == pytest.approx(expect)
+    assert rows[("Retrain", "class3")]["FA"] < 20  # a class the reference never saw
 
 
 def test_rerun_skips_finished_rows_and_retries_failed(tiny_run, monkeypatch):
     cfg, out, _ = tiny_run
-    import forgetkit.bench.runner as runner
+    import forgetkit.bench.executors as executors
 
     seen = []
-    real = runner.execute_cell
-    monkeypatch.setattr(runner, "execute_cell", lambda ws, cell, *a, **k: seen.append(cell) or real(ws, cell, *a, **k))
-    run_experiment(cfg, out, show_progress=False)
-    assert {runner.method_label(cfg, c) for c in seen} == {"GA-explode"}
+    real = executors.execute_cell
+    monkeypatch.setattr(executors, "execute_cell", lambda ws, cell, *a, **k: seen.append(cell) or real(ws, cell, *a, **k))
+    summary = run_experiment(cfg, out, show_progress=False)
+    assert {c.label for c in seen} == {"GA-explode"}
+    assert [label.split(" / ")[0] for label, _ in summary.failed] == ["GA-explode"] * 2
 
 
 def test_other_experiment_in_same_dir_is_refused(tiny_run):
@@ -123,8 +127,9 @@ def test_paired_table_pairs_each_weighting_with_its_base_on_request_and_seed():
     from forgetkit.bench.report import paired_table
 
     def row(method, weighting, request, seed, gap):
-        return {"method": method, "weighting": weighting, "request": request, "seed": seed,
-                "params": {}, "metrics": {"AvgGap": gap}}
+        label = method if weighting == "uniform" else f"{method} + {weighting}"
+        return {"method": label, "weighting": weighting, "request": request, "seed": seed,
+                "params": {"base_label": method}, "metrics": {"AvgGap": gap}}
 
     rows = [row("RL", "uniform", "a", 0, 4.0), row("RL", "uniform", "a", 1, 2.0), row("RL", "uniform", "b", 0, 9.0),
             row("RL", "falw", "a", 1, 2.5), row("RL", "falw", "a", 0, 1.0), row("RL", "falw", "b", 0, 8.0),
@@ -132,7 +137,7 @@ def test_paired_table_pairs_each_weighting_with_its_base_on_request_and_seed():
             row("SalUn", "falw", "a", 0, 3.0)]  # no SalUn base at all: no line
     by_label = {}
     for r in rows:
-        by_label.setdefault("RL" if r["weighting"] == "uniform" else f"{r['method']} + {r['weighting']}", []).append(r)
+        by_label.setdefault(r["method"], []).append(r)
     lines = paired_table(by_label)
     body = [line for line in lines if line.startswith("| RL + falw")]
     assert len(body) == 1 and not any(line.startswith("| SalUn") for line in lines)
@@ -148,10 +153,10 @@ def test_report_draws_where_the_forgotten_class_went(tmp_path):
         return {"method": label, "weighting": "-", "seed": seed, "key": f"{label}{seed}", "params": {},
                 "metrics": {f"conf_to_{c}": v for c, v in shares.items()}}
 
-    by_label = {"retrain": [row("retrain", 0, {"shirt": 80.0, "coat": 20.0})],
-                "trw": [row("trw", 0, {"shirt": 100.0, "coat": 0.0})]}
-    lines = _plots(tmp_path, "class 0", by_label, {"retrain0": {}, "trw0": {}})
+    by_label = {"Retrain": [row("Retrain", 0, {"shirt": 80.0, "coat": 20.0})],
+                "TRW": [row("TRW", 0, {"shirt": 100.0, "coat": 0.0})]}
+    lines = _plots(tmp_path, "class 0", by_label, {"Retrain0": {}, "TRW0": {}})
     assert "![where the forgotten class went](confusion_class_0.png)" in lines
     assert (tmp_path / "confusion_class_0.png").stat().st_size > 0
-    del by_label["retrain"]  # nothing to compare with: no plot
-    assert not any("confusion" in line for line in _plots(tmp_path, "x", by_label, {"trw0": {}}))
+    del by_label["Retrain"]  # nothing to compare with: no plot
+    assert not any("confusion" in line for line in _plots(tmp_path, "x", by_label, {"TRW0": {}}))

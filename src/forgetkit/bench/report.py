@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .derived import with_derived
+from .grid import ORIGINAL, RETRAIN
 from .store import ResultStore
 
 MAIN = ("FA", "RA", "TA", "MIA")
-STANDARD = set(MAIN) | {"AvgGap", "time_s", "retrain_time_s", "speedup"}
-REF_ORDER = {"original": 0, "retrain": 1}
+STANDARD = set(MAIN) | {"AvgGap", "time_s", "retrain_time_s", "speedup", "n_forget", "n_test"}
+REF_ORDER = {ORIGINAL: 0, RETRAIN: 1}
 
 
 def _fmt(values, digits=2) -> str:
@@ -24,10 +26,8 @@ def _fmt(values, digits=2) -> str:
 
 
 def _label(row) -> str:
-    """'method + weighting', or the config's label alone when it names a single-weighting entry."""
-    if row["weighting"] in ("-", "uniform") or row["params"].get("label_only"):
-        return row["method"]
-    return f"{row['method']} + {row['weighting']}"
+    """The row's name as planned (:func:`forgetkit.bench.grid.cell_label`): papers' spelling."""
+    return row["method"]
 
 
 def _order(label: str) -> tuple:
@@ -43,23 +43,58 @@ def group_rows(rows: list[dict]) -> dict[str, dict[str, list[dict]]]:
 
 
 def main_table(by_label: dict[str, list[dict]]) -> list[str]:
-    ref = by_label.get("retrain", [])
-    ref_mean = {k: np.mean([r["metrics"][k] for r in ref]) for k in MAIN} if ref else None
+    """FA/RA/TA/MIA mean ± sd; in parentheses the mean over seeds of |metric − Retrain| on the same
+    seed, so the four parenthesised gaps average exactly to the Avg. Gap beside them."""
     lines = ["| Method | FA | RA | TA | MIA | Avg. Gap ↓ | Time (s) | Speed-up |",
              "|---|---|---|---|---|---|---|---|"]
     for label in sorted(by_label, key=_order):
         rs = by_label[label]
         cells = []
         for k in MAIN:
-            vals = [r["metrics"][k] for r in rs]
-            gap = f" ({abs(np.mean(vals) - ref_mean[k]):.2f})" if ref_mean and label != "retrain" else ""
-            cells.append(_fmt(vals) + gap)
-        gap = _fmt([r["metrics"].get("AvgGap") for r in rs]) if label != "retrain" else "0.00"
+            gaps = [r["metrics"].get(f"gap_{k}") for r in rs]
+            gap = f" ({_fmt_mean(gaps)})" if label != RETRAIN and any(g is not None for g in gaps) else ""
+            cells.append(_fmt([r["metrics"][k] for r in rs]) + gap)
+        gap = _fmt([r["metrics"].get("AvgGap") for r in rs]) if label != RETRAIN else "0.00"
         time_ = _fmt([r["metrics"]["time_s"] for r in rs], 1)
-        speed = "1.0×" if label == "retrain" else "–" if label == "original" else \
-            f"{np.nanmean([r['metrics']['speedup'] for r in rs]):.1f}×"
+        speeds = [r["metrics"].get("speedup") for r in rs if r["metrics"].get("speedup") is not None]
+        speed = "1.0×" if label == RETRAIN else "–" if not speeds else f"{np.nanmean(speeds):.1f}×"
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {gap} | {time_} | {speed} |")
     return lines
+
+
+def _fmt_mean(values, digits: int = 2) -> str:
+    v = [x for x in values if x is not None and np.isfinite(x)]
+    return f"{np.mean(v):.{digits}f}" if v else "–"
+
+
+def verdict(by_label: dict[str, list[dict]], num_classes: int | None) -> list[str]:
+    """Three lines a reader wants first: who came closest to Retrain (and by how much), who did
+    worse than leaving the model as it was, and who collapsed."""
+    gaps = {lbl: np.mean([r["metrics"]["AvgGap"] for r in rs]) for lbl, rs in by_label.items()
+            if lbl != RETRAIN and rs and all("AvgGap" in r["metrics"] for r in rs)}
+    methods = {lbl: g for lbl, g in gaps.items() if lbl != ORIGINAL}
+    if not methods:
+        return []
+    ranked = sorted(methods, key=methods.get)
+    best = ranked[0]
+    line = f"- **Closest to Retrain: {best}**, Avg. Gap {methods[best]:.2f}"
+    if len(ranked) > 1:
+        line += f" ({methods[ranked[1]] - methods[best]:.2f} below the next, {ranked[1]})"
+    out = [line + "."]
+    if ORIGINAL in gaps:
+        worse = [f"{lbl} ({methods[lbl]:.2f})" for lbl in ranked if methods[lbl] > gaps[ORIGINAL]]
+        out.append(f"- **Worse than not unlearning** (Original's Avg. Gap {gaps[ORIGINAL]:.2f}): "
+                   + (", ".join(worse) if worse else "none") + ".")
+    collapsed = sorted({_label(r) for rs in by_label.values() for r in rs if _collapsed(r, num_classes)})
+    out.append("- **Collapsed** (RA or TA near chance): " + (", ".join(collapsed) if collapsed else "none") + ".")
+    return out + [""]
+
+
+def _collapsed(row, num_classes: int | None) -> list[str]:
+    if not num_classes:
+        return []
+    chance = 100.0 / num_classes
+    return [k for k in ("RA", "TA") if row["metrics"].get(k) is not None and row["metrics"][k] < 1.5 * chance + 5]
 
 
 def deviation_table(by_label) -> list[str]:
@@ -70,7 +105,7 @@ def deviation_table(by_label) -> list[str]:
     lines = ["| Method | under (%) | faithful (%) | over (%) | " + " | ".join(f"ΔFA {g}" for g in groups) + " |",
              "|---|---|---|---|" + "---|" * len(groups)]
     for label in sorted(by_label, key=_order):
-        if label == "retrain":
+        if label == RETRAIN:
             continue
         rs = by_label[label]
         dev = [_fmt([r["metrics"].get(f"dev_{k}") for r in rs], 1) for k in ("under", "faithful", "over")]
@@ -110,8 +145,8 @@ def paired_table(by_label) -> list[str]:
 
     lines = []
     for label in sorted(by_label, key=_order):
-        base = label.split(" + ")[0]
-        if " + " not in label or base not in by_label:
+        base = by_label[label][0]["params"].get("base_label", label)
+        if base == label or base not in by_label:
             continue
         mine, theirs = gap(by_label[label]), gap(by_label[base])
         diffs = [mine[k] - theirs[k] for k in sorted(mine.keys() & theirs.keys())
@@ -122,39 +157,37 @@ def paired_table(by_label) -> list[str]:
                          + ", ".join(f"{d:+.2f}" for d in diffs) + " |")
     if not lines:
         return []
-    return ["Paired Avg. Gap difference, weighted − base, per (request, seed) (negative = the weighting helped):", "",
+    return ["Paired Avg. Gap difference, weighted variant − its base method, per (request, seed) "
+            "(negative = the weighting helped):", "",
             "| Comparison | mean ± sd | better in | differences |", "|---|---|---|---|"] + lines + [""]
 
 
 def collapse_warnings(rows: list[dict], num_classes: int | None) -> list[str]:
     """Flag models whose RA or TA fell towards chance (a model that 'forgot' everything)."""
-    if not num_classes:
-        return []
-    chance = 100.0 / num_classes
     out = []
     for r in rows:
-        m = r["metrics"]
-        for k in ("RA", "TA"):
-            if m.get(k) is not None and m[k] < 1.5 * chance + 5:
-                out.append(f"- ⚠ **{_label(r)}** (request {r['request']}, seed {r['seed']}): {k} = {m[k]:.1f}% "
-                           f"is near chance ({chance:.1f}%) — the model collapsed rather than unlearned.")
+        for k in _collapsed(r, num_classes):
+            out.append(f"- ⚠ **{_label(r)}** (request {r['request']}, seed {r['seed']}): {k} = {r['metrics'][k]:.1f}% "
+                       f"is near chance ({100.0 / num_classes:.1f}%) — the model collapsed rather than unlearned.")
     return out
 
 
 def load_run(out_dir: str | Path, with_artifacts: bool = False) -> tuple[dict, list[dict], list[dict], dict]:
-    """(experiment meta, ok rows, failed rows, artifacts by key) of the cells the saved config plans."""
+    """(experiment meta, ok rows with derived measures, failed rows, artifacts by key) of the cells
+    the run planned (keys saved in ``experiment.json``, so rows of an edited config are not mixed in)."""
     out_dir = Path(out_dir)
     db = out_dir / "results.sqlite"
     if not db.exists():
         raise FileNotFoundError(f"no results store at {db}; run an experiment with --out {out_dir} first")
     meta_path = out_dir / "experiment.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"name": out_dir.name, "config": {}}
-    keys = _planned_keys(meta)
+    keys = set(meta["planned_keys"]) if "planned_keys" in meta else None
     with ResultStore(db) as store:
         rows = [r for r in store.rows(status="ok") if keys is None or r["key"] in keys]
         failed = [r for r in store.rows(status="failed") if keys is None or r["key"] in keys]
-        artifacts = {r["key"]: store.artifacts(r["key"]) for r in rows} if with_artifacts else {}
-    return meta, rows, failed, artifacts
+        artifacts = {r["key"]: store.artifacts(r["key"]) for r in rows}
+    tau = meta.get("config", {}).get("metrics", {}).get("deviation_tau", 0.05)
+    return meta, with_derived(rows, artifacts, tau), failed, artifacts if with_artifacts else {}
 
 
 def write_report(out_dir: str | Path) -> Path:
@@ -162,15 +195,24 @@ def write_report(out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     meta, rows, failed, artifacts = load_run(out_dir, with_artifacts=True)
     num_classes = _num_classes(rows, artifacts)
-    lines = [f"# forgetkit report: {meta['name']}", ""]
+    smoke = meta.get("config", {}).get("smoke", False)
+    lines = [f"# forgetkit report: {meta['name']}" + (" (smoke run)" if smoke else ""), ""]
+    if smoke:
+        lines += ["> **Smoke run**: data, epochs and budgets were shrunk by `--smoke` to check that the "
+                  "configuration works. These numbers are not results.", ""]
     if rows:
         p = rows[0]["provenance"]
         seeds = sorted({r["seed"] for r in rows})
+        recipes = sorted({r["params"].get("recipe") for r in rows if r["params"].get("recipe")})
         lines += [f"Data: **{p.get('dataset')}** ({p.get('source', '')}), training pool {p.get('n_train_pool')} samples; "
-                  f"model **{p.get('model')}**; seeds {seeds}; device {p.get('device')}; torch {p.get('torch')}; "
-                  f"commit `{p.get('commit')}`.", "",
-                  "Each cell: mean ± sd over seeds; (gap to Retrain) in parentheses. MIA is SalUn's MIA-Efficacy. "
-                  "Avg. Gap = mean |metric − Retrain| over FA, RA, TA, MIA (lower is better).", ""]
+                  f"model **{p.get('model')}**; seeds {seeds}; device {p.get('device')}, {p.get('threads')} torch "
+                  f"thread(s); torch {p.get('torch')}; commit `{p.get('commit')}`.", ""]
+        if recipes:
+            lines += ["Tuned recipes: " + ", ".join(f"`{x}`" for x in recipes), ""]
+        lines += ["Each cell: mean ± sd over seeds. In parentheses: the mean over seeds of |metric − Retrain on "
+                  "the same seed|; Avg. Gap is the mean of those four (lower is better). MIA is SalUn's "
+                  "MIA-Efficacy. For whole-class requests TA and MIA use the test set without the forgotten "
+                  "classes (SalUn's protocol); otherwise the whole test set.", ""]
     grouped = group_rows(rows)
     if len(grouped) > 1:
         pooled: dict[str, list[dict]] = defaultdict(list)
@@ -179,10 +221,11 @@ def write_report(out_dir: str | Path) -> Path:
                 pooled[label] += rs
         lines += [f"## Mean over all {len(grouped)} forget requests", "",
                   "Each cell: mean ± sd over requests and seeds (the shape of TRW's Table 2).", ""]
-        lines += main_table(pooled) + [""] + paired_table(pooled)
+        lines += verdict(pooled, num_classes) + main_table(pooled) + [""] + paired_table(pooled)
         lines += ["Other metrics:", ""] + extra_table(pooled) + [""] if extra_table(pooled) else []
     for request, by_label in sorted(grouped.items()):
-        lines += [f"## Forget request `{request}`", ""] + main_table(by_label) + [""] + paired_table(by_label)
+        lines += [f"## Forget request `{request}`", "", _request_line(by_label), ""]
+        lines += verdict(by_label, num_classes) + main_table(by_label) + [""] + paired_table(by_label)
         dev = deviation_table(by_label)
         if dev:
             lines += ["Unlearning deviation (FaLW Def. 1, share of forget samples) and ΔFA (method − Retrain) "
@@ -203,14 +246,13 @@ def write_report(out_dir: str | Path) -> Path:
     return report
 
 
-def _planned_keys(meta: dict) -> set[str] | None:
-    """Keys of the cells the saved config plans, so rows left by an edited config are not mixed in."""
-    if not meta.get("config"):
-        return None
-    from .config import parse_config
-    from .runner import plan
-
-    return {c.key for c in plan(parse_config(meta["config"]))}
+def _request_line(by_label) -> str:
+    rs = [r for rows in by_label.values() for r in rows]
+    sizes = sorted({int(r["metrics"]["n_forget"]) for r in rs if "n_forget" in r["metrics"]})
+    tests = sorted({int(r["metrics"]["n_test"]) for r in rs if "n_test" in r["metrics"]})
+    which = {r["params"].get("test_set") for r in rs if r["params"].get("test_set")}
+    return (f"Forget set: {', '.join(map(str, sizes)) or '?'} samples; test set: {', '.join(map(str, tests)) or '?'} "
+            f"samples ({', '.join(sorted(which)) or 'whole'}).")
 
 
 def _num_classes(rows, artifacts) -> int | None:
@@ -226,44 +268,48 @@ def _plots(out_dir: Path, request: str, by_label, artifacts) -> list[str]:
     import matplotlib.pyplot as plt
 
     first = {label: min(rs, key=lambda r: r["seed"]) for label, rs in by_label.items()}
-    if "retrain" not in first:
+    if RETRAIN not in first:
         return []
-    labels = [lbl for lbl in sorted(first, key=_order) if lbl != "retrain"]
+    labels = [lbl for lbl in sorted(first, key=_order) if lbl != RETRAIN]
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in request)
     lines = []
-    ref_probs = np.asarray(artifacts[first["retrain"]["key"]].get("forget_probs", []))
+    ref_probs = np.asarray(artifacts[first[RETRAIN]["key"]].get("forget_probs", []))
     if labels and ref_probs.size:
         cols = min(4, len(labels))
         rows_n = -(-len(labels) // cols)
-        fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 2.6 * rows_n), squeeze=False)
+        fig, axes = plt.subplots(rows_n, cols, figsize=(3.6 * cols, 3.0 * rows_n + 0.6), squeeze=False)
         bins = np.linspace(0, 1, 21)
         for ax, label in zip(axes.flat, labels):
             ax.hist(ref_probs, bins, alpha=0.5, label="Retrain", color="tab:gray")
             ax.hist(np.asarray(artifacts[first[label]["key"]]["forget_probs"]), bins, alpha=0.5, label=label)
-            ax.set_title(label, fontsize=9)
-            ax.set_xlabel("p(true class) on forget set", fontsize=8)
-            ax.legend(fontsize=7)
+            ax.set_title(label, fontsize=12)
+            ax.set_xlabel("p(true class)", fontsize=11)
+            ax.set_ylabel("forget samples", fontsize=11)
+            ax.tick_params(labelsize=9)
+            ax.legend(fontsize=9)
         for ax in list(axes.flat)[len(labels):]:
             ax.axis("off")
+        fig.suptitle(f"Forget-set true-class probability, each method vs Retrain ({request})", fontsize=13)
         fig.tight_layout()
         name = f"probs_{safe}.png"
-        fig.savefig(out_dir / name, dpi=90)
+        fig.savefig(out_dir / name, dpi=120)
         plt.close(fig)
         lines += [f"![true-class probability histograms]({name})", ""]
     groups = [g for g in ("head", "mid", "tail") if any(f"dFA_{g}" in first[lbl]["metrics"] for lbl in labels)]
     if groups and labels:
-        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3))
+        fig, ax = plt.subplots(figsize=(2.0 + 1.2 * len(labels), 4))
         width = 0.8 / len(groups)
         for i, g in enumerate(groups):
             vals = [np.mean([r["metrics"].get(f"dFA_{g}", np.nan) for r in by_label[lbl]]) for lbl in labels]
             ax.bar(np.arange(len(labels)) + i * width, vals, width, label=g)
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(np.arange(len(labels)) + width * (len(groups) - 1) / 2, labels, rotation=30, ha="right", fontsize=8)
-        ax.set_ylabel("ΔFA vs Retrain (points)")
-        ax.legend(fontsize=8)
+        ax.set_xticks(np.arange(len(labels)) + width * (len(groups) - 1) / 2, labels, rotation=30, ha="right", fontsize=10)
+        ax.set_ylabel("ΔFA vs Retrain (points)", fontsize=11)
+        ax.set_title(f"Forget accuracy minus Retrain's, per head/mid/tail group ({request})", fontsize=12)
+        ax.legend(fontsize=10, title="group")
         fig.tight_layout()
         name = f"dfa_{safe}.png"
-        fig.savefig(out_dir / name, dpi=90)
+        fig.savefig(out_dir / name, dpi=120)
         plt.close(fig)
         lines += [f"![head/mid/tail ΔFA]({name})", ""]
     lines += _confusion_plot(out_dir, safe, by_label, plt)
@@ -274,20 +320,21 @@ def _confusion_plot(out_dir: Path, safe: str, by_label, plt) -> list[str]:
     """Where the forgotten class's test images go (``forget_confusion``): one heatmap row per method,
     Retrain first, so a method that scatters the class is visible next to one that follows Retrain."""
     keys = sorted({k for rs in by_label.values() for r in rs for k in r["metrics"] if k.startswith("conf_to_")})
-    if not keys or "retrain" not in by_label:
+    if not keys or RETRAIN not in by_label:
         return []
     labels = sorted(by_label, key=_order)
     share = np.array([[np.mean([r["metrics"].get(k, np.nan) for r in by_label[lbl]]) for k in keys] for lbl in labels])
-    fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(keys), 0.9 + 0.32 * len(labels)))
+    fig, ax = plt.subplots(figsize=(2.5 + 0.85 * len(keys), 1.6 + 0.4 * len(labels)))
     ax.imshow(share, cmap="Blues", vmin=0, vmax=100, aspect="auto")
     for (i, j), v in np.ndenumerate(share):
         if v >= 5:
-            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7, color="white" if v > 60 else "black")
-    ax.set_xticks(range(len(keys)), [k[len("conf_to_"):] for k in keys], rotation=35, ha="right", fontsize=8)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_title("forgotten-class test images predicted as … (%)", fontsize=9)
+            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=9, color="white" if v > 60 else "black")
+    ax.set_xticks(range(len(keys)), [k[len("conf_to_"):] for k in keys], rotation=35, ha="right", fontsize=10)
+    ax.set_yticks(range(len(labels)), labels, fontsize=10)
+    ax.set_xlabel("predicted class", fontsize=11)
+    ax.set_title("Where the forgotten class's test images go (% predicted as each class)", fontsize=12)
     fig.tight_layout()
     name = f"confusion_{safe}.png"
-    fig.savefig(out_dir / name, dpi=90)
+    fig.savefig(out_dir / name, dpi=120)
     plt.close(fig)
     return [f"![where the forgotten class went]({name})", ""]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .evaluators import EVALUATORS, CellView
+from .evaluators import CellView, register_evaluator
 from ..data.base import Split
 from ..cache import ModelCache
 from ..train import TrainRecipe
@@ -48,7 +48,7 @@ def split_by_class(split: Split, classes) -> tuple[Split, Split]:
     return split.subset(torch.nonzero(inside).flatten()), split.subset(torch.nonzero(~inside).flatten())
 
 
-@EVALUATORS.register("class_acc")
+@register_evaluator("class_acc", class_requests_only=True)
 def class_acc(cell: CellView) -> dict:
     """Acc_r / Acc_f: test accuracy on the retained / forgotten classes (TRW Table 2)."""
     forgot, kept = split_by_class(cell.test, forget_classes_of(cell))
@@ -56,7 +56,7 @@ def class_acc(cell: CellView) -> dict:
             "Acc_f": accuracy(predict_logits(cell.model, forgot.x, cell.device), forgot.y)}
 
 
-@EVALUATORS.register("kodge_mia")
+@register_evaluator("kodge_mia", class_requests_only=True)
 def kodge_mia(cell: CellView, max_retain: int = 5000, C: float = 3.0) -> dict:
     """Kodge SVM-MIA (TRW's "MIA"): share of forget-class test samples put on the forgotten side.
 
@@ -79,7 +79,12 @@ def _without_other_forgotten(test: Split, forget: tuple[int, ...], f: int) -> Sp
     return split_by_class(test, others)[1] if others else test
 
 
-@EVALUATORS.register("mia_nn")
+def _mia_nn_smoke(options: dict) -> dict:
+    return {**options, "references": min(options.get("references", 3), 3)}
+
+
+@register_evaluator("mia_nn", references=lambda o: o.get("references", 3), smoke=_mia_nn_smoke,
+                    class_requests_only=True)
 def mia_nn_eval(cell: CellView, references: int = 3, feature: str = "logit") -> dict:
     """MIA-NN: SVM on the nearest class's logit, c* chosen on ``references`` retrained models.
 
@@ -130,7 +135,30 @@ def _in_shadows(cell: CellView, shadows: int, recipe: TrainRecipe, cache: ModelC
     return _REFERENCE_CACHE[key]
 
 
-@EVALUATORS.register("ulira")
+def _ulira_references(options: dict) -> int:
+    """The Retrain row compares two disjoint sets of ``shadows`` retrained references."""
+    return 2 * options.get("shadows", 3)
+
+
+ULIRA_MIN_SHADOWS = 3
+"""leave-one-model-out fits per-example variances on K − 1 shadows of each kind: 3 is the least that works"""
+
+
+def _ulira_smoke(options: dict) -> dict:
+    out = {**options, "shadows": min(options.get("shadows", 3), ULIRA_MIN_SHADOWS)}
+    if isinstance(options.get("train"), dict):
+        out["train"] = {**options["train"], "epochs": min(options["train"].get("epochs", 20), 2)}
+    return out
+
+
+def _ulira_check(options: dict) -> None:
+    if options.get("shadows", 3) < ULIRA_MIN_SHADOWS and not options.get("fix_variance", False):
+        raise ValueError(f"ulira: shadows={options['shadows']} is too few; its leave-one-model-out game needs "
+                         f">= {ULIRA_MIN_SHADOWS} shadows of each kind (or fix_variance: true)")
+
+
+@register_evaluator("ulira", references=_ulira_references, smoke=_ulira_smoke, class_requests_only=True,
+                    check=_ulira_check)
 def ulira_eval(cell: CellView, shadows: int = 3, train: dict | None = None, cache_dir: str | None = None,
                fix_variance: bool = False, folds: str = "rotate") -> dict:
     """U-LiRA: can shadows unlearned by this method be told from shadows retrained without the data?
@@ -159,7 +187,7 @@ def ulira_eval(cell: CellView, shadows: int = 3, train: dict | None = None, cach
             "ULiRA_target": 100.0 * res.target_unlearned_rate}
 
 
-@EVALUATORS.register("forget_confusion")
+@register_evaluator("forget_confusion", class_requests_only=True)
 def forget_confusion(cell: CellView) -> dict:
     """Where forgotten-class test samples go: share predicted as each class (conf_to_<name>).
 

@@ -16,16 +16,13 @@ GAP_KEYS = ("FA", "RA", "TA", "MIA")
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024) -> torch.Tensor:
-    """Logits of ``model`` in eval mode on CPU float32, computed in batches on ``device``."""
+    """Logits of ``model`` in eval mode on CPU float32, computed in batches on ``device``.
+
+    Always fp32, on CUDA too: the reference implementations evaluate in fp32, and bf16 moves a
+    test accuracy by tenths of a point (training steps keep bf16 autocast).
+    """
     model.eval()
-    outs = []
-    for chunk in x.split(batch_size):
-        xb = as_float(chunk.to(device))
-        if device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                outs.append(model(xb).float().cpu())
-        else:
-            outs.append(model(xb).float().cpu())
+    outs = [model(as_float(chunk.to(device))).float().cpu() for chunk in x.split(batch_size)]
     return torch.cat(outs) if outs else torch.empty(0)
 
 
@@ -71,12 +68,18 @@ def group_accuracy(correct, labels, groups: dict[str, list[int]]) -> dict[str, f
 
 
 def mia_efficacy_of(model: nn.Module, forget: Split, retain: Split, test: Split, device) -> float:
-    """SalUn MIA-Efficacy in percent: shadow members are the *first* |test| retain samples."""
+    """SalUn MIA-Efficacy in percent: shadow members are the *first* |test| retain samples.
+
+    A retain set smaller than the test set is an error, as in the reference (SalUn's
+    ``evaluation/SVC_MIA``): a silently shrunk shadow set would change the attack.
+    """
     from .attacks import mia_efficacy, true_class_prob
 
-    n = min(len(test), len(retain))
+    if len(retain) < len(test):
+        raise ValueError(f"MIA-Efficacy takes its shadow members from the first |test| = {len(test)} retain "
+                         f"samples, but the retain set has only {len(retain)}; use a smaller test set")
     conf = lambda s: true_class_prob(predict_logits(model, s.x, device), s.y)  # noqa: E731
-    return 100.0 * mia_efficacy(conf(retain.subset(range(n))), conf(test), conf(forget))
+    return 100.0 * mia_efficacy(conf(retain.subset(range(len(test)))), conf(test), conf(forget))
 
 
 def evaluate_model(model: nn.Module, forget: Split, retain: Split, test: Split, device) -> dict:
@@ -90,3 +93,28 @@ def evaluate_model(model: nn.Module, forget: Split, retain: Split, test: Split, 
         "forget_probs": true_class_probs(lf, forget.y),
         "forget_correct": (lf.argmax(1) == forget.y).numpy(),
     }
+
+
+def without_classes(test: Split, classes) -> Split:
+    """``test`` without the samples of ``classes``: SalUn evaluates TA and MIA-Efficacy of a
+    whole-class request on the remaining classes only (its ``main_forget.py`` drops the forgotten
+    classes from the test loader), so a Retrain row's TA is not depressed by a class it never saw."""
+    if not len(classes):
+        return test
+    keep = ~torch.isin(test.y, torch.as_tensor(list(classes)))
+    return test.subset(torch.nonzero(keep).flatten())
+
+
+def derived_metrics(metrics: dict, reference: dict, probs=None, reference_probs=None,
+                    tau: float = 0.05) -> dict[str, float]:
+    """What is computed against the retrained reference from two rows' raw metrics: the gap of
+    each of FA/RA/TA/MIA, their mean (Avg. Gap), ΔFA per head/mid/tail group, and FaLW's
+    unlearning deviation when both rows' forget-set true-class probabilities are given."""
+    out = {f"gap_{k}": abs(metrics[k] - reference[k]) for k in GAP_KEYS}
+    out["AvgGap"] = avg_gap(metrics, reference)
+    for k in metrics:
+        if k.startswith("FA_") and k in reference:
+            out[f"dFA_{k[3:]}"] = metrics[k] - reference[k]
+    if probs is not None and reference_probs is not None:
+        out.update({f"dev_{k}": v for k, v in unlearning_deviation(probs, reference_probs, tau).items()})
+    return out

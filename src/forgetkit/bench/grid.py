@@ -1,0 +1,96 @@
+"""The grid of an experiment: which cells exist, their keys and the labels reports show.
+
+A cell is one row of the result store: a method (or a reference model) × weighting × forget
+request × seed. Its key is a hash of everything that defines it, so a re-run skips finished rows
+and an edited config never mixes its rows with another's.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ..methods import METHODS
+from ..unlearn.weightings import WEIGHTINGS
+from .config import ExperimentConfig, MethodSpec
+
+ORIGINAL, RETRAIN = "Original", "Retrain"
+REFERENCES = (ORIGINAL, RETRAIN)
+"""the two reference rows of every (request, seed): the model before unlearning, and the gold standard"""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of the result store."""
+
+    seed: int
+    request: int
+    """index into ``cfg.requests``"""
+    method: int | None
+    """index into ``cfg.methods``; None for a reference row"""
+    reference: str | None
+    """``Original`` or ``Retrain`` for a reference row, else None"""
+    weighting: str
+    label: str
+    """the row's name in reports (the papers' spelling: SalUn, NegGrad+, FaLW)"""
+    base_label: str
+    """the unweighted method's label (a weighted variant is paired with it)"""
+    key: str
+
+    @property
+    def is_reference(self) -> bool:
+        return self.reference is not None
+
+
+def paper_name(method: str) -> str:
+    """A method's name as its paper writes it (the registry key when it declares none)."""
+    return getattr(METHODS.get(method), "paper_name", "") or method
+
+
+def weighting_name(weighting: str) -> str:
+    return getattr(WEIGHTINGS.get(weighting), "paper_name", "") or weighting
+
+
+def weightings_for(cfg: ExperimentConfig, spec: MethodSpec) -> list[str]:
+    """The weightings a method entry runs with (only ``uniform`` for a method without a per-sample loss)."""
+    names = spec.weightings if spec.weightings is not None else cfg.weightings
+    return names if METHODS.get(spec.name).supports_weighting else ["uniform"]
+
+
+def cell_label(spec: MethodSpec, weighting: str, n_weightings: int) -> tuple[str, str]:
+    """(label, base label). A config label names a single-weighting entry whole; otherwise the
+    method's paper name, plus `` + <weighting>`` for a weighted variant — except RL with FaLW's
+    weights, which its paper calls FaLW."""
+    base = spec.label or paper_name(spec.name)
+    if weighting == "uniform":
+        return base, base
+    if spec.label and n_weightings == 1:
+        return spec.label, spec.label
+    if spec.name == "rl" and weighting == "falw" and not spec.label:
+        return "FaLW", base
+    return f"{base} + {weighting_name(weighting)}", base
+
+
+def _hash(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def plan(cfg: ExperimentConfig, roles: tuple[str, ...] = ("report",)) -> list[Cell]:
+    """Every cell of the grid for requests of the given roles (``validation`` ones are for tuning)."""
+    base = cfg.model_dump(exclude={"methods", "requests", "seeds", "weightings", "cache_dir", "device",
+                                   "threads"})
+    cells = []
+    for seed in cfg.seeds:
+        for ri, req in enumerate(cfg.requests):
+            if req.role not in roles:
+                continue
+            common = {"base": base, "seed": seed, "request": req.model_dump()}
+            for ref in REFERENCES:
+                cells.append(Cell(seed, ri, None, ref, "-", ref, ref, _hash({**common, "method": ref.lower()})))
+            for mi, spec in enumerate(cfg.methods):
+                ws = weightings_for(cfg, spec)
+                for w in ws:
+                    key = _hash({**common, "method": spec.model_dump(), "weighting": w,
+                                 "weighting_options": spec.weighting_options.get(w, {})})
+                    cells.append(Cell(seed, ri, mi, None, w, *cell_label(spec, w, len(ws)), key))
+    return cells
