@@ -1,0 +1,243 @@
+"""The deletion audit report for a person: audit.md, a self-contained audit.html, and audit.json.
+
+Everything is rendered in memory first and then each file is written atomically, so a failure
+leaves nothing half-written.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .metrics.audit import AuditResult, Evidence
+
+VERDICT_WORDS = {
+    "under-forgotten": "the deleted samples still look more familiar to the model than unseen ones: traces remain",
+    "faithful": "the deleted samples look like unseen samples of their class, within the margin",
+    "over-forgotten": "the deleted samples look less familiar than unseen ones: the removal overshot, "
+                      "which is itself a trace an attacker can notice",
+    "inconclusive": "the data cannot tell: no clear difference, but not enough evidence of none either",
+    "too few samples": "too few deleted or unseen samples of this class to decide: no verdict",
+}
+
+CAN_AND_CANNOT = """\
+**What this evidence can show.** Whether, to the model as it is now, the deleted samples look like
+samples of the same class that the model never saw. A model that still remembers its training data
+is usually more confident on it than on new data; the audit measures that difference per class.
+The number used is the chance that a deleted sample looks more familiar than an unseen one
+("AUC"): 0.5 means no difference, 1.0 means every deleted sample looks more familiar, 0.0 the
+opposite. A flag is raised only when the difference is statistically clear after allowing for
+testing every class (overall false-alarm rate {alpha:.0%}) and larger than {margin} away from 0.5.
+"Faithful" needs positive evidence: the whole {level:.0%} interval lies within 0.5 ± {margin}.
+
+The membership test asks, sample by sample, whether the model's confidence resembles the
+confidence the original model had on its training data more than the confidence the model now has
+on unseen data (a likelihood ratio, the idea of the LiRA attack, here without extra models).
+"Caught at 1 % false alarms" is the share of deleted samples an attacker could single out while
+wrongly accusing only 1 % of unseen samples; by pure chance it is about 1 %.
+
+**What it cannot show.** It is not a proof that the data's influence is gone. It compares groups,
+not single samples, and it sees only the model's confidence in the right answer; an attacker with
+more (many shadow models, other outputs, the weights) may still find traces. "Faithful" means no
+difference larger than the margin was detectable with these sample sizes, not that there is none.
+It relies on the unseen (held-out) samples never having been trained on and being drawn like the
+deleted ones: if the deleted samples are unusual (for example one person's photos), a difference
+can reflect that, not memory. It does not compare with a model retrained without the data, the
+gold standard this audit avoids.
+"""
+
+
+def _clean(o):
+    """JSON-safe: NaN/inf → None, numpy scalars → Python numbers."""
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return o
+
+
+def _f(x, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{digits}f}"
+
+
+def _p(x) -> str:
+    if x is None or not math.isfinite(x):
+        return "–"
+    return f"{x:.2g}" if x >= 1e-4 else "<1e-4"
+
+
+def _pct(x) -> str:
+    return "–" if x is None else f"{100 * x:.1f} %"
+
+
+def _evidence_rows(ev: list[Evidence], before: dict[str, Evidence], names: dict[int, str]) -> list[list[str]]:
+    rows = []
+    for e in ev:
+        b = before.get(e.scope)
+        label = e.scope if e.cls is None else f"{e.cls} {names.get(e.cls, '')}".strip()
+        rows.append([label, str(e.n_forget), str(e.n_heldout), _f(e.auc), f"[{_f(e.ci_low)}, {_f(e.ci_high)}]",
+                     _p(e.p_adjusted), f"{_f(e.acc_forget, 1)} / {_f(e.acc_heldout, 1)}",
+                     _f(b.auc) if b else "–", f"**{e.verdict}**"])
+    return rows
+
+
+EVIDENCE_HEADER = ["class", "deleted", "unseen", "AUC", "95 % interval", "p (adjusted)",
+                   "accuracy deleted / unseen (%)", "AUC before", "verdict"]
+
+
+def _md_table(header, rows) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _html_table(header, rows) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c).replace('**', '')}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def histogram_png(result: AuditResult, names: dict[int, str] | None = None) -> bytes:
+    """Per-class histograms of the score, deleted vs unseen samples (and deleted before, if known)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = names or {}
+    s = result.scores["after"]
+    sb = result.scores.get("before")
+    classes = [e.cls for e in result.per_class]
+    panels = len(classes) + 1
+    cols = min(5, panels)
+    rows = math.ceil(panels / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.3 * rows), squeeze=False)
+    lo, hi = np.percentile(np.concatenate([s["forget"], s["heldout"]]), [0.5, 99.5])
+    bins = np.linspace(lo, hi if hi > lo else lo + 1, 31)
+    aucs = {e.cls: e.auc for e in result.per_class}
+    for k, ax in enumerate(axes.flat):
+        if k >= panels:
+            ax.axis("off")
+            continue
+        if k == 0:
+            f, h, title = slice(None), slice(None), f"all classes (AUC {result.overall.auc:.2f})"
+        else:
+            c = classes[k - 1]
+            f, h = s["forget_y"] == c, s["heldout_y"] == c
+            title = f"{c} {names.get(c, '')} (AUC {aucs[c]:.2f})".replace("  ", " ")
+        ax.hist(np.clip(s["heldout"][h], bins[0], bins[-1]), bins, density=True, alpha=0.5, label="unseen", color="tab:blue")
+        ax.hist(np.clip(s["forget"][f], bins[0], bins[-1]), bins, density=True, alpha=0.5, label="deleted", color="tab:red")
+        if sb is not None:
+            ax.hist(np.clip(sb["forget"][f], bins[0], bins[-1]), bins, density=True, histtype="step",
+                    color="black", label="deleted, before")
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=6)
+        if k == 0:
+            ax.legend(fontsize=6)
+    fig.supxlabel("confidence in the true class (log-odds); right = more familiar", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def render(result: AuditResult, *, method: str | None = None, method_settings: dict | None = None,
+           unlearn_seconds: float | None = None, class_names=None, title: str = "Deletion audit") -> dict[str, bytes]:
+    """The three files' contents: {"audit.md", "audit.html", "audit.json"} → bytes."""
+    names = dict(enumerate(class_names)) if class_names else {}
+    st = result.settings
+    before = {e.scope: e for e in ([result.before.overall] + result.before.per_class)} if result.before else {}
+    rows = _evidence_rows([result.overall] + result.per_class, before, names)
+    counts = result.counts()
+    asked = ", ".join(f"{names.get(c, c)}: {n}" for c, n in counts.items())
+    acc_rows = [[k, _f(v.get("before"), 1), _f(v.get("after"), 1)] for k, v in result.accuracy.items()]
+    mem = [("after", result.after.membership)] + ([("before", result.before.membership)] if result.before else [])
+    mem_rows = [[side, m.reference, str(m.n_members), str(m.n_nonmembers), _f(m.auc), _pct(m.tpr_at_1pct_fpr),
+                 _pct(m.tpr_at_0_1pct_fpr)] for side, m in mem]
+    mem_header = ["model", "reference", "deleted", "unseen", "AUC", "caught at 1 % false alarms",
+                  "caught at 0.1 % false alarms"]
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    statement = CAN_AND_CANNOT.format(alpha=st["alpha"], margin=st["margin"], level=st["interval_level"])
+    verdict_line = f"**Verdict: {result.verdict}** — {VERDICT_WORDS[result.verdict]}."
+    meta = [("what was asked", f"forget {sum(counts.values())} samples ({asked})"),
+            ("method", method or "not given"),
+            ("method settings", json.dumps(method_settings, sort_keys=True) if method_settings else "not given"),
+            ("unlearning time", f"{unlearn_seconds:.1f} s" if unlearn_seconds is not None else "not given"),
+            ("audit time", f"{result.seconds:.1f} s"),
+            ("audit settings", f"alpha {st['alpha']}, margin {st['margin']}, min samples {st['min_samples']}, "
+                               f"{st['n_boot']} bootstrap resamples, seed {st['seed']}, score: {st['score']}"),
+            ("written", when)]
+    missing = [s for s in ("retain", "test") if s not in result.accuracy]
+    acc_note = f"\n\n({' and '.join(missing)} data not given.)" if missing else ""
+
+    md = "\n\n".join([
+        f"# {title}", verdict_line,
+        _md_table(["", ""], [[k, v] for k, v in meta]),
+        "## Accuracy before and after\n\n" + _md_table(["split", "before (%)", "after (%)"], acc_rows) + acc_note,
+        "## Evidence: do deleted samples look like unseen samples of their class?\n\n"
+        + _md_table(EVIDENCE_HEADER, rows),
+        "## Membership test\n\n" + _md_table(mem_header, mem_rows),
+        "Per-class histograms: see audit.html.",
+        "## What this evidence can and cannot show\n\n" + statement]) + "\n"
+
+    png = base64.b64encode(histogram_png(result, names)).decode()
+    para = "".join(f"<p>{html.escape(p).replace('**', '')}</p>" for p in statement.split("\n\n"))
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}}
+table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
+.v{{font-size:120%;padding:.5em;background:#f3f3f3}}</style></head><body>
+<h1>{html.escape(title)}</h1><p class="v"><b>Verdict: {html.escape(result.verdict)}</b> — {html.escape(VERDICT_WORDS[result.verdict])}.</p>
+{_html_table(["", ""], [[k, v] for k, v in meta])}
+<h2>Accuracy before and after</h2>{_html_table(["split", "before (%)", "after (%)"], acc_rows)}{html.escape(acc_note)}
+<h2>Evidence: do deleted samples look like unseen samples of their class?</h2>{_html_table(EVIDENCE_HEADER, rows)}
+<h2>Membership test</h2>{_html_table(mem_header, mem_rows)}
+<h2>Deleted vs unseen, per class</h2><img alt="histograms" src="data:image/png;base64,{png}" style="max-width:100%">
+<h2>What this evidence can and cannot show</h2>{para}</body></html>
+"""
+    js = _clean(result.to_dict() | {"method": method, "method_settings": method_settings,
+                                    "unlearn_seconds": unlearn_seconds, "written": when,
+                                    "class_names": names or None})
+    return {"audit.md": md.encode(), "audit.html": page.encode(),
+            "audit.json": json.dumps(js, indent=2, allow_nan=False).encode()}
+
+
+def write_audit_report(result: AuditResult, out_dir, **options) -> dict[str, Path]:
+    """Write audit.md, audit.html and audit.json into ``out_dir``; options as :func:`render`."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"audit output {out} exists and is not a directory")
+    files = render(result, **options)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, data in files.items():
+        _atomic_write(out / name, data)
+        paths[name] = out / name
+    return paths

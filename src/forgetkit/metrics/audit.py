@@ -1,0 +1,399 @@
+"""The retrain-free deletion audit: does the forget set look like unseen data of its class?
+
+FaLW's idea as evidence (FaLW, ICLR 2026, §4.1: a faithfully forgotten sample's confidence should be
+indistinguishable from that of same-class data the model never saw). For every class of the forget
+set, and overall, the audit compares the unlearned model's confidence on forget samples with its
+confidence on held-out samples of the same class. No retrained model is needed.
+
+The per-sample score is the log-odds of the true class, log p_y − log(1 − p_y), computed from the
+logits in float64 (it does not saturate at p_y = 1 the way float32 probabilities do). Every
+statistic is rank-based, so the probability and the loss would give the same numbers.
+
+Memory: each model is run batch by batch and only two numbers per sample are kept (the score and
+whether the prediction is right), so the audit never holds a copy of any model's full outputs.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import stats
+from ..data.base import Split, as_float
+
+SCORE_NAME = "log-odds of the true class"
+
+
+def as_split(data, name: str) -> Split:
+    """A :class:`Split` from a Split or an ``(x, y)`` pair of tensors/arrays."""
+    if isinstance(data, Split):
+        return data
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return Split(torch.as_tensor(np.asarray(data[0]) if not torch.is_tensor(data[0]) else data[0]),
+                     torch.as_tensor(np.asarray(data[1]) if not torch.is_tensor(data[1]) else data[1]))
+    raise ValueError(f"{name} must be a forgetkit Split or an (x, y) pair, got {type(data).__name__}")
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One forget-vs-unseen comparison (one class, or all classes class-matched)."""
+
+    scope: str
+    """"class 3" or "overall\""""
+    cls: int | None
+    n_forget: int
+    n_heldout: int
+    auc: float
+    """P(forget sample looks more familiar than an unseen one of its class); 0.5 = indistinguishable"""
+    ci_low: float
+    ci_high: float
+    p_value: float
+    """per class: Mann–Whitney U; overall: the stratified rank test over classes"""
+    p_ks: float | None
+    """per class: two-sample Kolmogorov–Smirnov; None overall (classes mix)"""
+    p_adjusted: float | None
+    """Holm-adjusted p over every decided comparison; None when the class has too few samples"""
+    mean_prob_forget: float
+    mean_prob_heldout: float
+    mean_loss_forget: float
+    mean_loss_heldout: float
+    acc_forget: float
+    acc_heldout: float
+    verdict: str
+
+    @property
+    def cliffs_delta(self) -> float:
+        """2·AUC − 1: the effect size on a −1..1 scale (0 = no difference)."""
+        return 2.0 * self.auc - 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"cliffs_delta": self.cliffs_delta}
+
+
+@dataclass(frozen=True)
+class Membership:
+    """The retrain-free membership attack: can a threshold on a likelihood ratio pick out forget samples?"""
+
+    reference: str
+    """"held-out" (non-members only) or "held-out + original" (original's outputs as members)"""
+    n_members: int
+    n_nonmembers: int
+    n_excluded: int
+    """forget samples of classes too small to fit the reference distributions"""
+    auc: float | None
+    tpr_at_1pct_fpr: float | None
+    tpr_at_0_1pct_fpr: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Side:
+    """Evidence about one model (the unlearned one, or the original for "before")."""
+
+    per_class: list[Evidence]
+    overall: Evidence
+    membership: Membership
+
+    def to_dict(self) -> dict:
+        return {"overall": self.overall.to_dict(), "per_class": [e.to_dict() for e in self.per_class],
+                "membership": self.membership.to_dict()}
+
+
+@dataclass
+class AuditResult:
+    """The audit of one deletion: after (the model under test) and, with ``original``, before."""
+
+    num_classes: int
+    after: Side
+    before: Side | None
+    accuracy: dict[str, dict[str, float]]
+    """split → {"after": %, "before": %}; forget and held-out always, retain/test when given"""
+    settings: dict
+    seconds: float
+    scores: dict[str, dict[str, np.ndarray]] = field(repr=False)
+    """"after"/"before" → forget/heldout scores and labels, for histograms"""
+
+    @property
+    def verdict(self) -> str:
+        return self.after.overall.verdict
+
+    @property
+    def per_class(self) -> list[Evidence]:
+        return self.after.per_class
+
+    @property
+    def overall(self) -> Evidence:
+        return self.after.overall
+
+    def counts(self) -> dict[int, int]:
+        """Forget samples per class: what was asked."""
+        return {e.cls: e.n_forget for e in self.after.per_class}
+
+    def to_dict(self) -> dict:
+        """JSON-ready (per-sample scores left out)."""
+        return {"verdict": self.verdict, "num_classes": self.num_classes, "after": self.after.to_dict(),
+                "before": None if self.before is None else self.before.to_dict(), "accuracy": self.accuracy,
+                "settings": self.settings, "seconds": self.seconds,
+                "forget_counts": {str(k): v for k, v in self.counts().items()}}
+
+
+# --------------------------------------------------------------------------------------------
+# model outputs → per-sample scores
+
+
+@torch.no_grad()
+def model_scores(model: nn.Module, split: Split, device: torch.device, num_classes: int | None,
+                 batch_size: int = 1024, name: str = "model") -> tuple[np.ndarray, np.ndarray, int]:
+    """(log-odds of the true class, correct?, output width) per sample, one batch of logits at a time.
+
+    Float32 forward pass (no autocast): bf16 logits would tie many scores.
+    """
+    was_training = model.training
+    model.eval()
+    phi, correct = [], []
+    width = num_classes
+    try:
+        for xb, yb in zip(split.x.split(batch_size), split.y.split(batch_size)):
+            z = model(as_float(xb.to(device))).detach()
+            if z.dim() != 2:
+                raise ValueError(f"{name} must return a 2-D batch of logits, got shape {tuple(z.shape)}")
+            if width is None:
+                width = z.shape[1]
+            if z.shape[1] != width:
+                raise ValueError(f"{name} returns {z.shape[1]} outputs per sample but num_classes is {width}; "
+                                 "pass the num_classes the model was built with")
+            if int(yb.max()) >= width:
+                raise ValueError(f"labels go up to {int(yb.max())} but {name} has only {width} outputs")
+            z = z.double().cpu()
+            yb = yb.cpu().view(-1, 1)
+            own = z.gather(1, yb).squeeze(1)
+            others = torch.logsumexp(z.scatter(1, yb, float("-inf")), 1)
+            phi.append((own - others).numpy())
+            correct.append((z.argmax(1) == yb.squeeze(1)).numpy())
+    finally:
+        model.train(was_training)
+    return np.concatenate(phi), np.concatenate(correct), int(width)
+
+
+def _prob(phi: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-phi))
+
+
+def _loss(phi: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, -phi)  # −log p_y = softplus(−φ)
+
+
+# --------------------------------------------------------------------------------------------
+# input checks (all before anything is computed)
+
+
+def _row_hashes(x: torch.Tensor) -> list[bytes]:
+    flat = x.detach().cpu().contiguous().reshape(len(x), -1).numpy()
+    return [hashlib.blake2b(r.tobytes(), digest_size=16).digest() for r in flat]
+
+
+def identical_rows(a: torch.Tensor, b: torch.Tensor) -> list[tuple[int, int]]:
+    """(row in a, row in b) pairs whose features are byte-identical (same dtype and shape)."""
+    if a.dtype != b.dtype or a.shape[1:] != b.shape[1:]:
+        return []
+    seen = {h: i for i, h in enumerate(_row_hashes(a))}
+    return [(seen[h], j) for j, h in enumerate(_row_hashes(b)) if h in seen]
+
+
+def check_inputs(forget: Split, heldout: Split, *, retain: Split | None = None, test: Split | None = None,
+                 forget_indices=None, heldout_indices=None, check_duplicates: bool = True) -> None:
+    """Every bad input the audit refuses, each a ValueError naming the problem."""
+    if len(forget) == 0:
+        raise ValueError("the forget set is empty: there is nothing to audit")
+    if len(heldout) == 0:
+        raise ValueError("the held-out set is empty: the audit needs unseen samples to compare against")
+    for name, s in (("forget", forget), ("heldout", heldout), ("retain", retain), ("test", test)):
+        if s is None:
+            continue
+        if s.y.dim() != 1:
+            raise ValueError(f"{name} labels must be 1-D, got shape {tuple(s.y.shape)}")
+        if len(s) and int(s.y.min()) < 0:
+            raise ValueError(f"{name} has negative labels")
+        if s.x.shape[1:] != forget.x.shape[1:]:
+            raise ValueError(f"{name} samples have shape {tuple(s.x.shape[1:])} but forget samples have "
+                             f"{tuple(forget.x.shape[1:])}: every split must have the model's input shape")
+    missing = sorted(set(forget.y.tolist()) - set(heldout.y.tolist()))
+    if missing:
+        raise ValueError(f"the held-out set has no samples of forget class(es) {missing}: the audit compares "
+                         "each forget class with unseen samples of the same class; add held-out samples of them")
+    if (forget_indices is None) != (heldout_indices is None):
+        raise ValueError("give both forget_indices and heldout_indices (indices into one training pool) or neither")
+    if forget_indices is not None:
+        fi, hi = np.asarray(forget_indices).ravel(), np.asarray(heldout_indices).ravel()
+        if len(fi) != len(forget) or len(hi) != len(heldout):
+            raise ValueError(f"forget_indices has {len(fi)} entries for {len(forget)} forget samples and "
+                             f"heldout_indices {len(hi)} for {len(heldout)} held-out samples; they must match")
+        both = np.intersect1d(fi, hi)
+        if both.size:
+            raise ValueError(f"forget and held-out indices overlap at {both.size} index(es), e.g. {both[:5].tolist()}: "
+                             "a held-out sample must never have been trained on")
+    if check_duplicates:
+        same = identical_rows(forget.x, heldout.x)
+        if same:
+            raise ValueError(f"{len(same)} held-out sample(s) are identical to forget samples (e.g. forget row "
+                             f"{same[0][0]} = held-out row {same[0][1]}): a held-out sample must never have been "
+                             "trained on; pass check_duplicates=False only if these are truly distinct samples")
+
+
+# --------------------------------------------------------------------------------------------
+# the statistics of one model
+
+
+def membership(phi_f, yf, phi_h, yh, classes, *, member_ref=None, seed: int = 0) -> Membership:
+    """Retrain-free LiRA: per class, held-out scores give the non-member Gaussian and (optional)
+    the original model's forget scores the member Gaussian; every sample is scored with Gaussians
+    fitted on the other half of the data (2-fold cross-fitting), so held-out samples are not
+    scored by a fit that saw them.
+    """
+    rng = np.random.default_rng(seed)
+    pos, neg, excluded = [], [], 0
+    for c in classes:
+        f, h = np.flatnonzero(yf == c), np.flatnonzero(yh == c)
+        if len(h) < 4 or (member_ref is not None and len(f) < 4):
+            excluded += len(f)
+            continue
+        fold_f, fold_h = rng.permutation(len(f)) % 2, rng.permutation(len(h)) % 2
+        for k in (0, 1):
+            out_mean, out_std = stats.gaussian_fit(phi_h[h[fold_h != k]])
+            ref = {}
+            if member_ref is not None:
+                ref = dict(zip(("in_mean", "in_std"), stats.gaussian_fit(member_ref[f[fold_f != k]])))
+            neg.append(stats.likelihood_ratio(phi_h[h[fold_h == k]], out_mean, out_std, **ref))
+            if (fold_f == k).any():
+                pos.append(stats.likelihood_ratio(phi_f[f[fold_f == k]], out_mean, out_std, **ref))
+    reference = "held-out" if member_ref is None else "held-out + original"
+    if not pos:
+        return Membership(reference, 0, int(sum(map(len, neg))), excluded, None, None, None)
+    p, n = np.concatenate(pos), np.concatenate(neg)
+    return Membership(reference, len(p), len(n), excluded, stats.auc(p, n),
+                      stats.tpr_at_fpr(p, n, 0.01), stats.tpr_at_fpr(p, n, 0.001))
+
+
+def _evidence(scope, cls, pf, cf, ph, ch, cmp: stats.Comparison, p_value, p_ks, p_adj, verdict) -> Evidence:
+    return Evidence(scope, cls, len(pf), len(ph), cmp.auc if cmp else float("nan"),
+                    cmp.ci_low if cmp else float("nan"), cmp.ci_high if cmp else float("nan"),
+                    p_value, p_ks, p_adj, float(_prob(pf).mean()), float(_prob(ph).mean()),
+                    float(_loss(pf).mean()), float(_loss(ph).mean()),
+                    100.0 * float(cf.mean()), 100.0 * float(ch.mean()), verdict)
+
+
+def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, member_ref=None, alpha: float = 0.05,
+                 margin: float = 0.05, min_samples: int = 20, n_boot: int = 1000, seed: int = 0) -> Side:
+    """Per-class and class-matched overall evidence for one model's scores.
+
+    Classes with fewer than ``min_samples`` forget or held-out samples get "too few samples" and stay
+    out of the Holm family; they still count in the overall comparison, weighted by forget count.
+    """
+    classes = np.unique(yf)
+    per, reps, weights, null_vars, aucs, decided = [], [], [], [], [], []
+    level = 1.0 - alpha
+    for c in classes:
+        f, h = yf == c, yh == c
+        pf, ph = phi_f[f], phi_h[h]
+        cmp = stats.compare(pf, ph, n_boot=n_boot, level=level, seed=seed + int(c))
+        reps.append(cmp.replicates)
+        weights.append(len(pf))
+        null_vars.append(cmp.null_variance)
+        aucs.append(cmp.auc)
+        enough = len(pf) >= min_samples and len(ph) >= min_samples
+        decided.append(enough)
+        per.append((int(c), pf, cor_f[f], ph, cor_h[h], cmp))
+    w = np.asarray(weights, float) / sum(weights)
+    overall_auc, overall_p = stats.stratified_auc_test(aucs, null_vars, weights)
+    lo, hi = stats.percentile_ci(w @ np.vstack(reps), level)
+    overall_enough = len(phi_f) >= min_samples and len(phi_h[np.isin(yh, classes)]) >= min_samples
+    ps = [cmp.p_mann_whitney for (*_, cmp), d in zip(per, decided) if d] + ([overall_p] if overall_enough else [])
+    adj = list(stats.holm(ps)) if ps else []
+    evidence = []
+    for (c, pf, cf, ph, ch, cmp), d in zip(per, decided):
+        if d:
+            pa = float(adj.pop(0))
+            v = stats.verdict(cmp.auc, (cmp.ci_low, cmp.ci_high), pa, alpha=alpha, margin=margin)
+        else:
+            pa, v = None, "too few samples"
+        evidence.append(_evidence(f"class {c}", c, pf, cf, ph, ch, cmp, cmp.p_mann_whitney, cmp.p_ks, pa, v))
+    sel = np.isin(yh, classes)
+    if overall_enough:
+        pa = float(adj.pop(0))
+        v = stats.verdict(overall_auc, (lo, hi), pa, alpha=alpha, margin=margin)
+    else:
+        pa, v = None, "too few samples"
+    ov = stats.Comparison(len(phi_f), int(sel.sum()), overall_auc, lo, hi, overall_p, float("nan"), float("nan"))
+    overall = _evidence("overall", None, phi_f, cor_f, phi_h[sel], cor_h[sel], ov, overall_p, None, pa, v)
+    mem = membership(phi_f, yf, phi_h, yh, classes, member_ref=member_ref, seed=seed)
+    return Side(evidence, overall, mem)
+
+
+# --------------------------------------------------------------------------------------------
+# the meter
+
+
+def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = None, retain=None, test=None,
+          num_classes: int | None = None, device: str | torch.device = "cpu", forget_indices=None,
+          heldout_indices=None, check_duplicates: bool = True, alpha: float = 0.05, margin: float = 0.05,
+          min_samples: int = 20, n_boot: int = 1000, seed: int = 0, batch_size: int = 1024) -> AuditResult:
+    """Audit a deletion without retraining: does ``forget`` look like ``heldout`` to ``model``?
+
+    ``forget``/``heldout``/``retain``/``test``: :class:`Split` or ``(x, y)`` pairs; ``heldout`` must
+    never have been trained on (give ``forget_indices``/``heldout_indices`` into one training pool
+    to have that checked; identical samples are always refused unless ``check_duplicates=False``).
+    ``original``: the model before unlearning, for the "before" column and as the member reference
+    of the membership score. ``alpha``: family-wise false-alarm rate over all classes (Holm) and the
+    interval level (1 − alpha). ``margin``: AUC distance from 0.5 below which a difference is not
+    worth flagging, and within which the interval must lie for "faithful". ``min_samples``: forget
+    and held-out samples a class needs for a verdict. ``n_boot``: bootstrap resamples per class.
+    """
+    start = time.perf_counter()
+    forget, heldout = as_split(forget, "forget"), as_split(heldout, "heldout")
+    retain = None if retain is None else as_split(retain, "retain")
+    test = None if test is None else as_split(test, "test")
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
+    if original is not None and not isinstance(original, nn.Module):
+        raise ValueError(f"original must be a torch nn.Module or None, got {type(original).__name__}")
+    if min_samples < 2 or n_boot < 1:
+        raise ValueError(f"min_samples must be >= 2 and n_boot >= 1, got {min_samples} and {n_boot}")
+    stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=margin)  # validates alpha and margin
+    check_inputs(forget, heldout, retain=retain, test=test, forget_indices=forget_indices,
+                 heldout_indices=heldout_indices, check_duplicates=check_duplicates)
+    dev = torch.device(device)
+    heldout = heldout.subset(np.flatnonzero(np.isin(heldout.y.numpy(), np.unique(forget.y.numpy()))))
+
+    models = {"after": model} | ({"before": original} if original is not None else {})
+    names = {"after": "model", "before": "original"}
+    raw, accuracy = {}, {}
+    for side, m in models.items():
+        m.to(dev)
+        phi_f, cor_f, num_classes = model_scores(m, forget, dev, num_classes, batch_size, names[side])
+        phi_h, cor_h, _ = model_scores(m, heldout, dev, num_classes, batch_size, names[side])
+        raw[side] = (phi_f, cor_f, phi_h, cor_h)
+        accuracy.setdefault("forget", {})[side] = 100.0 * float(cor_f.mean())
+        accuracy.setdefault("heldout", {})[side] = 100.0 * float(cor_h.mean())
+        for split_name, s in (("retain", retain), ("test", test)):
+            if s is not None and len(s):
+                accuracy.setdefault(split_name, {})[side] = 100.0 * float(
+                    model_scores(m, s, dev, num_classes, batch_size, names[side])[1].mean())
+
+    yf, yh = forget.y.numpy(), heldout.y.numpy()
+    member_ref = raw["before"][0] if original is not None else None
+    kw = dict(alpha=alpha, margin=margin, min_samples=min_samples, n_boot=n_boot, seed=seed)
+    sides = {s: compare_side(r[0], r[1], yf, r[2], r[3], yh, member_ref=member_ref, **kw) for s, r in raw.items()}
+    scores = {s: {"forget": r[0], "heldout": r[2], "forget_y": yf, "heldout_y": yh} for s, r in raw.items()}
+    settings = kw | {"interval_level": 1.0 - alpha, "score": SCORE_NAME, "device": str(dev)}
+    return AuditResult(num_classes, sides["after"], sides.get("before"), accuracy, settings,
+                       time.perf_counter() - start, scores)

@@ -1,0 +1,186 @@
+"""The retrain-free audit on constructed cases with known answers (real MNIST-5k data, tiny MLPs)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from forgetkit.audit_report import write_audit_report
+from forgetkit.data import DATASETS
+from forgetkit.data.base import Split, as_float
+from forgetkit.metrics.audit import audit, compare_side, model_scores
+from forgetkit.models import build_model
+
+FLAGS = ("under-forgotten", "over-forgotten")
+
+
+def _fit(split: Split, steps: int = 200, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    m = build_model("mlp", tuple(split.x.shape[1:]), 10, hidden=64, depth=1)
+    opt = torch.optim.Adam(m.parameters(), 3e-3)
+    x = as_float(split.x)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(m(x), split.y).backward()
+        opt.step()
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def case():
+    """500 forget, 500 held-out, 500 retain samples; one model fit on the forget set only
+    (it memorised it), one fit on the retain set only (it never saw forget or held-out)."""
+    tr = DATASETS.get("mnist5k")().train
+    perm = np.random.default_rng(1).permutation(len(tr))[:1500]
+    held, forget, retain = perm[:500], perm[500:1000], perm[1000:]
+    return {"tr": tr, "held": held, "forget": forget, "retain": retain,
+            "memorised": _fit(tr.subset(forget)), "retrained": _fit(tr.subset(retain))}
+
+
+def _audit(case, model, **kw):
+    tr = case["tr"]
+    return audit(model, tr.subset(case["forget"]), tr.subset(case["held"]), n_boot=100,
+                 forget_indices=case["forget"], heldout_indices=case["held"], **kw)
+
+
+def test_memorised_forget_set_is_flagged(case):
+    r = _audit(case, case["memorised"])
+    assert r.verdict == "under-forgotten"
+    assert r.overall.auc > 0.55 and r.overall.p_adjusted < 0.05
+    assert sum(e.verdict == "under-forgotten" for e in r.per_class) >= 3
+    assert all(e.verdict != "over-forgotten" for e in r.per_class)
+
+
+def test_model_trained_without_forget_set_is_not_flagged(case):
+    r = _audit(case, case["retrained"])
+    assert r.verdict not in FLAGS
+    assert not [e.scope for e in r.per_class if e.verdict in FLAGS]
+    assert abs(r.overall.auc - 0.5) < 0.05
+
+
+def test_false_alarm_rate_on_unseen_splits(case):
+    """Forget and held-out both unseen (random halves of 1,000 samples the model never saw): with
+    alpha = 0.05 family-wise, at most 2 of 12 audits may flag anything (expected 0.6)."""
+    tr, model = case["tr"], case["retrained"]
+    unseen = np.concatenate([case["forget"], case["held"]])
+    flagged = 0
+    for s in range(12):
+        p = np.random.default_rng(100 + s).permutation(unseen)
+        r = audit(model, tr.subset(p[:500]), tr.subset(p[500:]), n_boot=50, seed=s)
+        flagged += any(e.verdict in FLAGS for e in [r.overall] + r.per_class)
+    assert flagged <= 2
+
+
+def test_before_and_after(case):
+    tr = case["tr"]
+    r = _audit(case, case["retrained"], original=case["memorised"], retain=tr.subset(case["retain"]),
+               test=tr.subset(case["held"][:100]))
+    assert r.before is not None and r.before.overall.verdict == "under-forgotten"
+    assert r.before.overall.auc > r.after.overall.auc + 0.05
+    assert r.accuracy["forget"]["before"] == 100.0 > r.accuracy["forget"]["after"]
+    assert set(r.accuracy) == {"forget", "heldout", "retain", "test"}
+    assert r.after.membership.reference == "held-out + original"
+    assert r.before.membership.auc > r.after.membership.auc
+    assert r.before.membership.tpr_at_1pct_fpr > 0.01 and r.before.membership.tpr_at_0_1pct_fpr is None
+
+
+def test_scores_match_softmax_log_odds(case):
+    tr, m = case["tr"], case["memorised"]
+    s = tr.subset(case["held"][:50])
+    phi, correct, width = model_scores(m, s, torch.device("cpu"), None, batch_size=7)
+    with torch.no_grad():
+        p = torch.softmax(m(as_float(s.x)).double(), 1)
+    py = p[torch.arange(len(s)), s.y].numpy()
+    np.testing.assert_allclose(phi, np.log(py) - np.log1p(-py), rtol=1e-4, atol=1e-4)
+    assert width == 10 and correct.tolist() == (p.argmax(1) == s.y).tolist()
+
+
+def test_overall_is_class_matched_and_small_classes_get_no_verdict():
+    rng = np.random.default_rng(0)
+    yf = np.repeat([0, 1, 2], [200, 100, 5])
+    yh = np.repeat([0, 1, 2], [150, 150, 150])
+    phi_f = rng.normal(yf * 3.0, 1) - 0.0
+    phi_h = rng.normal(yh * 3.0, 1)
+    side = compare_side(phi_f, np.ones(len(yf), bool), yf, phi_h, np.ones(len(yh), bool), yh, n_boot=50)
+    w = np.array([200, 100, 5]) / 305
+    assert side.overall.auc == pytest.approx(w @ [e.auc for e in side.per_class])
+    assert side.per_class[2].verdict == "too few samples" and side.per_class[2].p_adjusted is None
+    # pooled without matching classes, class 2's high scores would drag the AUC far from 0.5
+    assert abs(side.overall.auc - 0.5) < 0.1
+
+
+def test_over_forgotten_direction():
+    rng = np.random.default_rng(1)
+    yf, yh = np.repeat([0, 1], 300), np.repeat([0, 1], 300)
+    side = compare_side(rng.normal(-1, 1, 600), np.ones(600, bool), yf, rng.normal(0, 1, 600),
+                        np.ones(600, bool), yh, n_boot=50)
+    assert side.overall.verdict == "over-forgotten" and side.overall.cliffs_delta < -0.2
+
+
+class _Counting(nn.Module):
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.largest = inner, 0
+
+    def forward(self, x):
+        self.largest = max(self.largest, len(x))
+        return self.inner(x)
+
+
+def test_memory_only_per_sample_scalars(case):
+    m = _Counting(case["retrained"])
+    r = _audit(case, m, original=_Counting(case["memorised"]), batch_size=64)
+    assert m.largest == 64
+    arrays = [a for side in r.scores.values() for a in side.values()]
+    assert all(a.ndim == 1 for a in arrays)
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs_are_value_errors(case):
+    tr, m = case["tr"], case["retrained"]
+    f, h = tr.subset(case["forget"]), tr.subset(case["held"])
+    no_zero = h.subset(np.flatnonzero(h.y.numpy() != 0))
+    with pytest.raises(ValueError, match=r"no samples of forget class\(es\) \[0\]"):
+        audit(m, f, no_zero)
+    with pytest.raises(ValueError, match="indices overlap"):
+        audit(m, f, h, forget_indices=case["forget"], heldout_indices=np.r_[case["held"][:-1], case["forget"][0]])
+    with pytest.raises(ValueError, match="identical to forget samples"):
+        audit(m, f, Split(torch.cat([h.x, f.x[:3]]), torch.cat([h.y, f.y[:3]])))
+    with pytest.raises(ValueError, match="original returns 12 outputs"):
+        audit(m, f, h, original=build_model("mlp", (1, 28, 28), 12, hidden=8))
+    with pytest.raises(ValueError, match="num_classes is 8"):
+        audit(m, f, h, num_classes=8)
+    with pytest.raises(ValueError, match="forget set is empty"):
+        audit(m, f.subset([]), h)
+    with pytest.raises(ValueError, match="shape"):
+        audit(m, f, Split(h.x[:, :, :14], h.y))
+    with pytest.raises(ValueError, match="Split or an"):
+        audit(m, f.x, h)
+
+
+def test_report_files(case, tmp_path):
+    tr = case["tr"]
+    r = _audit(case, case["retrained"], original=case["memorised"], test=tr.subset(case["held"][:100]))
+    paths = write_audit_report(r, tmp_path / "a", method="rl", method_settings={"epochs": 3}, unlearn_seconds=2.5,
+                               class_names=[str(i) for i in range(10)])
+    assert sorted(p.name for p in paths.values()) == ["audit.html", "audit.json", "audit.md"]
+    md = paths["audit.md"].read_text()
+    assert f"Verdict: {r.verdict}" in md and "cannot show" in md and "| 3 3 |" in md
+    page = paths["audit.html"].read_text()
+    assert "data:image/png;base64," in page and "<script" not in page and "src=\"http" not in page
+    js = json.loads(paths["audit.json"].read_text())
+    assert js["verdict"] == r.verdict and js["method"] == "rl"
+    assert sum(js["forget_counts"].values()) == 500 and js["accuracy"]["test"]["before"] is not None
+    assert js["after"]["overall"]["auc"] == pytest.approx(r.overall.auc)
+
+
+def test_report_into_a_file_writes_nothing(case, tmp_path):
+    r = _audit(case, case["retrained"])
+    target = tmp_path / "taken"
+    target.write_text("x")
+    with pytest.raises(ValueError, match="not a directory"):
+        write_audit_report(r, target)
+    assert target.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
