@@ -126,7 +126,8 @@ def test_loss_normalisation_matches_hand_computation(mixing):
         lf = -F.cross_entropy(model(forget.x), forget.y, reduction="none")
         lr_ = F.cross_entropy(model(retain.x), retain.y, reduction="none")
     w, a, b = torch.arange(1.0, 4.0), 2.0, 0.5
-    cfg = LoopConfig(epochs=1, lr=0.0, batch_size=8, mixing=mixing, forget_weight=a, retain_weight=b)
+    cfg = LoopConfig(epochs=1, lr=1e-12, momentum=0.0, weight_decay=0.0, batch_size=8, mixing=mixing,
+                     forget_weight=a, retain_weight=b)  # a rate too small to move the model
     log = run_engine(copy.deepcopy(model), ctx, Parts(forget=NegativeCE(), retain=RetainCE(), weighting=PosWeights()), cfg)
     if mixing == "mixed":
         expected = ((a * w * lf).sum() + (b * lr_).sum()) / 8
@@ -189,23 +190,6 @@ def test_same_seed_is_bitwise_reproducible_and_seed_matters():
     a, b, c = _run(0), _run(0), _run(1)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
-
-
-def test_a_passed_optimiser_carries_momentum_into_the_next_call():
-    forget, retain = data()
-    cfg = LoopConfig(epochs=1, lr=0.05, batch_size=BS, mixing="retain_only")
-
-    def two_calls(share):
-        model = linear()
-        ctx = UnlearnContext(original=model, forget=forget, retain=retain, num_classes=3)
-        first = run_engine(model, ctx, Parts(retain=RetainCE()), cfg)
-        second = run_engine(model, ctx, Parts(retain=RetainCE()), cfg, optimizer=first.optimizer if share else None)
-        return model.weight.detach().clone(), first, second
-
-    shared, first, second = two_calls(True)
-    fresh, _, _ = two_calls(False)
-    assert second.optimizer is first.optimizer
-    assert not torch.equal(shared, fresh)  # the second call started from non-zero momentum
 
 
 @pytest.mark.parametrize("mixing", ["forget_only", "retain_only", "sequential", "paired", "mixed"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -22,28 +22,40 @@ from .data.base import Split
 from .unlearn.context import UnlearnContext
 from .unlearn.engine import LoopConfig, Parts, run_engine
 from .unlearn.objectives import RetainCE
+from .unlearn.optim import Optimisation
 
 
-@dataclass(frozen=True)
-class TrainRecipe:
-    """SGD recipe for original and retrained models (SalUn/FaLW: momentum 0.9, wd 5e-4)."""
+@dataclass(eq=True)
+class TrainRecipe(Optimisation):
+    """Recipe for original and retrained models (SalUn/FaLW: SGD, momentum 0.9, wd 5e-4, cosine).
+
+    Every field is an :class:`Optimisation` field (validated there); only the defaults differ.
+    Hashable, so a recipe can key in-process caches; treat it as immutable.
+    """
 
     epochs: int = 20
     """training epochs"""
     lr: float = 0.05
-    """initial SGD learning rate"""
+    """initial learning rate"""
     batch_size: int = 128
     """mini-batch size"""
-    momentum: float = 0.9
-    """SGD momentum"""
-    weight_decay: float = 5e-4
-    """SGD weight decay"""
     schedule: str = "cosine"
-    """cosine (per step) or step (``milestones`` × ``gamma``) or constant"""
-    milestones: tuple[int, ...] = ()
-    """epochs where the step schedule decays the rate"""
-    gamma: float = 0.1
-    """step-schedule decay factor"""
+    """cosine (per step), step (``milestones`` × ``gamma``), constant, or a torch scheduler name"""
+
+    def key_fields(self) -> dict:
+        """The fields that identify trained weights: the historical eight, plus any other field only
+        when it differs from its default (so recipes written before the optimiser choice keep their
+        cache keys)."""
+        base = ("epochs", "lr", "batch_size", "momentum", "weight_decay", "schedule", "milestones", "gamma")
+        out = {k: getattr(self, k) for k in base}
+        for f in fields(Optimisation):
+            default = f.default_factory() if f.default_factory is not MISSING else f.default
+            if f.name not in base and getattr(self, f.name) != default:
+                out[f.name] = getattr(self, f.name)
+        return out
+
+    def __hash__(self):
+        return hash(json.dumps(self.key_fields(), sort_keys=True, default=str))
 
 
 def fingerprint_split(split: Split) -> str:
@@ -73,10 +85,7 @@ def train_classifier(model: nn.Module, data: Split, recipe: TrainRecipe, seed: i
     """Train ``model`` in place with CE on ``data`` (the engine with a retain objective only)."""
     ctx = UnlearnContext(original=nn.Identity(), forget=data.subset([]), retain=data,
                          num_classes=num_classes, device=device, seed=seed)
-    cfg = LoopConfig(epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size,
-                     momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-                     schedule=recipe.schedule, milestones=recipe.milestones, gamma=recipe.gamma,
-                     mixing="retain_only")
+    cfg = LoopConfig(**recipe.optimisation(), mixing="retain_only")
     run_engine(model, ctx, Parts(retain=RetainCE()), cfg, progress)
     return model
 
@@ -89,7 +98,7 @@ def train_cached(cache: ModelCache | None, build: Callable[[], nn.Module], data:
     Only ``data.subset(train_idx)`` reaches the training loop, which is what guarantees a
     retrained reference never sees a forget index.
     """
-    key = cache_key(kind="trained-model", recipe=recipe, seed=seed, idx=np.asarray(train_idx),
+    key = cache_key(kind="trained-model", recipe=recipe.key_fields(), seed=seed, idx=np.asarray(train_idx),
                     data=fingerprint_split(data), **key_fields)
     torch.manual_seed(seed)
     model = build()

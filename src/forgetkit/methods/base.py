@@ -1,25 +1,25 @@
 """Method protocol, registry and the engine-preset base class.
 
 A method is a dataclass whose fields are its hyper-parameters (explicit keywords with the
-reference defaults) and whose class attributes declare what it needs. ``unlearn`` never mutates
-the model it is given: it returns an unlearned copy and a dict of run information.
+reference defaults) and whose class attributes declare what it needs. ``unlearn`` is one template
+for every method — check needs, copy the model, set the weighting, prepare, run, finish — so it
+never mutates the model it is given and returns an unlearned copy and a dict of run information.
 """
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable, ClassVar
 
 from torch import nn
 
 from ..registry import Registry
 from ..unlearn.context import UnlearnContext
-from ..unlearn.engine import LoopConfig, Parts, run_engine
-from ..unlearn.weightings import Weighting
+from ..unlearn.engine import AnyStop, LoopConfig, Parts, StopRule, run_engine
+from ..unlearn.optim import Optimisation
+from ..unlearn.weightings import Uniform, Weighting, is_uniform
 
 METHODS: Registry = Registry("method")
-
-DATA_NEEDS = ("forget", "retain", "heldout")
 
 
 class Method:
@@ -35,14 +35,50 @@ class Method:
     """True when the method needs whole-class forget requests"""
     description: ClassVar[str] = ""
     """one line for ``forgetkit methods``"""
+    smoke_caps: ClassVar[dict[str, int | float]] = {}
+    """upper bounds ``--smoke`` puts on options (a check that a preset runs, not a result)"""
 
     def unlearn(self, model: nn.Module, ctx: UnlearnContext, weighting: Weighting | None = None,
                 progress: Callable[[int, int], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
+        """Check needs, copy the model, set the weighting, prepare, run, finish."""
+        check_requirements(self, ctx, weighting)
+        model = copy.deepcopy(model).to(ctx.device)
+        weighting = self.default_weighting() if is_uniform(weighting) else weighting
+        prepared = self.prepare(model, ctx, weighting)
+        info = self.run(model, ctx, prepared, progress)
+        return self.finish(model, ctx, prepared, info)
+
+    def default_weighting(self) -> Weighting:
+        """The weighting used when the caller gives none (or ``uniform``)."""
+        return Uniform()
+
+    def prepare(self, model: nn.Module, ctx: UnlearnContext, weighting: Weighting) -> Any:
+        """Per-run state computed before the update (masks, targets, statistics); default: none."""
+        return None
+
+    def run(self, model: nn.Module, ctx: UnlearnContext, prepared: Any,
+            progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+        """Update ``model`` (the copy) in place; returns the run information."""
         raise NotImplementedError
+
+    def finish(self, model: nn.Module, ctx: UnlearnContext, prepared: Any,
+               info: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+        """Undo preparation that must not outlive the run (hooks, widened heads); default: eval mode."""
+        return model.eval(), info
 
     def params(self) -> dict[str, Any]:
         """Hyper-parameters as a plain dict (for the result store)."""
         return {f.name: getattr(self, f.name) for f in fields(self)}  # type: ignore[arg-type]
+
+    @classmethod
+    def smoke_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """A copy of ``options`` with each of :attr:`smoke_caps` applied as min(given or default, cap)."""
+        out = dict(options)
+        defaults = {f.name: f.default for f in fields(cls)}  # type: ignore[arg-type]
+        for name, cap in cls.smoke_caps.items():
+            given = out.get(name, defaults.get(name, MISSING))
+            out[name] = cap if given is None or given is MISSING else min(given, cap)
+        return out
 
 
 def check_requirements(method: Method, ctx: UnlearnContext, weighting: Weighting | None) -> None:
@@ -59,45 +95,70 @@ def check_requirements(method: Method, ctx: UnlearnContext, weighting: Weighting
     if method.class_only and not ctx.forget_classes:
         raise ValueError(f"method {name!r} forgets whole classes; give a class forget request, "
                          "not a random or long-tailed one")
-    if weighting is not None and type(weighting).__name__ != "Uniform" and not method.supports_weighting:
+    if not is_uniform(weighting) and not method.supports_weighting:
         raise ValueError(f"method {name!r} has no per-sample forget loss, so it cannot take a weighting")
 
 
 @dataclass
-class EngineMethod(Method):
-    """A named preset of the Formulation-1 engine; subclasses define :meth:`parts`."""
+class EnginePlan:
+    """What :meth:`EngineMethod.prepare` hands to the engine: the parts, the loop and its context."""
 
-    epochs: int = 10
-    """unlearning epochs"""
-    lr: float = 0.01
-    """SGD learning rate"""
-    batch_size: int = 256
-    """mini-batch size"""
-    momentum: float = 0.9
-    """SGD momentum"""
-    weight_decay: float = 5e-4
-    """SGD weight decay"""
-    schedule: str = "constant"
-    """learning-rate schedule: constant, cosine or step"""
+    parts: Parts
+    loop: LoopConfig
+    ctx: UnlearnContext
+    extra: dict[str, Any]
+    """method-specific state for :meth:`~Method.finish` (e.g. hooks to remove)"""
+
+
+@dataclass
+class EngineMethod(Optimisation, Method):
+    """A named preset of the Formulation-1 engine; subclasses define :meth:`parts`.
+
+    The optimiser fields (epochs, lr, batch_size, momentum, weight_decay, optimizer, betas, eps,
+    schedule, milestones, gamma, schedule_options, schedule_per) come from :class:`Optimisation`.
+    """
+
+    stop: dict | None = None
+    """stop rule, e.g. {when: indistinguishable, every: 50, ...} (``forgetkit.unlearn.stopping``); None: run to the end"""
 
     mixing: ClassVar[str] = "mixed"
+    smoke_caps: ClassVar[dict[str, int | float]] = {"epochs": 1}
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.stop is not None:
+            if not isinstance(self.stop, dict) or "when" not in self.stop:
+                raise ValueError(f"stop must be a mapping with a 'when' key naming the rule, got {self.stop!r}")
+            self.stop_rule()  # refuse an unknown rule or bad options now, not mid-sweep
 
     def parts(self, model: nn.Module, ctx: UnlearnContext) -> Parts:
         raise NotImplementedError
 
     def loop(self) -> LoopConfig:
-        return LoopConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                          momentum=self.momentum, weight_decay=self.weight_decay,
-                          schedule=self.schedule, mixing=self.mixing)
+        return LoopConfig(**self.optimisation(), mixing=self.mixing)
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
-        model = copy.deepcopy(model).to(ctx.device)
-        parts = self.parts(model, ctx)
-        if weighting is not None:
-            parts.weighting = weighting
-        log = run_engine(model, ctx, parts, self.loop(), progress)
-        return model, {"history": log.epochs, "steps": log.steps}
+    def stop_rule(self) -> StopRule | None:
+        """The rule built from the ``stop`` option (None without one)."""
+        if self.stop is None:
+            return None
+        from ..unlearn.stopping import build_stop_rule
+
+        options = dict(self.stop)
+        return build_stop_rule(options.pop("when"), **options)
+
+    def prepare(self, model, ctx, weighting):
+        return self.plan(self.parts(model, ctx), ctx, weighting)
+
+    def plan(self, parts: Parts, ctx: UnlearnContext, weighting: Weighting) -> EnginePlan:
+        """The engine run of ``parts`` on ``ctx``: the weighting set, the stop rules combined."""
+        parts.weighting = weighting
+        own, asked = parts.stop, self.stop_rule()  # the method's own rule and the caller's
+        parts.stop = AnyStop(own, asked) if own is not None and asked is not None else own or asked
+        return EnginePlan(parts=parts, loop=self.loop(), ctx=ctx, extra={})
+
+    def run(self, model, ctx, prepared: EnginePlan, progress):
+        log = run_engine(model, prepared.ctx, prepared.parts, prepared.loop, progress)
+        return {"history": log.epochs, "steps": log.steps, "stopped_at": log.stopped_at}
 
 
 def build_method(name: str, **options) -> Method:

@@ -13,7 +13,6 @@ PyTorch's default ``nn.Linear`` initialisation (as in the SalUn version), drawn 
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from typing import ClassVar
@@ -22,9 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..unlearn.engine import Parts, run_engine
+from ..models import last_linear
+from ..unlearn.engine import Parts
 from ..unlearn.objectives import ForgetObjective
-from .base import METHODS, EngineMethod, check_requirements
+from .base import METHODS, EngineMethod, EnginePlan
 
 
 class ShadowClassCE(ForgetObjective):
@@ -36,10 +36,9 @@ class ShadowClassCE(ForgetObjective):
 
 
 def last_linear_name(model: nn.Module) -> str:
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not names:
-        raise ValueError("boundary expanding needs a model whose last layer is an nn.Linear")
-    return names[-1]
+    """Module name of the model's final ``nn.Linear`` (:func:`forgetkit.models.last_linear`)."""
+    head = last_linear(model)
+    return next(n for n, m in model.named_modules() if m is head)
 
 
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
@@ -100,17 +99,16 @@ class BoundaryExpanding(BoundaryUnlearning):
     def parts(self, model, ctx):
         return Parts(forget=ShadowClassCE())
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
-        model = copy.deepcopy(model).to(ctx.device)
+    def prepare(self, model, ctx, weighting):
         name = last_linear_name(model)
         head = model.get_submodule(name)
         wide = expand_head(head, ctx.generator(31))
         _set_module(model, name, wide)
-        parts = self.parts(model, ctx)
-        if weighting is not None:
-            parts.weighting = weighting
-        log = run_engine(model, ctx, parts, self.loop(), progress)
+        plan = super().prepare(model, ctx, weighting)
+        plan.extra.update(name=name, head=head, wide=wide)
+        return plan
+
+    def finish(self, model, ctx, plan: EnginePlan, info):
         if self.prune_shadow:
-            _set_module(model, name, prune_head(wide, head))
-        return model, {"history": log.epochs, "steps": log.steps}
+            _set_module(model, plan.extra["name"], prune_head(plan.extra["wide"], plan.extra["head"]))
+        return super().finish(model, ctx, plan, info)

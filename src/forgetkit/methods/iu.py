@@ -22,7 +22,6 @@ Memory: per-sample gradients are computed with ``torch.func`` (vmap of grad) in 
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -33,7 +32,8 @@ from torch.func import functional_call, grad, vmap
 
 from ..data.base import Split, as_float
 from ..models import last_linear
-from .base import METHODS, Method, check_requirements
+from ..unlearn.grads import accumulate_grads
+from .base import METHODS, Method
 
 RECURSIONS = ("as_coded", "textbook")
 PARAM_SCOPES = ("all", "last_layer")
@@ -50,14 +50,9 @@ def selected_params(model: nn.Module, scope: str) -> dict[str, nn.Parameter]:
 def summed_grad(model: nn.Module, params: dict[str, nn.Parameter], data: Split, batch_size: int,
                 device: torch.device) -> torch.Tensor:
     """Σ_i ∇ℓ(x_i) over a split as one flat vector (eval mode, so per-sample terms are independent)."""
-    total = torch.zeros(sum(p.numel() for p in params.values()), device=device, dtype=torch.float64)
-    for start in range(0, len(data), batch_size):
-        x = as_float(data.x[start:start + batch_size].to(device))
-        y = data.y[start:start + batch_size].to(device)
-        loss = F.cross_entropy(model(x).float(), y, reduction="sum")
-        grads = torch.autograd.grad(loss, list(params.values()))
-        total += torch.cat([g.reshape(-1) for g in grads]).double()
-    return total
+    sums, _ = accumulate_grads(model, data, batch_size, lambda out, y: F.cross_entropy(out.float(), y, reduction="sum"),
+                               train=False, device=device, params=params, combine=lambda g: g.double())
+    return torch.cat([sums[n].reshape(-1) for n in params]).to(device)
 
 
 def per_sample_grads(model: nn.Module, params: dict[str, nn.Parameter], data: Split, chunk_size: int,
@@ -140,10 +135,9 @@ class IU(Method):
         if self.fisher_samples < 1 or self.damping <= 0 or self.chunk_size < 1 or self.batch_size < 1:
             raise ValueError("fisher_samples, chunk_size and batch_size must be >= 1 and damping > 0")
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
+    def run(self, model, ctx, prepared, progress):
         dev = ctx.device
-        model = copy.deepcopy(model).to(dev).eval()
+        model.eval()
         params = selected_params(model, self.param_scope)
         n_f, n_r = len(ctx.forget), len(ctx.retain)
         n = n_f + n_r
@@ -165,4 +159,4 @@ class IU(Method):
                 offset += p.numel()
         if progress is not None:
             progress(1, 1)
-        return model, {"step_norm": float(self.alpha * k.norm()), "fisher_samples": len(fisher)}
+        return {"step_norm": float(self.alpha * k.norm()), "fisher_samples": len(fisher)}

@@ -16,7 +16,7 @@ Only D_f and the original model are used:
 3. engine preset: −CE on D_f and CE on the adversarial set in one mixed loader (the merged-batch
    mean weighs them n_f/(n_f+n_a) and n_a/(n_f+n_a) as in the reference), plus (λ/2)·Σ Ω(θ−θ_o)²,
    SGD momentum 0.9, weight decay 1e-4, train mode; stop as soon as forget accuracy is 0
-   (``stop_at_zero``, checked after every step as in the reference).
+   (``stop_at_zero``, a stop rule checked after every step as in the reference).
 
 Tabular data: the same attack without clamping to [0, 1] (features are unbounded); ε then lives
 in feature units, so set ``pgd_eps`` to the scale of the standardised features.
@@ -33,10 +33,11 @@ from torch import nn
 
 from ..data.base import Split, as_float
 from ..unlearn.context import UnlearnContext
-from ..unlearn.engine import LoopConfig, Parts, run_engine
+from ..unlearn.engine import Parts, StopRule
+from ..unlearn.grads import accumulate_grads
 from ..unlearn.objectives import NegativeCE, RetainCE
 from ..unlearn.regularisers import WeightedL2ToOriginal
-from .base import METHODS, Method, check_requirements
+from .base import METHODS, EngineMethod
 
 
 def l2_pgd_targeted(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, step: float,
@@ -80,19 +81,11 @@ def adversarial_set(model: nn.Module, forget: Split, num_classes: int, rounds: i
 
 def mas_importance(model: nn.Module, forget: Split, batch_size: int) -> dict[str, torch.Tensor]:
     """Ω = 1 − minmax(mean |∇ mean_i ‖f(x_i)‖₂|) per tensor, on D_f in train mode (on a copy)."""
-    model = copy.deepcopy(model).train()
-    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    for p in params.values():
+    model = copy.deepcopy(model)
+    for p in model.parameters():
         p.requires_grad_(True)
-    total = {n: torch.zeros_like(p) for n, p in params.items()}
-    batches = 0
-    for start in range(0, len(forget), batch_size):
-        out = model(as_float(forget.x[start:start + batch_size])).float()
-        grads = torch.autograd.grad(out.norm(dim=1).mean(), list(params.values()), allow_unused=True)
-        for n, g in zip(params, grads):
-            if g is not None:
-                total[n] += g.abs()
-        batches += 1
+    total, batches = accumulate_grads(model, forget, batch_size, lambda out, _y: out.float().norm(dim=1).mean(),
+                                      train=True, combine=torch.abs)
     omega = {}
     for n, t in total.items():
         t = t / max(1, batches)
@@ -101,16 +94,24 @@ def mas_importance(model: nn.Module, forget: Split, batch_size: int) -> dict[str
     return omega
 
 
-class _ForgetDone(Exception):
-    """Raised from the progress hook to end the engine loop once forget accuracy reaches 0."""
+class ForgetAccuracyZero(StopRule):
+    """Stop once no forget sample is classified correctly (L2UL's criterion, checked every step)."""
+
+    def __init__(self, forget: Split, batch_size: int):
+        self.forget, self.batch_size = forget, batch_size
+
+    def should_stop(self, model, ctx, step):
+        return forget_accuracy(model, self.forget, self.batch_size) == 0.0
 
 
 @METHODS.register("l2ul")
 @dataclass
-class L2UL(Method):
+class L2UL(EngineMethod):
     description: ClassVar[str] = "adversarial examples + weight-importance anchor, forget set only"
     needs: ClassVar[frozenset] = frozenset({"forget"})
     supports_weighting: ClassVar[bool] = True
+    smoke_caps: ClassVar[dict[str, int | float]] = {"epochs": 1, "num_adv_images": 1, "pgd_iters": 10}
+    """the attack is 2,000 passes per forget sample at the defaults: without these caps it dominates a smoke run"""
 
     num_adv_images: int = 20
     """adversarial copies per forget sample (CIFAR-10 script; 200 for CIFAR-100/ImageNet)"""
@@ -128,21 +129,18 @@ class L2UL(Method):
     """SGD learning rate (CIFAR-10 script)"""
     batch_size: int = 256
     """mini-batch size of the mixed loader (reference: 256 adversarial + 32 forget)"""
-    momentum: float = 0.9
-    """SGD momentum (reference)"""
     weight_decay: float = 1e-4
     """SGD weight decay (reference)"""
     stop_at_zero: bool = True
     """stop as soon as forget accuracy is 0 (reference); False runs all epochs"""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.num_adv_images < 1 or self.pgd_iters < 0 or self.pgd_eps < 0:
             raise ValueError("num_adv_images must be >= 1, pgd_iters >= 0 and pgd_eps >= 0")
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
+    def prepare(self, model, ctx, weighting):
         dev = ctx.device
-        model = copy.deepcopy(model).to(dev)
         forget = Split(as_float(ctx.forget.x.to(dev)), ctx.forget.y.to(dev))
         adv = adversarial_set(ctx.original, forget, ctx.num_classes, self.num_adv_images, self.pgd_eps,
                               self.pgd_step, self.pgd_iters, ctx.kind == "image", self.batch_size,
@@ -150,26 +148,19 @@ class L2UL(Method):
         inner = UnlearnContext(original=ctx.original, forget=forget, retain=adv, num_classes=ctx.num_classes,
                                heldout=ctx.heldout, device=dev, seed=ctx.seed, kind=ctx.kind,
                                forget_classes=ctx.forget_classes)
-        parts = Parts(forget=NegativeCE(), retain=RetainCE(),
-                      regulariser=WeightedL2ToOriginal(self.reg_lamb / 2, mas_importance(model, forget, self.batch_size)))
-        if weighting is not None:
-            parts.weighting = weighting
-        cfg = LoopConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size, momentum=self.momentum,
-                         weight_decay=self.weight_decay, mixing="mixed")
+        plan = super().prepare(model, inner, weighting)
+        plan.extra["adversarial"] = len(adv)
+        return plan
 
-        def hook(step, total):
-            if progress is not None:
-                progress(step, total)
-            if self.stop_at_zero and forget_accuracy(model, forget, self.batch_size) == 0.0:
-                raise _ForgetDone(step)
+    def parts(self, model, ctx):
+        """``ctx`` is the inner context of :meth:`prepare`: D_f as floats, the adversarial set as D_r."""
+        stop = ForgetAccuracyZero(ctx.forget, self.batch_size) if self.stop_at_zero else None
+        importance = mas_importance(model, ctx.forget, self.batch_size)
+        return Parts(forget=NegativeCE(), retain=RetainCE(), stop=stop,
+                     regulariser=WeightedL2ToOriginal(self.reg_lamb / 2, importance))
 
-        try:
-            log = run_engine(model, inner, parts, cfg, hook)
-            steps, history = log.steps, log.epochs
-        except _ForgetDone as done:
-            steps, history = done.args[0], []
-        model.eval()
-        return model, {"steps": steps, "history": history, "adversarial": len(adv)}
+    def finish(self, model, ctx, plan, info):
+        return super().finish(model, ctx, plan, {**info, "adversarial": plan.extra["adversarial"]})
 
 
 def forget_accuracy(model: nn.Module, forget: Split, batch_size: int) -> float:

@@ -14,7 +14,6 @@ the behaviour that produced the published SalUn numbers. The RL switches (``labe
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -22,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.base import Split, as_float
-from ..unlearn.engine import run_engine
+from ..data.base import Split
+from ..unlearn.grads import accumulate_grads
 from ..unlearn.masks import Mask, top_fraction_mask
-from .base import METHODS, check_requirements
+from .base import METHODS, EnginePlan
 from .rl import RL
 
 FREEZE_MODES = ("exact", "grad_only")
@@ -34,18 +33,9 @@ FREEZE_MODES = ("exact", "grad_only")
 def forget_gradient_saliency(model: nn.Module, forget: Split, batch_size: int,
                              device: torch.device) -> dict[str, torch.Tensor]:
     """|Σ_batches ∇_θ(−mean CE)| on the forget set, in eval mode (``save_gradient_ratio``)."""
-    was_training = model.training
-    model.eval()
-    params = dict(model.named_parameters())
-    grads = {n: torch.zeros_like(p) for n, p in params.items()}
-    for idx in torch.arange(len(forget)).split(batch_size):
-        x = as_float(forget.x[idx].to(device))
-        loss = -F.cross_entropy(model(x).float(), forget.y[idx].to(device))
-        for n, g in zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
-            if g is not None:
-                grads[n] += g
-    model.train(was_training)
-    return {n: g.abs() for n, g in grads.items()}
+    sums, _ = accumulate_grads(model, forget, batch_size, lambda out, y: -F.cross_entropy(out.float(), y),
+                               train=False, device=device)
+    return {n: g.abs() for n, g in sums.items()}
 
 
 def saliency_mask(model: nn.Module, forget: Split, fraction: float, batch_size: int,
@@ -67,28 +57,22 @@ class SalUn(RL):
     """exact: unselected weights fixed bit for bit (2026 fix); grad_only: only their gradients are zeroed (published)"""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.freeze_mode not in FREEZE_MODES:
             raise ValueError(f"freeze_mode must be one of {FREEZE_MODES}, got {self.freeze_mode!r}")
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
-        model = copy.deepcopy(model).to(ctx.device)
+    def prepare(self, model, ctx, weighting):
         mask = saliency_mask(model, ctx.forget, self.mask_ratio, self.batch_size, ctx.device)
-        parts = self.parts(model, ctx)
-        if weighting is not None:
-            parts.weighting = weighting
-        hooks = []
+        plan = super().prepare(model, ctx, weighting)
         if self.freeze_mode == "exact":
-            parts.mask = mask
+            plan.parts.mask = mask
         else:  # zero gradients only; weight decay and momentum still act on every weight
-            for n, p in model.named_parameters():
-                m = mask[n].to(p.dtype)
-                hooks.append(p.register_hook(lambda g, m=m: g * m))
-        try:
-            log = run_engine(model, ctx, parts, self.loop(), progress)
-        finally:
-            for h in hooks:
-                h.remove()
-        selected = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
-        return model, {"history": log.epochs, "steps": log.steps, "mask_fraction": selected}
+            plan.extra["hooks"] = [p.register_hook(lambda g, m=mask[n].to(p.dtype): g * m)
+                                   for n, p in model.named_parameters()]
+        plan.extra["mask_fraction"] = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
+        return plan
 
+    def finish(self, model, ctx, plan: EnginePlan, info):
+        for h in plan.extra.get("hooks", []):
+            h.remove()
+        return super().finish(model, ctx, plan, {**info, "mask_fraction": plan.extra["mask_fraction"]})

@@ -27,17 +27,17 @@ reference ``jbonato1/SCAR`` ``src/Unlearning_methods.py::SCAR.run``, ``src/opts.
   D_r; it is in-distribution, so distillation is easier than with the paper's ImageNet OOD images
   (say so when comparing). ``surrogate="noise"`` uses Gaussian noise (clamped to [0, 1] for
   images), the reference's ``subset_gaussian_noise`` fallback, and does not read the held-out split.
-- Loop: for each forget batch, ``surrogate_batches`` + 1 Adam steps, each on that forget batch and
-  the next surrogate batch; stop early after epoch 2 once forget accuracy falls below the target
-  (class requests: 0.01; others: held-out accuracy − 0.015 when a held-out split is given).
+- Loop: the engine's ``forget_led`` mixing with Adam: each forget batch ``surrogate_batches`` + 1
+  times in a row, each time with the next surrogate batch (forget and surrogate rows pass through
+  the model separately, as in the reference); a stop rule ends the run after an epoch > 2 once
+  forget accuracy falls below the target (class requests: 0.01; others: held-out accuracy − 0.015
+  when a held-out split is given). Forget batches are drawn in a shuffled order (the reference's
+  loader is unshuffled; the targets are fixed, so only the order differs).
   Not included: the reference's HR-mode per-class gate on distances.
-
-It is a separate loop, not an engine preset, because it needs Adam and an early stop, which the
-Formulation-1 engine does not offer.
 """
 from __future__ import annotations
 
-import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -47,7 +47,9 @@ from torch import nn
 
 from ..data.base import Split, as_float
 from ..models import last_linear
-from .base import METHODS, Method, check_requirements
+from ..unlearn.engine import LoopConfig, Parts, StopRule
+from ..unlearn.objectives import ForgetObjective, RetainObjective
+from .base import METHODS, EngineMethod, EnginePlan
 
 SURROGATES = ("heldout", "noise")
 
@@ -116,20 +118,78 @@ def mahalanobis(e: torch.Tensor, means: torch.Tensor, precisions: torch.Tensor) 
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(softmax(teacher/T) ‖ softmax(student)), batch mean (the reference does not scale the student)."""
+    """Per-sample KL(softmax(teacher/T) ‖ softmax(student)) (the reference does not scale the student;
+    its batch mean is the reference's ``batchmean``)."""
     return F.kl_div(F.log_softmax(student.float(), 1), F.log_softmax(teacher.float() / temperature, 1),
-                    reduction="batchmean", log_target=True)
+                    reduction="none", log_target=True).sum(1)
+
+
+class MahalanobisPush(ForgetObjective):
+    """d_M(e_i, c*_i) per forget sample: its embedding's distance to its fixed nearest wrong class.
+
+    The embedding is read by a forward hook on the last ``nn.Linear`` during the engine's (grad-enabled)
+    forward pass, so the forget rows cost no second forward; :meth:`close` removes the hook.
+    """
+
+    def __init__(self, model: nn.Module, delta: float, means, precisions, target: torch.Tensor):
+        self.delta, self.means, self.precisions, self.target = delta, means, precisions, target
+        self.feats: list[torch.Tensor] = []
+        self.handle = last_linear(model).register_forward_hook(self._keep)
+
+    def _keep(self, _m, inputs, _out):
+        if torch.is_grad_enabled():
+            self.feats.append(inputs[0])
+
+    def __call__(self, logits, batch, ctx):
+        e = self.feats[0][:len(batch.y)].flatten(1).float()  # forget rows come first
+        self.feats.clear()
+        d = mahalanobis(tukey_normalise(e, self.delta), self.means, self.precisions)
+        return d.gather(1, self.target[batch.pos][:, None]).squeeze(1)
+
+    def close(self) -> None:
+        self.handle.remove()
+
+
+class SurrogateDistill(RetainObjective):
+    """Distil the original's outputs on surrogate images; forgotten classes' logits set to the minimum."""
+
+    def __init__(self, temperature: float, removed: list[int]):
+        self.temperature, self.removed = temperature, removed
+
+    def __call__(self, logits, batch, ctx):
+        with torch.no_grad():
+            o = ctx.original(batch.x).float()
+            if self.removed:
+                o[:, self.removed] = o.min(1, keepdim=True).values
+        return distill_loss(logits, o, self.temperature)
+
+
+class ForgetAccuracyBelow(StopRule):
+    """Checked at every epoch end: record forget accuracy; stop after epoch index 2 once below the target."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, target: float | None, batch_size: int, steps_per_epoch: int):
+        self.x, self.y, self.target, self.batch_size = x, y, target, batch_size
+        self.every = steps_per_epoch
+        self.accuracies: list[float] = []
+
+    def should_stop(self, model, ctx, step):
+        acc = accuracy(model, self.x, self.y, self.batch_size)
+        self.accuracies.append(acc)
+        return self.target is not None and len(self.accuracies) > 2 and acc < self.target
 
 
 @METHODS.register("scar")
 @dataclass
-class SCAR(Method):
+class SCAR(EngineMethod):
     description: ClassVar[str] = "Mahalanobis push to the nearest wrong class + distillation on surrogate data"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain", "heldout"})
     """retain: class statistics (as coded); heldout: the default surrogate set"""
+    mixing: ClassVar[str] = "forget_led"
 
     epochs: int = 30
     """maximum epochs over D_f (README CIFAR-10)"""
+    optimizer: str = "adam"
+    """Adam (reference)"""
     lr: float = 5e-4
     """Adam learning rate (README CIFAR-10)"""
     weight_decay: float = 0.0
@@ -162,10 +222,11 @@ class SCAR(Method):
     """BatchNorm/Dropout in train mode during the steps"""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.surrogate not in SURROGATES:
             raise ValueError(f"surrogate must be one of {SURROGATES}, got {self.surrogate!r}")
-        if self.temperature <= 0 or self.batch_size < 1 or self.surrogate_batches < 0:
-            raise ValueError("temperature must be > 0, batch_size >= 1 and surrogate_batches >= 0")
+        if self.temperature <= 0 or self.surrogate_batches < 0:
+            raise ValueError("temperature must be > 0 and surrogate_batches >= 0")
         if self.surrogate == "noise":
             self.needs = frozenset({"forget", "retain"})
 
@@ -179,66 +240,37 @@ class SCAR(Method):
             x = (0.5 + 0.25 * x).clamp(0, 1)
         return x.to(ctx.device)
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
-        dev = ctx.device
-        model = copy.deepcopy(model).to(dev)
-        teacher = ctx.original
+    def loop(self) -> LoopConfig:
+        cfg = super().loop()
+        cfg.forget_repeats, cfg.separate_forward, cfg.train_mode = self.surrogate_batches + 1, True, self.train_mode
+        cfg.forget_weight, cfg.retain_weight = self.lambda_forget, self.lambda_distill
+        return cfg
+
+    def prepare(self, model, ctx, weighting):
+        dev, teacher = ctx.device, ctx.original
         removed = list(ctx.forget_classes)
         kept = [c for c in range(ctx.num_classes) if c not in removed]
-        retain = ctx.retain.to(dev)
-        means, precisions = class_statistics(teacher, retain, kept, self.tukey_delta, self.gamma1, self.gamma2,
-                                             self.shrink_times, self.batch_size)
+        means, precisions = class_statistics(teacher, ctx.retain.to(dev), kept, self.tukey_delta, self.gamma1,
+                                             self.gamma2, self.shrink_times, self.batch_size)
         forget_x, forget_y = as_float(ctx.forget.x.to(dev)), ctx.forget.y.to(dev)
         target = self.nearest_wrong_class(teacher, forget_x, forget_y, kept, means, precisions)
         surrogate = self.teacher_filtered(teacher, self.surrogate_split(ctx), removed)
-        stop_at = self.stop_accuracy(teacher, ctx)
-        opt = torch.optim.Adam(model.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        gen = ctx.generator(59)
-        n_batches = -(-len(forget_x) // self.batch_size)
-        total = self.epochs * n_batches * (self.surrogate_batches + 1)
-        steps, history = 0, []
-        s_order, s_at = torch.randperm(len(surrogate), generator=gen), 0
-        for epoch in range(self.epochs):
-            loss_sum = 0.0
-            for start in range(0, len(forget_x), self.batch_size):
-                xf, tf = forget_x[start:start + self.batch_size], target[start:start + self.batch_size]
-                for _ in range(self.surrogate_batches + 1):
-                    if s_at >= len(surrogate):
-                        s_order, s_at = torch.randperm(len(surrogate), generator=gen), 0
-                    xs = surrogate[s_order[s_at:s_at + self.batch_size].to(dev)]
-                    s_at += self.batch_size
-                    loss = self.step_loss(model, teacher, xf, tf, xs, removed, means, precisions)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"scar loss is {loss.item()} at step {steps}")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    loss_sum += loss.item()
-                    steps += 1
-                    if progress is not None:
-                        progress(steps, total)
-            acc = accuracy(model, forget_x, forget_y, self.batch_size)
-            history.append({"epoch": epoch, "loss": loss_sum / max(1, n_batches * (self.surrogate_batches + 1)),
-                            "forget_acc": acc})
-            if stop_at is not None and epoch > 1 and acc < stop_at:
-                break
-        model.eval()
-        return model, {"steps": steps, "history": history, "surrogate": self.surrogate,
-                       "surrogate_size": len(surrogate)}
+        inner = dataclasses.replace(ctx, retain=Split(surrogate, torch.zeros(len(surrogate), dtype=torch.long,
+                                                                             device=surrogate.device)))
+        steps_per_epoch = -(-len(forget_x) // self.batch_size) * (self.surrogate_batches + 1)
+        rule = ForgetAccuracyBelow(forget_x, forget_y, self.stop_accuracy(teacher, ctx), self.batch_size,
+                                   max(1, steps_per_epoch))
+        push = MahalanobisPush(model, self.tukey_delta, means, precisions, target)
+        plan = self.plan(Parts(forget=push, retain=SurrogateDistill(self.temperature, removed), stop=rule),
+                         inner, weighting)
+        plan.extra.update(push=push, rule=rule, surrogate_size=len(surrogate))
+        return plan
 
-    def step_loss(self, model, teacher, xf, tf, xs, removed, means, precisions) -> torch.Tensor:
-        model.train(self.train_mode)
-        e, _ = embed(model, xf)
-        d = mahalanobis(tukey_normalise(e, self.tukey_delta), means, precisions)
-        loss = self.lambda_forget * d.gather(1, tf[:, None]).mean()
-        if len(xs):
-            with torch.no_grad():
-                o = teacher(xs).float()
-                if removed:
-                    o[:, removed] = o.min(1, keepdim=True).values
-            loss = loss + self.lambda_distill * distill_loss(model(xs), o, self.temperature)
-        return loss
+    def finish(self, model, ctx, plan: EnginePlan, info):
+        plan.extra["push"].close()
+        history = [{**h, "forget_acc": a} for h, a in zip(info["history"], plan.extra["rule"].accuracies)]
+        info = {**info, "history": history, "surrogate": self.surrogate, "surrogate_size": plan.extra["surrogate_size"]}
+        return super().finish(model, ctx, plan, info)
 
     def nearest_wrong_class(self, teacher, x, y, kept, means, precisions) -> torch.Tensor:
         """Index (into ``kept``) of the nearest class by Mahalanobis distance that is not the true label."""

@@ -16,12 +16,16 @@ from typing import ClassVar
 
 from ..unlearn.engine import LoopConfig, Parts
 from ..unlearn.objectives import NegativeKLToTeacher, RetainCE, RetainKLToTeacher
+from ..unlearn.optim import Optimisation
 from .base import METHODS, EngineMethod
 
 
 @METHODS.register("scrub")
 @dataclass
 class SCRUB(EngineMethod):
+    """SCRUB's γ is the weight of its CE term (the paper's name), so the step schedule's decay
+    factor, :attr:`Optimisation.gamma` elsewhere, is ``lr_decay_rate`` here."""
+
     description: ClassVar[str] = "teacher-student: max KL on the forget set, min KL + CE on the retain set"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
@@ -32,7 +36,9 @@ class SCRUB(EngineMethod):
     lr: float = 5e-4
     """SGD learning rate (``sgda_learning_rate``)"""
     schedule: str = "step"
-    """learning-rate schedule; step decays at ``lr_decay_epochs`` (``adjust_learning_rate``)"""
+    """learning-rate schedule; step decays at ``milestones`` (``adjust_learning_rate``)"""
+    milestones: tuple[int, ...] = (3, 5, 9)
+    """epochs at which the step schedule multiplies the rate by ``lr_decay_rate`` (``lr_decay_epochs``)"""
     msteps: int = 2
     """epochs that start with a max pass over D_f"""
     temperature: float = 4.0
@@ -41,10 +47,18 @@ class SCRUB(EngineMethod):
     """weight α of the KL-to-teacher term on D_r"""
     gamma: float = 0.99
     """weight γ of the cross-entropy term on D_r"""
-    lr_decay_epochs: tuple[int, ...] = (3, 5, 9)
-    """epochs at which the step schedule multiplies the rate by ``lr_decay_rate``"""
     lr_decay_rate: float = 0.1
     """decay factor of the step schedule"""
+
+    def check_optimisation(self):
+        if not isinstance(self.gamma, (int, float)) or self.gamma < 0:
+            raise ValueError(f"gamma (SCRUB's CE weight) must be a number >= 0, got {self.gamma!r}")
+        if not isinstance(self.lr_decay_rate, (int, float)) or self.lr_decay_rate <= 0:
+            raise ValueError(f"lr_decay_rate must be a number > 0, got {self.lr_decay_rate!r}")
+        Optimisation(**self.optimisation())
+
+    def optimisation(self):
+        return {**super().optimisation(), "gamma": self.lr_decay_rate}
 
     def parts(self, model, ctx):
         if self.alpha == 0:
@@ -57,5 +71,4 @@ class SCRUB(EngineMethod):
         cfg = super().loop()
         cfg.forget_epochs = self.msteps
         cfg.retain_weight = self.alpha if self.alpha else self.gamma
-        cfg.milestones, cfg.gamma = tuple(self.lr_decay_epochs), self.lr_decay_rate
         return cfg

@@ -17,7 +17,6 @@ only. Any other module with weights (Conv1d, grouped conv, attention, embeddings
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.base import Split, as_float
-from .base import METHODS, Method, check_requirements
+from .base import METHODS, Method
 
 UNTOUCHED = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)
 
@@ -137,10 +136,9 @@ class SVD(Method):
         if self.alpha_r <= 0 or self.alpha_f <= 0:
             raise ValueError("alpha_r and alpha_f must be > 0")
 
-    def unlearn(self, model, ctx, weighting=None, progress=None):
-        check_requirements(self, ctx, weighting)
+    def run(self, model, ctx, prepared, progress):
         dev = ctx.device
-        model = copy.deepcopy(model).to(dev).eval()
+        model.eval()
         layers = projected_layers(model)
         gen = ctx.generator(31)
         f_idx = torch.randperm(len(ctx.forget), generator=gen)[:self.samples]
@@ -158,4 +156,4 @@ class SVD(Method):
                 w.copy_((w.flatten(1).double() @ p.T).view_as(w).to(w.dtype))
                 if progress is not None:
                     progress(i + 1, len(layers))
-        return model, {"layers": list(layers), "retain_samples": len(r_idx), "forget_samples": len(f_idx)}
+        return {"layers": list(layers), "retain_samples": len(r_idx), "forget_samples": len(f_idx)}

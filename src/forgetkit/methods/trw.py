@@ -1,7 +1,8 @@
 """TRW: Tilted ReWeighting for class unlearning, and TRW-2R (only k random layers move).
 
-Source: paper 002 (TRW/TREW, §3.4 Eq. 1–5, App. A.3); spec ``shared/specs/seed-methods.md`` §1.2–1.7.
-No reference code is public; the constants the paper leaves out are our documented choices.
+Source: "On the Necessity of Output Distribution Reweighting for Effective Class Unlearning"
+(TRW/TREW, §3.4 Eq. 1–5, App. A.3). No reference code is public; the constants the paper leaves
+out are our documented choices.
 
 The forget samples are fine-tuned toward the ORIGINAL model's distribution over the remaining
 classes R, tilted toward classes similar to the forgotten one, so the unlearned model sends a
@@ -151,6 +152,7 @@ class TRW(EngineMethod):
     ``paired``); pooled: one shuffled pass over D_r ∪ D_f averaged per batch (engine ``mixed``)"""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.combine not in COMBINE:
             raise ValueError(f"combine must be one of {sorted(COMBINE)}, got {self.combine!r}")
         if self.similarity not in SIMILARITIES:

@@ -1,7 +1,8 @@
 """FaLW: forgetting-aware loss reweighting for long-tailed forget sets.
 
-Source: "FaLW" (``shared/papers/001_cca83f96e408a079.txt``, Eqs. 5–7 and Algorithm 1; spec
-``seed-methods.md`` §3). Each forget sample's loss is scaled by how its current true-class
+Source: Yu et al., "FaLW: A Forgetting-aware Loss Reweighting for Long-tailed Unlearning", ICLR
+(Eqs. 5–7 and Algorithm 1; the reference code is the paper's supplementary material, no public
+repository). Each forget sample's loss is scaled by how its current true-class
 probability compares with the current model's probabilities on *unseen* data of the same class:
 
     z_i = (p_i − μ_c) / max(σ_c, σ_min)          (μ_c, σ_c: held-out split, current model)
@@ -32,7 +33,6 @@ from .context import UnlearnContext
 from .weightings import WEIGHTINGS, Weighting
 
 ESTIMATES = ("every_step", "every_k", "running")
-GROUPS = ("head", "mid", "tail")
 
 
 def deviation_weight(score: torch.Tensor, balance: torch.Tensor | float, eta: float = 1.0) -> torch.Tensor:
@@ -129,13 +129,16 @@ def true_class_probs(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def heldout_probs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """True-class probabilities of the current model in eval mode (its train/eval mode is restored)."""
+    """True-class probabilities of the current model in eval mode (its train/eval mode is restored).
+
+    Always fp32: autocast is switched off even inside a caller's autocast region, because the
+    per-class σ of these probabilities moves by up to 6 % in bf16 (the reference computes in fp32).
+    """
     was_training = model.training
     model.eval()
-    autocast = x.device.type == "cuda"
     out = []
     for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        with torch.autocast(x.device.type, enabled=False):
             out.append(true_class_probs(model(as_float(xb)), yb))
     model.train(was_training)
     return torch.cat(out)

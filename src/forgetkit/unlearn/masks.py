@@ -11,21 +11,25 @@ from torch import nn
 Mask = dict[str, torch.Tensor]
 
 
-def last_layer_mask(model: nn.Module) -> Mask:
-    """Only the final ``nn.Linear`` may change."""
-    last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
-    return {n: torch.full_like(p, n.startswith(last + "."), dtype=torch.bool)
-            for n, p in model.named_parameters()}
-
-
 def top_fraction_mask(scores: dict[str, torch.Tensor], fraction: float) -> Mask:
-    """Keep the globally top ``fraction`` of coordinates by score (SalUn's hard threshold)."""
+    """Exactly ⌊fraction·N⌋ coordinates with the highest scores (SalUn's hard threshold).
+
+    As SalUn's ``Classification/generate_mask.py`` (``save_gradient_ratio``): coordinates are ranked
+    over all parameters by descending score and those ranked below ``int(N·fraction)`` are kept.
+    Ties (e.g. the many zero-saliency weights of always-black pixels or dead ReLUs) are broken by a
+    stable order, parameter order then position, so the count never exceeds the fraction.
+    """
     if not 0.0 < fraction <= 1.0:
         raise ValueError(f"mask fraction must be in (0, 1], got {fraction}")
-    flat = torch.cat([s.flatten() for s in scores.values()])
-    k = max(1, int(round(fraction * flat.numel())))
-    threshold = torch.topk(flat, k).values.min()
-    return {n: s >= threshold for n, s in scores.items()}
+    flat = torch.cat([s.detach().flatten().float() for s in scores.values()])
+    k = int(fraction * flat.numel())
+    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    keep[torch.sort(flat, descending=True, stable=True).indices[:k]] = True
+    out, start = {}, 0
+    for n, s in scores.items():
+        out[n] = keep[start:start + s.numel()].view(s.shape)
+        start += s.numel()
+    return out
 
 
 def random_layers_mask(model: nn.Module, k: int, generator: torch.Generator) -> Mask:

@@ -8,11 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..registry import Registry
 from .context import UnlearnContext
-
-FORGET_OBJECTIVES: Registry = Registry("forget objective")
-RETAIN_OBJECTIVES: Registry = Registry("retain objective")
 
 
 class Batch:
@@ -32,7 +28,6 @@ class ForgetObjective:
         raise NotImplementedError
 
 
-@FORGET_OBJECTIVES.register("neg_ce")
 class NegativeCE(ForgetObjective):
     """Gradient ascent: −CE(f(x), y) per sample."""
 
@@ -40,7 +35,6 @@ class NegativeCE(ForgetObjective):
         return -F.cross_entropy(logits.float(), batch.y, reduction="none")
 
 
-@FORGET_OBJECTIVES.register("random_label")
 class RandomLabelCE(ForgetObjective):
     """CE to a random label (RL).
 
@@ -77,7 +71,6 @@ class RandomLabelCE(ForgetObjective):
         return F.cross_entropy(logits.float(), target, reduction="none")
 
 
-@FORGET_OBJECTIVES.register("soft_target")
 class SoftTargetCE(ForgetObjective):
     """Soft cross-entropy to fixed per-sample target distributions (TRW, or any distillation target).
 
@@ -96,7 +89,6 @@ class SoftTargetCE(ForgetObjective):
         return -(self._t[batch.pos] * F.log_softmax(logits.float(), 1)).sum(1)
 
 
-@FORGET_OBJECTIVES.register("neg_kl_teacher")
 class NegativeKLToTeacher(ForgetObjective):
     """SCRUB's max step: −KL(teacher ‖ student) at temperature T on forget samples."""
 
@@ -112,7 +104,6 @@ class RetainObjective:
         raise NotImplementedError
 
 
-@RETAIN_OBJECTIVES.register("ce")
 class RetainCE(RetainObjective):
     """Plain cross-entropy on retain samples (fine-tuning)."""
 
@@ -130,7 +121,6 @@ def kl_to_teacher(logits, x, ctx: UnlearnContext, temperature: float) -> torch.T
     return (log_q.exp() * (log_q - log_p)).sum(1) * t * t
 
 
-@RETAIN_OBJECTIVES.register("kl_teacher")
 class RetainKLToTeacher(RetainObjective):
     """Distil from the original model on retain samples (SCRUB min step), plus ``ce_weight``·CE."""
 

@@ -45,6 +45,11 @@ class Uniform(Weighting):
         return torch.ones(len(batch.y), device=logits.device)
 
 
+def is_uniform(weighting: Weighting | None) -> bool:
+    """True when ``weighting`` leaves the base method unweighted (None or :class:`Uniform`)."""
+    return weighting is None or isinstance(weighting, Uniform)
+
+
 def build_weighting(name: str, **options) -> Weighting:
     """Instantiate a registered weighting with keyword options (errors name unknown options)."""
     cls = WEIGHTINGS.get(name)

@@ -1,0 +1,162 @@
+"""One declaration of optimiser settings, shared by training recipes, the engine and its methods.
+
+:class:`Optimisation` holds what every gradient-based run needs (epochs, rate, batch size, the
+optimiser and its learning-rate schedule) and checks the ranges once, so a bad value is refused
+with the field's name wherever it comes from (a config file, a method option, the Python API).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+BUILTIN_SCHEDULES = ("constant", "cosine", "step")
+SCHEDULE_PER = ("epoch", "step")
+# Schedulers that need other schedulers, not keyword options, to be built.
+_COMPOSITE = ("LRScheduler", "_LRScheduler", "SequentialLR", "ChainedScheduler")
+
+
+def torch_schedulers() -> list[str]:
+    """Names of ``torch.optim.lr_scheduler`` classes that can be built from keyword options."""
+    mod = torch.optim.lr_scheduler
+    base = getattr(mod, "LRScheduler", getattr(mod, "_LRScheduler", None))
+    out = []
+    for name in dir(mod):
+        obj = getattr(mod, name)
+        if name in _COMPOSITE or not isinstance(obj, type):
+            continue
+        if (base is not None and issubclass(obj, base)) or obj is mod.ReduceLROnPlateau:
+            out.append(name)
+    return sorted(out)
+
+
+def _bad(name: str, value, need: str) -> ValueError:
+    return ValueError(f"{name} must be {need}, got {value!r}")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass
+class Optimisation:
+    """Optimiser and schedule of one run (defaults: SGD as in the SalUn/FaLW code)."""
+
+    epochs: int = 10
+    """passes over the data that drives the loop"""
+    lr: float = 0.01
+    """(initial) learning rate"""
+    batch_size: int = 256
+    """samples per step"""
+    momentum: float = 0.9
+    """SGD momentum (adam/adamw use ``betas`` instead)"""
+    weight_decay: float = 5e-4
+    """weight decay (L2 in the gradient for sgd/adam, decoupled for adamw)"""
+    optimizer: str = "sgd"
+    """sgd, adam or adamw (torch.optim)"""
+    betas: tuple[float, float] = (0.9, 0.999)
+    """adam/adamw moment decay rates (torch's defaults)"""
+    eps: float = 1e-8
+    """adam/adamw denominator term (torch's default)"""
+    schedule: str = "constant"
+    """constant, cosine (to 0, per step), step (×``gamma`` at ``milestones``, per epoch), or the
+    name of any ``torch.optim.lr_scheduler`` class (e.g. OneCycleLR) built with ``schedule_options``"""
+    milestones: tuple[int, ...] = ()
+    """epochs at which the ``step`` schedule multiplies the rate by ``gamma``"""
+    gamma: float = 0.1
+    """decay factor of the ``step`` schedule"""
+    schedule_options: dict[str, Any] = field(default_factory=dict)
+    """keyword options of a torch scheduler (e.g. {max_lr: 0.1, total_steps: 100} for OneCycleLR)"""
+    schedule_per: str = "epoch"
+    """when a torch scheduler steps: after every epoch or every step"""
+
+    def __post_init__(self):
+        self.check_optimisation()
+
+    def check_optimisation(self) -> None:
+        """Range checks; each error names the field and the accepted values."""
+        if self.epochs is not None and (not _is_int(self.epochs) or self.epochs < 0):
+            raise _bad("epochs", self.epochs, "an integer >= 0")
+        if not _is_num(self.lr) or self.lr <= 0:
+            raise _bad("lr", self.lr, "a number > 0")
+        if not _is_int(self.batch_size) or self.batch_size < 1:
+            raise _bad("batch_size", self.batch_size, "an integer >= 1")
+        if not _is_num(self.momentum) or not 0 <= self.momentum < 1:
+            raise _bad("momentum", self.momentum, "in [0, 1)")
+        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+            raise _bad("weight_decay", self.weight_decay, "a number >= 0")
+        if self.optimizer not in OPTIMIZERS:
+            raise _bad("optimizer", self.optimizer, f"one of {OPTIMIZERS}")
+        betas = tuple(self.betas) if isinstance(self.betas, (list, tuple)) else None
+        if betas is None or len(betas) != 2 or not all(_is_num(b) and 0 <= b < 1 for b in betas):
+            raise _bad("betas", self.betas, "two numbers in [0, 1)")
+        self.betas = betas
+        if not _is_num(self.eps) or self.eps <= 0:
+            raise _bad("eps", self.eps, "a number > 0")
+        if not isinstance(self.milestones, (list, tuple)) or not all(_is_int(m) and m >= 0 for m in self.milestones):
+            raise _bad("milestones", self.milestones, "a list of integers >= 0")
+        self.milestones = tuple(self.milestones)
+        if not _is_num(self.gamma) or self.gamma <= 0:
+            raise _bad("gamma", self.gamma, "a number > 0")
+        if self.schedule_per not in SCHEDULE_PER:
+            raise _bad("schedule_per", self.schedule_per, f"one of {SCHEDULE_PER}")
+        if not isinstance(self.schedule_options, dict):
+            raise _bad("schedule_options", self.schedule_options, "a mapping of keyword options")
+        if self.schedule in BUILTIN_SCHEDULES:
+            if self.schedule_options:
+                raise ValueError(f"schedule_options are for torch schedulers; schedule {self.schedule!r} takes "
+                                 f"none (got {sorted(self.schedule_options)}); the step schedule uses milestones and gamma")
+            return
+        known = torch_schedulers()
+        if self.schedule not in known:
+            raise _bad("schedule", self.schedule, f"one of {BUILTIN_SCHEDULES} or a torch.optim.lr_scheduler "
+                       f"class ({', '.join(known)})")
+        if self.schedule == "ReduceLROnPlateau" and self.schedule_per != "epoch":
+            raise ValueError("schedule ReduceLROnPlateau steps on the epoch's mean loss: schedule_per must be 'epoch'")
+        probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=self.lr)
+        build_scheduler(self, probe)  # refuse bad options now, not after the first epoch
+
+    def optimisation(self) -> dict[str, Any]:
+        """The :class:`Optimisation` fields of this object, as keywords."""
+        return {f.name: getattr(self, f.name) for f in fields(Optimisation)}
+
+
+def build_optimizer(params, opt: Optimisation) -> torch.optim.Optimizer:
+    """The torch optimiser ``opt`` names, over ``params``."""
+    if opt.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    cls = torch.optim.Adam if opt.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
+
+
+def build_scheduler(opt: Optimisation, optimizer: torch.optim.Optimizer):
+    """The torch scheduler ``opt.schedule`` names (None for the built-in schedules)."""
+    if opt.schedule in BUILTIN_SCHEDULES:
+        return None
+    cls = getattr(torch.optim.lr_scheduler, opt.schedule)
+    try:
+        return cls(optimizer, **opt.schedule_options)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"bad schedule_options for schedule {opt.schedule!r}: {e}") from None
+
+
+def cosine_decay(start: float, t: int, total: int) -> float:
+    """start·(1 + cos(πt/T))/2: from ``start`` at t = 0 to 0 at t = T (held at 0 after)."""
+    total = max(1, total)
+    return start * (1 + math.cos(math.pi * min(t, total) / total)) / 2
+
+
+def builtin_lr(opt: Optimisation, epoch: int, step: int, total_steps: int) -> float:
+    """Rate of a built-in schedule: constant; cosine over ``total_steps`` (per step); step (per epoch)."""
+    if opt.schedule == "cosine":
+        return cosine_decay(opt.lr, step, total_steps)
+    if opt.schedule == "step":
+        return opt.lr * opt.gamma ** sum(epoch >= m for m in opt.milestones)
+    return opt.lr
