@@ -8,14 +8,19 @@ saying what to add; nothing is skipped.
 from __future__ import annotations
 
 import copy
+import importlib
+import json
 import math
+import pkgutil
+import subprocess
+import sys
 from functools import lru_cache
 
 import numpy as np
 import pytest
 import torch
 
-import forgetkit.methods  # noqa: F401  (methods register weightings of their own, e.g. sfron_adaptive)
+import forgetkit
 from forgetkit.data import DATASETS, DataBundle, Split, as_float, class_request, load_dataset, random_request
 from forgetkit.metrics import EVALUATORS, CellView
 from forgetkit.metrics.evaluators import Evaluator
@@ -25,6 +30,9 @@ from forgetkit.unlearn.context import UnlearnContext
 from forgetkit.unlearn.objectives import Batch
 from forgetkit.unlearn.weightings import WEIGHTINGS, build_weighting
 from test_data_images import cifar_rows, make_cifar10, make_idx_dataset, make_tiny, write_pickle
+
+for _module in pkgutil.walk_packages(forgetkit.__path__, "forgetkit."):  # every registration, wherever it is
+    importlib.import_module(_module.name)
 
 CPU = torch.device("cpu")
 KNOWN_SPLITS = {"forget", "retain", "heldout"}
@@ -37,6 +45,42 @@ def finite_number(v) -> bool:
 @lru_cache(maxsize=1)
 def digits() -> DataBundle:
     return load_dataset("digits")
+
+
+# ---------------------------------------------------------------------------- registration
+
+HOME_IMPORTS = '''
+import importlib, json, pkgutil
+ORDER = [("models", "forgetkit.models", "forgetkit.models", "MODELS"),
+         ("datasets", "forgetkit.data", "forgetkit.data.base", "DATASETS"),
+         ("evaluators", "forgetkit.metrics", "forgetkit.metrics.evaluators", "EVALUATORS"),
+         ("weightings", "forgetkit.methods", "forgetkit.unlearn.weightings", "WEIGHTINGS"),
+         ("methods", "forgetkit.methods", "forgetkit.methods.base", "METHODS")]
+home = {}
+for kind, package, module, attr in ORDER:
+    importlib.import_module(package)
+    home[kind] = getattr(importlib.import_module(module), attr).names()
+import forgetkit
+for info in pkgutil.walk_packages(forgetkit.__path__, "forgetkit."):
+    importlib.import_module(info.name)
+print(json.dumps({"home": home, "all": {k: getattr(importlib.import_module(m), a).names() for k, _, m, a in ORDER}}))
+'''
+"""In a fresh interpreter, import each registry's package bottom-up (models, data, metrics, then
+methods, which also brings unlearn's weightings), then every module of forgetkit."""
+
+
+def test_importing_a_registrys_package_registers_all_its_entries():
+    """A part registered only as a side effect of importing some other module is missing from a
+    run that never imports that module (an evaluator defined in metrics/ but imported only by a
+    method, say). The bottom-up order is sound because the layers contract forbids a lower package
+    from importing a higher one."""
+    res = subprocess.run([sys.executable, "-c", HOME_IMPORTS], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    found = json.loads(res.stdout)
+    for kind, names in found["all"].items():
+        missing = sorted(set(names) - set(found["home"][kind]))
+        assert not missing, (f"{kind} {missing} register only when some other module is imported; "
+                             f"make importing their package register them")
 
 
 # ------------------------------------------------------------------------------------ models
