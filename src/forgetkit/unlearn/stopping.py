@@ -1,0 +1,136 @@
+"""Stop rules for the engine: end unlearning once the forget set looks like unseen data.
+
+``stop: {when: indistinguishable, every: k, ...}`` in a method's options builds
+:class:`Indistinguishable` through :func:`build_stop_rule`. Every ``k`` optimiser steps it measures,
+on bounded subsamples, the class-matched AUC of separating forget from held-out samples by the
+model's confidence in the true class — the audit's statistic (``forgetkit.metrics.audit``), cheap
+enough to run inside the loop — and stops once the forget set looks no more familiar than unseen
+data of its classes (FaLW, ICLR 2026: unseen data of the same class is the target of forgetting).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import stats
+from ..data.base import as_float
+from ..registry import Registry
+from .context import UnlearnContext
+from .engine import StopRule
+
+STOP_RULES: Registry = Registry("stop rule")
+CRITERIA = ("margin", "interval")
+
+
+def build_stop_rule(when: str, **options) -> StopRule:
+    """The registered rule ``when`` with its options; an unknown rule or option is a ValueError."""
+    if when not in STOP_RULES:
+        raise ValueError(f"unknown stop rule {when!r}; known: {', '.join(STOP_RULES.names())}")
+    try:
+        return STOP_RULES.get(when)(**options)
+    except TypeError as e:
+        raise ValueError(f"stop rule {when!r}: {e}") from None
+
+
+@torch.no_grad()
+def _log_odds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> np.ndarray:
+    """log p_y − log(1 − p_y) per sample, in float64 from the logits (no saturation at p_y = 1)."""
+    out = []
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
+        z = model(as_float(xb)).double()
+        yb = yb.view(-1, 1)
+        out.append((z.gather(1, yb).squeeze(1) - torch.logsumexp(z.scatter(1, yb, float("-inf")), 1)).cpu())
+    return torch.cat(out).numpy()
+
+
+@STOP_RULES.register("indistinguishable")
+class Indistinguishable(StopRule):
+    """Stop when forget samples are no more familiar to the model than held-out samples of their class.
+
+    The statistic is Σ_c w_c·AUC_c over the classes of the forget set (w_c: forget share), each
+    AUC separating forget from held-out samples of class c by the true-class confidence. It needs a
+    held-out split (``ctx.heldout``) that the original model never trained on.
+    """
+
+    def __init__(self, every: int = 50, margin: float = 0.05, criterion: str = "margin",
+                 max_samples: int = 1000, n_boot: int = 200, level: float = 0.95, min_steps: int = 0,
+                 seed: int = 0, batch_size: int = 1024):
+        """
+        every: optimiser steps between checks
+        margin: stop once AUC ≤ 0.5 + margin ("margin" criterion); the audit's default margin
+        criterion: "margin" (point estimate within the margin or below) or "interval" (the
+            bootstrap interval of the AUC reaches 0.5: stricter about noise, uses ``n_boot``)
+        max_samples: at most this many forget and this many held-out samples are scored per check
+            (bounds the cost; the held-out subsample is split evenly over the forget classes)
+        n_boot: bootstrap resamples per class for the "interval" criterion
+        level: interval level for the "interval" criterion
+        min_steps: never stop before this many steps
+        seed: seed of the subsampling and the bootstrap
+        batch_size: samples per forward pass of a check
+        """
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        if not 0.0 <= margin < 0.5:
+            raise ValueError(f"margin must be in [0, 0.5), got {margin}")
+        if criterion not in CRITERIA:
+            raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
+        if max_samples < 2 or n_boot < 1 or not 0.0 < level < 1.0 or min_steps < 0 or batch_size < 1:
+            raise ValueError("max_samples must be >= 2, n_boot >= 1, level in (0, 1), min_steps >= 0, batch_size >= 1")
+        self.every, self.margin, self.criterion = every, margin, criterion
+        self.max_samples, self.n_boot, self.level = max_samples, n_boot, level
+        self.min_steps, self.seed, self.batch_size = min_steps, seed, batch_size
+        self.history: list[dict] = []
+        """(step, AUC) of every check, for the run's record"""
+        self.stopped_at: int | None = None
+
+    def setup(self, model: nn.Module, ctx: UnlearnContext) -> None:
+        if ctx.heldout is None or len(ctx.heldout) == 0:
+            raise ValueError("the 'indistinguishable' stop rule needs a held-out split (unseen data); give heldout=...")
+        rng = np.random.default_rng(self.seed)
+        yf, yh = ctx.forget.y.cpu().numpy(), ctx.heldout.y.cpu().numpy()
+        classes = np.unique(yf)
+        missing = sorted(set(classes.tolist()) - set(yh.tolist()))
+        if missing:
+            raise ValueError(f"the held-out split has no samples of forget class(es) {missing}; "
+                             "the 'indistinguishable' stop rule compares each forget class with unseen data of that class")
+        f = np.arange(len(yf))
+        if len(f) > self.max_samples:
+            f = np.sort(rng.choice(f, self.max_samples, replace=False))
+        per_class = max(1, self.max_samples // len(classes))
+        h = []
+        for c in classes:
+            idx = np.flatnonzero(yh == c)
+            h.append(idx if len(idx) <= per_class else rng.choice(idx, per_class, replace=False))
+        h = np.sort(np.concatenate(h))
+        dev = ctx.device
+        self._xf, self._yf = ctx.forget.x[f].to(dev), ctx.forget.y[f].to(dev)
+        self._xh, self._yh = ctx.heldout.x[h].to(dev), ctx.heldout.y[h].to(dev)
+        self._cf, self._ch = yf[f], yh[h]
+        self._classes = np.unique(self._cf)
+        self.history, self.stopped_at = [], None
+
+    def statistic(self, model: nn.Module) -> tuple[float, float]:
+        """(class-matched AUC, lower interval end or NaN) of the current model on the subsamples."""
+        model.eval()
+        pf = _log_odds(model, self._xf, self._yf, self.batch_size)
+        ph = _log_odds(model, self._xh, self._yh, self.batch_size)
+        w = np.array([np.sum(self._cf == c) for c in self._classes], float)
+        w /= w.sum()
+        parts = [(pf[self._cf == c], ph[self._ch == c]) for c in self._classes]
+        value = float(w @ [stats.auc(a, b) for a, b in parts])
+        if self.criterion != "interval":
+            return value, float("nan")
+        reps = w @ np.vstack([stats.bootstrap_auc(a, b, n_boot=self.n_boot, seed=self.seed + i)
+                              for i, (a, b) in enumerate(parts)])
+        return value, stats.percentile_ci(reps, self.level)[0]
+
+    def should_stop(self, model: nn.Module, ctx: UnlearnContext, step: int) -> bool:
+        if step < self.min_steps:
+            return False
+        value, low = self.statistic(model)
+        self.history.append({"step": step, "auc": value})
+        done = low <= 0.5 if self.criterion == "interval" else value <= 0.5 + self.margin
+        if done:
+            self.stopped_at = step
+        return done

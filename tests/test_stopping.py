@@ -1,0 +1,107 @@
+"""The 'indistinguishable' stop rule: registry, its statistic, and a real engine run."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from forgetkit import unlearn
+from forgetkit.data import DATASETS
+from forgetkit.data.base import Split, as_float
+from forgetkit.metrics.audit import audit
+from forgetkit.models import build_model
+from forgetkit.unlearn.context import UnlearnContext
+from forgetkit.unlearn.stopping import STOP_RULES, Indistinguishable, build_stop_rule
+
+
+def _fit(split: Split, steps: int = 200) -> nn.Module:
+    torch.manual_seed(0)
+    m = build_model("mlp", tuple(split.x.shape[1:]), 10, hidden=64, depth=1)
+    opt = torch.optim.Adam(m.parameters(), 3e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(m(as_float(split.x)), split.y).backward()
+        opt.step()
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def case():
+    tr = DATASETS.get("mnist5k")().train
+    perm = np.random.default_rng(1).permutation(len(tr))[:1500]
+    held, forget, retain = tr.subset(perm[:500]), tr.subset(perm[500:1000]), tr.subset(perm[1000:])
+    return {"train": tr.subset(perm[500:]), "held": held, "forget": forget, "retain": retain,
+            "memorised": _fit(forget), "retrained": _fit(retain)}
+
+
+def _ctx(case, model, heldout="held"):
+    return UnlearnContext(original=model, forget=case["forget"], retain=case["retain"],
+                          heldout=case[heldout] if heldout else None, num_classes=10)
+
+
+def test_registry_and_options():
+    assert "indistinguishable" in STOP_RULES
+    rule = build_stop_rule("indistinguishable", every=7, margin=0.02)
+    assert isinstance(rule, Indistinguishable) and rule.every == 7 and rule.margin == 0.02
+    with pytest.raises(ValueError, match="unknown stop rule 'never'"):
+        build_stop_rule("never")
+    with pytest.raises(ValueError, match="unexpected keyword"):
+        build_stop_rule("indistinguishable", patience=3)
+    with pytest.raises(ValueError, match="criterion"):
+        build_stop_rule("indistinguishable", criterion="p-value")
+    with pytest.raises(ValueError, match="every"):
+        build_stop_rule("indistinguishable", every=0)
+
+
+def test_needs_heldout_with_every_forget_class(case):
+    rule = Indistinguishable()
+    with pytest.raises(ValueError, match="needs a held-out split"):
+        rule.setup(case["memorised"], _ctx(case, case["memorised"], heldout=None))
+    h = case["held"]
+    case = dict(case, no3=h.subset(np.flatnonzero(h.y.numpy() != 3)))
+    with pytest.raises(ValueError, match=r"forget class\(es\) \[3\]"):
+        rule.setup(case["memorised"], _ctx(case, case["memorised"], heldout="no3"))
+
+
+@pytest.mark.parametrize("criterion", ["margin", "interval"])
+def test_memorised_continues_and_retrained_stops(case, criterion):
+    for name, expect in (("memorised", False), ("retrained", True)):
+        rule = Indistinguishable(criterion=criterion)
+        model = case[name]
+        rule.setup(model, _ctx(case, model))
+        assert rule.should_stop(model, _ctx(case, model), 50) is expect
+        assert rule.history[-1]["step"] == 50 and (rule.stopped_at == 50) is expect
+
+
+def test_statistic_is_the_audits_class_matched_auc(case):
+    model = case["memorised"]
+    rule = Indistinguishable(max_samples=10_000)
+    rule.setup(model, _ctx(case, model))
+    r = audit(model, case["forget"], case["held"], n_boot=20)
+    assert rule.statistic(model)[0] == pytest.approx(r.overall.auc, abs=1e-12)
+
+
+def test_subsamples_are_bounded_and_cover_every_class(case):
+    rule = Indistinguishable(max_samples=100)
+    rule.setup(case["memorised"], _ctx(case, case["memorised"]))
+    assert len(rule._xf) == 100 and len(rule._xh) <= 100
+    assert set(rule._ch.tolist()) == set(case["held"].y.tolist())
+
+
+def test_min_steps_holds_the_rule_back(case):
+    rule = Indistinguishable(min_steps=100)
+    rule.setup(case["retrained"], _ctx(case, case["retrained"]))
+    assert not rule.should_stop(case["retrained"], _ctx(case, case["retrained"]), 50) and not rule.history
+
+
+def test_engine_run_stops_and_records_the_step(case):
+    """RL on the memorised model: it stops at a check once the forget set looks unseen, before the
+    epochs run out, and the step it stopped at is recorded."""
+    train, n_f = case["train"], len(case["forget"])
+    kw = dict(method="rl", heldout=case["held"], num_classes=10, epochs=4, lr=0.05, batch_size=128)
+    full = unlearn(case["memorised"], train, np.arange(n_f), **kw)
+    early = unlearn(case["memorised"], train, np.arange(n_f), stop={"when": "indistinguishable", "every": 2}, **kw)
+    assert full.info["stopped_at"] is None
+    stopped = early.info["stopped_at"]
+    assert stopped is not None and stopped % 2 == 0 and stopped < full.info["steps"]
+    after = audit(early.model, case["forget"], case["held"], n_boot=20)
+    assert after.overall.auc <= 0.55
