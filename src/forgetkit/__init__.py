@@ -5,20 +5,22 @@ Quick use::
     from forgetkit import unlearn, evaluate
     result = unlearn(model, (x, y), forget_indices, method="rl", weighting="falw", heldout=(xh, yh))
 
-Names are imported on first use, so ``import forgetkit`` stays cheap.
+The plug-in helpers and ``audit`` are imported on first use. ``unlearn`` is bound here, eagerly:
+it shares its name with the ``forgetkit.unlearn`` package, which importing the API loads first.
 """
 from __future__ import annotations
 
 import importlib
 
+from .api import EvaluationTable, UnlearnResult, evaluate, unlearn
+
 _EXPORTS = {
-    "unlearn": "api", "evaluate": "api", "UnlearnResult": "api", "EvaluationTable": "api",
     "register_method": "plugins", "register_weighting": "plugins", "register_evaluator": "plugins",
     "register_dataset": "plugins", "register_model": "plugins", "load_plugins": "plugins",
     "audit": "metrics.audit",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["unlearn", "evaluate", "UnlearnResult", "EvaluationTable", *sorted(_EXPORTS)]
 __version__ = "0.1.0"
 
 
