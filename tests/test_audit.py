@@ -184,3 +184,70 @@ def test_report_into_a_file_writes_nothing(case, tmp_path):
     with pytest.raises(ValueError, match="not a directory"):
         write_audit_report(r, target)
     assert target.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+# ------------------------------------------------------------------------------------ the CLI
+
+
+def _cli(argv):
+    import argparse
+
+    from forgetkit.audit_cli import add_parser
+
+    p = argparse.ArgumentParser()
+    add_parser(p.add_subparsers(dest="command", required=True))
+    args = p.parse_args(["audit", *argv])
+    return args.func(args)
+
+
+@pytest.fixture()
+def files(case, tmp_path):
+    tr = case["tr"]
+    f, h = tr.subset(case["forget"]), tr.subset(case["held"])
+    torch.save(case["retrained"].state_dict(), tmp_path / "after.pt")
+    torch.save({"state_dict": case["memorised"].state_dict()}, tmp_path / "before.pt")
+    torch.save({"x": f.x, "y": f.y, "indices": torch.as_tensor(case["forget"])}, tmp_path / "forget.pt")
+    np.savez(tmp_path / "heldout.npz", x=h.x.numpy(), y=h.y.numpy(), indices=case["held"])
+    return tmp_path
+
+
+def _base(d):
+    return ["--checkpoint", str(d / "after.pt"), "--model", "mlp", "--model-option", "hidden=64",
+            "--model-option", "depth=1", "--forget", str(d / "forget.pt"), "--n-boot", "50"]
+
+
+def test_cli_on_own_checkpoint_and_files(files, capsys):
+    out = files / "report"
+    assert _cli(_base(files) + ["--heldout", str(files / "heldout.npz"), "--original", str(files / "before.pt"),
+                                "--out", str(out), "--method", "retrain"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["audit.html", "audit.json", "audit.md"]
+    printed = capsys.readouterr().out
+    assert "verdict:" in printed and "class 9" in printed
+    js = json.loads((out / "audit.json").read_text())
+    assert js["before"]["overall"]["verdict"] == "under-forgotten" and js["method"] == "retrain"
+
+
+def test_cli_bad_inputs_write_nothing(files, case):
+    out = files / "report"
+    held = ["--heldout", str(files / "heldout.npz"), "--out", str(out)]
+    (files / "junk.pt").write_bytes(b"not a checkpoint")
+    bad = _base(files) + held
+    with pytest.raises(ValueError, match="junk.pt does not load"):
+        _cli(["--checkpoint", str(files / "junk.pt")] + bad[2:])
+    with pytest.raises(ValueError, match="does not load into mlp"):
+        _cli([a if a != "hidden=64" else "hidden=32" for a in bad])
+    with pytest.raises(ValueError, match="does not exist"):
+        _cli(_base(files) + ["--heldout", str(files / "missing.npz"), "--out", str(out)])
+    h = case["tr"].subset(case["held"])
+    f = case["tr"].subset(case["forget"])
+    np.savez(files / "dup.npz", x=np.concatenate([h.x.numpy(), f.x[:2].numpy()]),
+             y=np.concatenate([h.y.numpy(), f.y[:2].numpy()]))
+    with pytest.raises(ValueError, match="identical to forget samples"):
+        _cli(_base(files) + ["--heldout", str(files / "dup.npz"), "--out", str(out)])
+    np.savez(files / "overlap.npz", x=h.x.numpy(), y=h.y.numpy(), indices=np.r_[case["held"][:-1], case["forget"][0]])
+    with pytest.raises(ValueError, match="indices overlap"):
+        _cli(_base(files) + ["--heldout", str(files / "overlap.npz"), "--out", str(out)])
+    np.savez(files / "small.npz", x=h.x[:, :, :20].numpy(), y=h.y.numpy())
+    with pytest.raises(ValueError, match="shape"):
+        _cli(_base(files) + ["--heldout", str(files / "small.npz"), "--out", str(out)])
+    assert not out.exists()

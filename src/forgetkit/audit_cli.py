@@ -1,0 +1,146 @@
+"""``forgetkit audit``: the retrain-free deletion audit on a user's own checkpoint and data files.
+
+Data files are ``.pt`` (``torch.save`` of ``{"x": ..., "y": ...}`` or an ``(x, y)`` pair) or ``.npz``
+(arrays ``x`` and ``y``); either may carry ``indices`` (positions in the training pool), which are
+then checked for overlap between forget and held-out. Checkpoints are ``state_dict`` files
+(optionally wrapped as ``{"state_dict": ...}``) of a ``forgetkit.models`` architecture, loaded
+with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .data.base import Split
+
+
+def load_data(path: str, name: str) -> tuple[Split, np.ndarray | None]:
+    """(split, indices or None) from a .pt or .npz file; a bad file is a ValueError naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{name} data file {p} does not exist")
+    if p.suffix not in (".pt", ".npz"):
+        raise ValueError(f"{name} data file {p} must end in .pt or .npz")
+    try:
+        if p.suffix == ".npz":
+            with np.load(p, allow_pickle=False) as z:
+                raw = {k: z[k] for k in z.files}
+        else:
+            raw = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # a corrupt or foreign file: say which and why
+        raise ValueError(f"{name} data file {p} could not be read: {e}") from None
+    if isinstance(raw, (tuple, list)) and len(raw) == 2:
+        raw = {"x": raw[0], "y": raw[1]}
+    if not isinstance(raw, dict) or "x" not in raw or "y" not in raw:
+        raise ValueError(f"{name} data file {p} must hold x and y (a dict/npz with keys 'x' and 'y', or an (x, y) pair)")
+    x, y = (torch.as_tensor(np.asarray(raw[k])) if not torch.is_tensor(raw[k]) else raw[k] for k in ("x", "y"))
+    if y.dtype.is_floating_point:
+        raise ValueError(f"{name} data file {p}: y must hold integer class labels, got {y.dtype}")
+    try:
+        split = Split(x, y.long())
+    except ValueError as e:
+        raise ValueError(f"{name} data file {p}: {e}") from None
+    idx = raw.get("indices")
+    return split, None if idx is None else np.asarray(idx).ravel()
+
+
+def _options(pairs: list[str] | None) -> dict:
+    out = {}
+    for item in pairs or []:
+        if "=" not in item:
+            raise ValueError(f"--model-option must be KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+def load_checkpoint(path: str, model_name: str, in_shape, num_classes: int, options: dict) -> torch.nn.Module:
+    """A ``forgetkit.models`` architecture with the checkpoint's weights; any failure names the file."""
+    from .models import MODELS, build_model
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"checkpoint {p} does not exist")
+    if model_name not in MODELS:
+        raise ValueError(f"unknown model {model_name!r}; known: {', '.join(MODELS.names())}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(f"checkpoint {p} does not load: {str(e).splitlines()[0]}") from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {p} does not load: expected a state_dict, got {type(state).__name__}")
+    model = build_model(model_name, in_shape, num_classes, **options)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ValueError(f"checkpoint {p} does not load into {model_name} with {num_classes} classes, input "
+                         f"{tuple(in_shape)}, options {options}: {str(e).splitlines()[0]} "
+                         "(check --model, --model-option and --num-classes)") from None
+    return model.eval()
+
+
+def run_audit(args) -> int:
+    """The ``forgetkit audit`` command: load, audit, write the report, print the verdict."""
+    from .audit_report import write_audit_report
+    from .metrics.audit import audit
+
+    forget, fi = load_data(args.forget, "forget")
+    heldout, hi = load_data(args.heldout, "heldout")
+    extra = {k: load_data(getattr(args, k), k)[0] for k in ("retain", "test") if getattr(args, k)}
+    num_classes = args.num_classes or int(max(int(s.y.max()) for s in [forget, heldout, *extra.values()] if len(s))) + 1
+    options = _options(args.model_option)
+    in_shape = tuple(forget.x.shape[1:])
+    model = load_checkpoint(args.checkpoint, args.model, in_shape, num_classes, options)
+    original = load_checkpoint(args.original, args.model, in_shape, num_classes, options) if args.original else None
+    both = fi is not None and hi is not None
+    result = audit(model, forget, heldout, original=original, num_classes=num_classes, device=args.device,
+                   forget_indices=fi if both else None, heldout_indices=hi if both else None,
+                   check_duplicates=not args.allow_duplicates, alpha=args.alpha, margin=args.margin,
+                   min_samples=args.min_samples, n_boot=args.n_boot, seed=args.seed, **extra)
+    out = Path(args.out or f"audit-{Path(args.checkpoint).stem}")
+    names = args.class_names.split(",") if args.class_names else None
+    if names is not None and len(names) != num_classes:
+        raise ValueError(f"--class-names has {len(names)} names for {num_classes} classes")
+    paths = write_audit_report(result, out, method=args.method, class_names=names,
+                               unlearn_seconds=args.unlearn_seconds)
+    o = result.overall
+    print(f"verdict: {result.verdict} (AUC {o.auc:.3f}, 95% interval [{o.ci_low:.3f}, {o.ci_high:.3f}], "
+          f"{o.n_forget} forget vs {o.n_heldout} held-out samples)")
+    for e in result.per_class:
+        print(f"  class {e.cls}: {e.verdict} (AUC {e.auc:.3f}, n = {e.n_forget} / {e.n_heldout})")
+    print(f"report: {paths['audit.md']}")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``audit`` to the ``forgetkit`` command's subparsers."""
+    a = subparsers.add_parser("audit", help="retrain-free deletion audit of a checkpoint on forget vs held-out data")
+    a.add_argument("--checkpoint", required=True, help="state_dict of the model after unlearning (.pt)")
+    a.add_argument("--model", required=True, help="forgetkit architecture name (see forgetkit.models), e.g. mlp")
+    a.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="architecture option, e.g. hidden=256")
+    a.add_argument("--forget", required=True, help="forget samples (.pt or .npz with x, y[, indices])")
+    a.add_argument("--heldout", required=True, help="held-out samples never trained on (.pt or .npz)")
+    a.add_argument("--original", help="state_dict of the model before unlearning: adds the 'before' column")
+    a.add_argument("--retain", help="retain samples, for accuracy before/after")
+    a.add_argument("--test", help="test samples, for accuracy before/after")
+    a.add_argument("--num-classes", type=int, help="model outputs (default: largest label + 1)")
+    a.add_argument("--class-names", help="comma-separated class names for the report")
+    a.add_argument("--method", help="unlearning method used, for the report")
+    a.add_argument("--unlearn-seconds", type=float, help="time the unlearning took, for the report")
+    a.add_argument("--out", help="report directory (default audit-<checkpoint name>)")
+    a.add_argument("--alpha", type=float, default=0.05, help="family-wise false-alarm rate over all classes")
+    a.add_argument("--margin", type=float, default=0.05, help="AUC distance from 0.5 that matters")
+    a.add_argument("--min-samples", type=int, default=20, help="forget and held-out samples a class needs for a verdict")
+    a.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per class")
+    a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the cross-fitting")
+    a.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    a.add_argument("--allow-duplicates", action="store_true",
+                   help="accept held-out samples byte-identical to forget samples (only if truly distinct)")
+    a.set_defaults(func=run_audit)
+    return a
