@@ -11,6 +11,9 @@ from pathlib import Path
 def _cmd_run(args) -> int:
     from .bench.config import apply_overrides, load_raw, parse_config, smoke
     from .bench.store import check_output_paths
+    from .plugins import load_plugins
+
+    load_plugins()
 
     raw = apply_overrides(load_raw(args.config), args.set or [])
     if args.recipe:
@@ -59,7 +62,9 @@ def _cmd_tune(args) -> int:
     from .bench.config import apply_overrides, load_raw
     from .bench.store import check_output_paths
     from .bench.tune import tune
+    from .plugins import load_plugins
 
+    load_plugins()
     if args.trials is not None and args.trials < 1:
         raise ValueError(f"--trials must be a positive number of trials, got {args.trials}")
     raw = apply_overrides(load_raw(args.config), args.set or [])
@@ -86,6 +91,9 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_methods(args) -> int:
+    from .plugins import load_plugins
+
+    load_plugins()
     from .metrics.evaluators import EVALUATORS
     from .data import DATASETS
     from .methods import METHODS

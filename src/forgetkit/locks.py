@@ -38,8 +38,6 @@ class DirectoryLock:
         self._created_dir = False
 
     def __enter__(self) -> DirectoryLock:
-        self._created_dir = not self.dir.exists()
-        self.dir.mkdir(parents=True, exist_ok=True)
         try:
             self._acquire()
         except BaseException:
@@ -50,7 +48,13 @@ class DirectoryLock:
     def _acquire(self) -> None:
         waited = False
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not self.dir.exists():  # absent, or removed empty by the holder we waited for
+                self.dir.mkdir(parents=True, exist_ok=True)
+                self._created_dir = True
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
