@@ -183,3 +183,13 @@ def test_other_experiment_in_out_dir_is_refused(tmp_path):
     run_config(yaml.safe_load(REFERENCE) | {"weightings": ["hard"]}, tmp_path, smoke=True)
     with pytest.raises(ValueError, match="holds results of experiment 'ref'"):
         run_config(yaml.safe_load(REFERENCE) | {"name": "other"}, tmp_path, smoke=True)
+
+
+def test_soft_weighting_presets_parse():
+    from pathlib import Path
+
+    paths = sorted(Path(__file__).parents[1].glob("configs/soft-*.yaml"))
+    assert any("reference" in p.name for p in paths)
+    for path in paths:
+        cfg = parse_config(yaml.safe_load(path.read_text()))
+        assert cfg.protocol == ("reference" if "reference" in path.name else "forgetkit")

@@ -1,6 +1,8 @@
-"""Soft-weighted influence unlearning for fairness and robustness (Qiao et al., AAAI'26).
+"""Soft-weighted influence unlearning for fairness and robustness.
 
-Reference code: ``XinbaoQiao/Soft-Weighted-Machine-Unlearning``; method spec: seed-methods.md §2.
+Paper: Qiao et al., "Soft Weighted Machine Unlearning", AAAI 2026. Reference code:
+``XinbaoQiao/Soft-Weighted-Machine-Unlearning`` (``SEC-5-2-0-*.py``, ``model.py``,
+``unlearn/IF.py``); data definitions: ``brandeis-machine-learning/influence-fairness``.
 """
 from .core import LinearInfluence, SingularHessianError, objective, per_sample_grads, sample_losses
 from .targets import adversarial_points, dp_gap, eop_gap, make_task, robust_loss, utility_loss
