@@ -109,7 +109,7 @@ class StopRule:
 
 
 class AnyStop(StopRule):
-    """Stops when any of its rules does, each checked on its own ``every``."""
+    """Stops when any of its rules does, each checked on its own ``every`` (all asked, none skipped)."""
 
     def __init__(self, *rules: StopRule):
         self.rules = [r for r in rules if r is not None]
@@ -120,7 +120,8 @@ class AnyStop(StopRule):
             r.setup(model, ctx)
 
     def should_stop(self, model, ctx, step):
-        return any(r.should_stop(model, ctx, step) for r in self.rules if step % r.every == 0)
+        votes = [r.should_stop(model, ctx, step) for r in self.rules if step % r.every == 0]  # every rule keeps its log
+        return any(votes)
 
 
 @dataclass
