@@ -99,3 +99,16 @@ def test_dead_worker_is_retried_then_stored_failed(ray_instance, tmp_path):
     assert "worker lost" in error
     assert (tmp_path / "a").read_text() == "x"  # died once, retried once
     assert (tmp_path / "b").read_text() == "xx"  # first try + max_retries=1, then given up
+
+
+def test_ray_sweep_trains_each_reference_exactly_once(ray_instance, tmp_path):
+    """Evaluators declare their extra references (MIA-NN: ``references``); the executor trains
+    them up front, so no cell task trains a model itself."""
+    raw = {**RAW, "requests": [{"kind": "class", "classes": [3]}],
+           "metrics": {"extra": ["mia_nn"], "extra_options": {"mia_nn": {"references": 3}}}}
+    cfg = parse_config(raw)
+    run_experiment(cfg, tmp_path / "out", show_progress=False, executor="ray")
+    with sqlite3.connect(tmp_path / "out" / "results.sqlite") as db:
+        rows = db.execute("SELECT status, json_extract(provenance, '$.models_trained') FROM results").fetchall()
+    assert len(rows) == len(plan(cfg)) and all(status == "ok" and trained == 0 for status, trained in rows)
+    assert len(list((tmp_path / ".forgetkit-cache").glob("*.pt"))) == 1 + 1 + 3

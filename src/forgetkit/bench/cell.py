@@ -45,6 +45,7 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
     row = {"key": cell.key, "experiment": cfg.name, "method": cell.label, "weighting": cell.weighting,
            "request": req.name, "seed": cell.seed, "provenance": provenance(ws, cell.seed),
            "params": {"base_label": cell.base_label}, "error": None}
+    trained_before = ws.models_trained
     try:
         original, orig_seconds = ws.original(cell.seed)
         retrained, retrain_seconds = ws.retrained(cell.seed, cell.request)
@@ -82,6 +83,7 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
                 artifacts[k] = info[k]
         row["params"]["test_set"] = "without the forgotten classes" if req.kind == "class" else "whole"
         _check_finite(metrics)
+        row["provenance"]["models_trained"] = ws.models_trained - trained_before
         row.update(status="ok", metrics=metrics, artifacts=artifacts)
     except (DivergenceError, FloatingPointError, ValueError) as e:
         row.update(status="failed", metrics={}, artifacts={}, error=f"{type(e).__name__}: {e}")

@@ -73,6 +73,8 @@ class Workspace:
         self.progress = progress
         self.recipe = TrainRecipe(**{**cfg.train.model_dump(), "milestones": tuple(cfg.train.milestones)})
         self._failed: dict[tuple, Exception] = {}
+        self.models_trained = 0
+        """models this process trained (not loaded from the cache): rows record their share"""
 
     @property
     @lru_cache(maxsize=None)
@@ -111,9 +113,15 @@ class Workspace:
         job = (pool_seed, model_seed, hash(np.asarray(idx).tobytes()))
         if job in self._failed:  # a reference that diverged once fails its dependants at once, not after retraining
             raise self._failed[job]
+        def tick(step: int, total: int) -> None:
+            if step == 1:
+                self.models_trained += 1
+            if self.progress is not None:
+                self.progress(step, total)
+
         try:
             return train_cached(self.cache, self.build, pool, idx, self.recipe, model_seed, self.device,
-                                self.bundle.num_classes, {"model": self.cfg.model.model_dump()}, self.progress)
+                                self.bundle.num_classes, {"model": self.cfg.model.model_dump()}, tick)
         except DivergenceError as e:
             self._failed[job] = DivergenceError(f"reference model training diverged ({e.reason})", e.step)
             raise self._failed[job] from None

@@ -22,7 +22,8 @@ def predict_logits(model: nn.Module, x: torch.Tensor, device: torch.device, batc
     test accuracy by tenths of a point (training steps keep bf16 autocast).
     """
     model.eval()
-    outs = [model(as_float(chunk.to(device))).float().cpu() for chunk in x.split(batch_size)]
+    with torch.autocast(device.type, enabled=False):  # even inside a caller's autocast region
+        outs = [model(as_float(chunk.to(device))).float().cpu() for chunk in x.split(batch_size)]
     return torch.cat(outs) if outs else torch.empty(0)
 
 
