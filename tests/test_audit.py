@@ -168,7 +168,7 @@ def test_report_files(case, tmp_path):
                                class_names=[str(i) for i in range(10)])
     assert sorted(p.name for p in paths.values()) == ["audit.html", "audit.json", "audit.md"]
     md = paths["audit.md"].read_text()
-    assert f"Verdict: {r.verdict}" in md and "cannot show" in md and "| 3 3 |" in md
+    assert f"Verdict: {r.verdict}" in md and "cannot show" in md and "| 3 |" in md and "Per class:" in md
     page = paths["audit.html"].read_text()
     assert "data:image/png;base64," in page and "<script" not in page and "src=\"http" not in page
     js = json.loads(paths["audit.json"].read_text())

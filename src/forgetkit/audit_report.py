@@ -86,11 +86,16 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
 
 
+def _class_label(c: int, names: dict[int, str]) -> str:
+    name = names.get(c, "")
+    return str(c) if name in ("", str(c)) else f"{c} {name}"
+
+
 def _evidence_rows(ev: list[Evidence], before: dict[str, Evidence], names: dict[int, str]) -> list[list[str]]:
     rows = []
     for e in ev:
         b = before.get(e.scope)
-        label = e.scope if e.cls is None else f"{e.cls} {names.get(e.cls, '')}".strip()
+        label = e.scope if e.cls is None else _class_label(e.cls, names)
         rows.append([label, str(e.n_forget), str(e.n_heldout), _f(e.auc), f"[{_f(e.ci_low)}, {_f(e.ci_high)}]",
                      _p(e.p_adjusted), f"{_f(e.acc_forget, 1)} / {_f(e.acc_heldout, 1)}",
                      _f(b.auc) if b else "–", f"**{e.verdict}**"])
@@ -140,7 +145,7 @@ def histogram_png(result: AuditResult, names: dict[int, str] | None = None) -> b
         else:
             c = classes[k - 1]
             f, h = s["forget_y"] == c, s["heldout_y"] == c
-            title = f"{c} {names.get(c, '')} (AUC {aucs[c]:.2f})".replace("  ", " ")
+            title = f"{_class_label(c, names)} (AUC {aucs[c]:.2f})"
         ax.hist(np.clip(s["heldout"][h], bins[0], bins[-1]), bins, density=True, alpha=0.5, label="unseen", color="tab:blue")
         ax.hist(np.clip(s["forget"][f], bins[0], bins[-1]), bins, density=True, alpha=0.5, label="deleted", color="tab:red")
         if sb is not None:
@@ -177,8 +182,12 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
     before = {e.scope: e for e in ([result.before.overall] + result.before.per_class)} if result.before else {}
     rows = _evidence_rows([result.overall] + result.per_class, before, names)
     counts = result.counts()
-    asked = ", ".join(f"{names.get(c, c)}: {n}" for c, n in counts.items())
-    acc_rows = [[k, _f(v.get("before"), 1), _f(v.get("after"), 1)] for k, v in result.accuracy.items()]
+    asked = ", ".join(f"{_class_label(c, names)}: {n}" for c, n in counts.items())
+    split_words = {"forget": "deleted (forget set)", "heldout": "unseen (held-out)", "retain": "kept (retain set)",
+                   "test": "test"}
+    acc_rows = [[split_words[k], _f(v.get("before"), 1), _f(v.get("after"), 1)] for k, v in result.accuracy.items()]
+    tally = {v: sum(e.verdict == v for e in result.per_class) for v in VERDICT_WORDS}
+    per_class_line = "Per class: " + ", ".join(f"{n} {v}" for v, n in tally.items() if n) + "."
     mem = [("after", result.after.membership)] + ([("before", result.before.membership)] if result.before else [])
     mem_rows = [[side, m.reference, str(m.n_members), str(m.n_nonmembers), _f(m.auc), _pct(m.tpr_at_1pct_fpr),
                  _pct(m.tpr_at_0_1pct_fpr)] for side, m in mem]
@@ -186,7 +195,9 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
                   "caught at 0.1 % false alarms"]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     statement = CAN_AND_CANNOT.format(alpha=st["alpha"], margin=st["margin"], level=st["interval_level"])
-    verdict_line = f"**Verdict: {result.verdict}** — {VERDICT_WORDS[result.verdict]}."
+    verdict_line = f"**Verdict: {result.verdict}** — {VERDICT_WORDS[result.verdict]}. {per_class_line}"
+    mem_note = ("A dash means too few unseen samples to measure that false-alarm rate "
+                "(1 % needs at least 100, 0.1 % at least 1,000).")
     meta = [("what was asked", f"forget {sum(counts.values())} samples ({asked})"),
             ("method", method or "not given"),
             ("method settings", json.dumps(method_settings, sort_keys=True) if method_settings else "not given"),
@@ -204,7 +215,7 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
         "## Accuracy before and after\n\n" + _md_table(["split", "before (%)", "after (%)"], acc_rows) + acc_note,
         "## Evidence: do deleted samples look like unseen samples of their class?\n\n"
         + _md_table(EVIDENCE_HEADER, rows),
-        "## Membership test\n\n" + _md_table(mem_header, mem_rows),
+        "## Membership test\n\n" + _md_table(mem_header, mem_rows) + "\n\n" + mem_note,
         "Per-class histograms: see audit.html.",
         "## What this evidence can and cannot show\n\n" + statement]) + "\n"
 
@@ -214,11 +225,11 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
 .v{{font-size:120%;padding:.5em;background:#f3f3f3}}</style></head><body>
-<h1>{html.escape(title)}</h1><p class="v"><b>Verdict: {html.escape(result.verdict)}</b> — {html.escape(VERDICT_WORDS[result.verdict])}.</p>
+<h1>{html.escape(title)}</h1><p class="v"><b>Verdict: {html.escape(result.verdict)}</b> — {html.escape(VERDICT_WORDS[result.verdict])}. {html.escape(per_class_line)}</p>
 {_html_table(["", ""], [[k, v] for k, v in meta])}
 <h2>Accuracy before and after</h2>{_html_table(["split", "before (%)", "after (%)"], acc_rows)}{html.escape(acc_note)}
 <h2>Evidence: do deleted samples look like unseen samples of their class?</h2>{_html_table(EVIDENCE_HEADER, rows)}
-<h2>Membership test</h2>{_html_table(mem_header, mem_rows)}
+<h2>Membership test</h2>{_html_table(mem_header, mem_rows)}<p>{html.escape(mem_note)}</p>
 <h2>Deleted vs unseen, per class</h2><img alt="histograms" src="data:image/png;base64,{png}" style="max-width:100%">
 <h2>What this evidence can and cannot show</h2>{para}</body></html>
 """
