@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ..bench.runner import code_commit, guard_output
+from ..bench.workspace import code_commit, guard_output
 from ..bench.store import ResultStore
 from ..data import DATASETS, load_dataset
 from ..data.tabular import REFERENCE_L2, REFERENCE_LOADERS, load_reference
