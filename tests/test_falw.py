@@ -222,3 +222,36 @@ def test_rank_score_is_unbiased_where_the_gaussian_z_is_not():
     rank = deviation_weight(rank_deviation(forget, y0, *class_sorted_keys(held, y0, 1)), 1.0).mean().item()
     assert gauss > 1.05  # the Gaussian z-score pushes an already unseen-like forget set to forget more
     assert rank == pytest.approx(1.0, abs=0.02)
+
+
+# -- precision of the held-out statistics ---------------------------------------------------------
+
+class AutocastSpy(nn.Linear):
+    """Records, per forward, whether autocast was on for the input's device and the output dtype."""
+
+    def __init__(self):
+        super().__init__(4, C)
+        self.seen = []
+
+    def forward(self, x):
+        out = super().forward(x)
+        self.seen.append((torch.is_autocast_enabled(x.device.type), out.dtype))
+        return out
+
+
+def test_heldout_statistics_are_fp32_even_inside_an_autocast_region():
+    """The engine trains under bf16 autocast on CUDA; FaLW's held-out pass must switch it off.
+    Run on CPU with CPU autocast standing in for CUDA's (the old code only disabled CUDA autocast)."""
+    from forgetkit.unlearn.falw import heldout_probs
+
+    ctx, model = _ctx(), AutocastSpy()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        p = heldout_probs(model.train(), ctx.heldout.x, ctx.heldout.y)
+        wt = FaLW(estimate="every_step")
+        wt.setup(ctx, model)
+        wt.before_step(model, ctx, 0)
+    assert model.seen and all(not on and dtype == torch.float32 for on, dtype in model.seen)
+    assert p.dtype == torch.float32 and model.training  # train mode restored
+    with torch.no_grad():
+        ref = torch.softmax(nn.Linear.forward(model, ctx.heldout.x), 1).gather(1, ctx.heldout.y[:, None]).squeeze(1)
+    assert torch.equal(p, ref)
