@@ -112,8 +112,10 @@ def test_smoke_caps_attack_budgets_and_evaluator_shadows():
     l2ul, rl = s["methods"]
     assert l2ul["options"] == {"pgd_iters": 10, "num_adv_images": 1, "epochs": 1}
     assert "pgd_iters" not in rl["options"]  # only options a method has are capped
-    assert s["metrics"]["extra_options"]["ulira"] == {"shadows": 2, "train": {"epochs": 2, "lr": 0.1}}
+    # U-LiRA's leave-one-model-out game needs 3 shadows of each kind: smoke stops there, not at 2
+    assert s["metrics"]["extra_options"]["ulira"] == {"shadows": 3, "train": {"epochs": 2, "lr": 0.1}}
     assert raw["metrics"]["extra_options"]["ulira"]["shadows"] == 8  # the input is not mutated
+    assert s["smoke"] is True and parse_config(s).smoke
 
 
 def test_smoke_keeps_three_reported_requests_and_every_validation_request():

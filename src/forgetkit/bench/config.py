@@ -107,6 +107,8 @@ class ExperimentConfig(_Strict):
     metrics: MetricSpec = Field(default_factory=MetricSpec)
     cache_dir: str | None = None
     """model cache (default: ``.forgetkit-cache`` beside the output)"""
+    smoke: bool = False
+    """set by ``--smoke``: data and budgets were shrunk; reports mark every number as not a result"""
     threads: int | None = Field(None, ge=1)
     """torch threads per worker (default: the machine's cores divided among concurrent workers);
     results depend on it, so every row records it"""
@@ -119,10 +121,7 @@ class ExperimentConfig(_Strict):
         return v
 
 
-SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "requests": 3, "shadows": 2}
-SMOKE_METHOD_CAPS = {"epochs": 1, "n_iters": 30, "num_adv_images": 1, "pgd_iters": 10}
-"""method options capped by ``--smoke`` wherever a method has them (L2UL's attack is 2,000 passes
-per forget sample at its defaults: without the last two caps it dominates a class-request smoke run)"""
+SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "requests": 3}
 
 
 def apply_overrides(raw: dict, sets: list[str]) -> dict:
@@ -185,20 +184,19 @@ def smoke(raw: dict) -> dict:
     others = [r for r in raw.get("requests", []) if r.get("role", "report") != "report"]
     raw["requests"] = reported[:SMOKE["requests"]] + others
     from ..methods import METHODS
+    from ..metrics.evaluators import EVALUATORS
 
-    for m in raw.get("methods", []):
-        fields = METHODS.get(m["name"]).__dataclass_fields__ if m.get("name") in METHODS else {}
-        for name, cap in SMOKE_METHOD_CAPS.items():
-            if name in fields:
-                opts = m.setdefault("options", {})
-                opts[name] = min(opts.get(name, cap), cap)
-    extra = raw.get("metrics", {}).get("extra_options", {})
-    for options in extra.values():  # evaluators' own shadow/reference models shrink too
-        if isinstance(options, dict):
-            if isinstance(options.get("train"), dict):
-                options["train"] = {**options["train"], "epochs": min(options["train"].get("epochs", 20), SMOKE["train_epochs"])}
-            if isinstance(options.get("shadows"), int):
-                options["shadows"] = min(options["shadows"], SMOKE["shadows"])
+    for m in raw.get("methods", []):  # each method declares its own caps (Method.smoke_caps)
+        if m.get("name") in METHODS:
+            m["options"] = METHODS.get(m["name"]).smoke_options(m.get("options") or {})
+    metrics = raw.setdefault("metrics", {})
+    extra = metrics.get("extra_options", {})
+    for name in metrics.get("extra", []):  # and each evaluator how its shadows/references shrink
+        if name in EVALUATORS:
+            extra[name] = EVALUATORS.get(name).smoke_options(extra.get(name) or {})
+    if extra:
+        metrics["extra_options"] = extra
+    raw["smoke"] = True
     return raw
 
 
