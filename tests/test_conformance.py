@@ -18,7 +18,7 @@ from forgetkit.train import TrainRecipe, train_classifier
 from forgetkit.unlearn.context import UnlearnContext
 from forgetkit.unlearn.engine import LoopConfig, Parts, run_engine
 from forgetkit.unlearn.objectives import NegativeCE, RetainCE
-from forgetkit.unlearn.weightings import Uniform
+from forgetkit.unlearn.weightings import Uniform, Weighting
 
 NAMES = METHODS.names()
 
@@ -38,6 +38,7 @@ EFFICACY = {
     "l2ul": {"pgd_iters": 5, "num_adv_images": 4, "epochs": 5, "lr": 0.02},
     "scar": {"epochs": 3, "lr": 5e-3},
     "iu": {"alpha": 10.0},  # the reference default 0.2 barely moves a 32-unit MLP in one step
+    "bad_teacher": {"lr": 1e-2},  # the notebook's Adam 1e-4 for one epoch is one step here
 }
 FORGET_DROP, RETAIN_FLOOR = 0.15, 0.5
 
@@ -164,3 +165,50 @@ def test_salun_freeze_modes(problem):
     moved = {n: p.detach() for n, p in loose.named_parameters()}
     assert not _masked_unchanged(mask, before, moved), "grad_only: weight decay should move masked weights"
     assert not any(p._backward_hooks for p in loose.parameters()), "grad_only left hooks on the model"
+
+
+class Alternating(Weighting):
+    """A non-uniform weighting that needs no extra split: 0.2 and 1.8 on alternate forget positions."""
+
+    def __call__(self, logits, batch, ctx):
+        return 0.2 + 1.6 * (batch.pos % 2).float()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_weighting_changes_the_result_iff_the_method_supports_it(problem, name):
+    method = build_method(name, **cheap_options(name))
+    ctx = context(problem, tuple(s for s in ("retain", "heldout") if s in method.needs))
+    if not method.supports_weighting:
+        with pytest.raises(ValueError, match="weighting"):
+            method.unlearn(problem[0], ctx, Alternating())
+        return
+    plain, _ = build_method(name, **cheap_options(name)).unlearn(problem[0], ctx, Uniform())
+    weighted, _ = build_method(name, **cheap_options(name)).unlearn(problem[0], ctx, Alternating())
+    assert any(not torch.equal(a, b) for a, b in zip(plain.state_dict().values(), weighted.state_dict().values())), \
+        f"{name} declares supports_weighting but ignores the weighting"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_smoke_options_cap_declared_fields_only(name):
+    cls = METHODS.get(name)
+    known = {f.name: f.default for f in fields(cls)}
+    assert set(cls.smoke_caps) <= set(known), f"{name}: smoke cap for an option it does not have"
+    given = {k: (v * 10 if isinstance(v, (int, float)) and v else 10 ** 6) for k, v in cls.smoke_caps.items()}
+    capped = cls.smoke_options(given)
+    assert capped is not given and capped == {k: cls.smoke_caps[k] for k in given}
+    small = {k: min(v, known[k]) if isinstance(known[k], (int, float)) else v for k, v in cls.smoke_caps.items()}
+    small = {k: (v // 2 if isinstance(v, int) and v > 1 else v) for k, v in small.items()}
+    assert cls.smoke_options(small) == small  # values already under the cap stay as given
+    defaults = cls.smoke_options({"unrelated": 1})
+    assert defaults["unrelated"] == 1
+    for k, cap in cls.smoke_caps.items():
+        d = known[k]
+        assert defaults[k] == (cap if d is None or not isinstance(d, (int, float)) else min(d, cap))
+    build_method(name, **cls.smoke_options({}))  # the capped options are valid
+
+
+def test_smoke_caps_of_the_long_running_presets():
+    assert METHODS.get("rl").smoke_options({}) == {"epochs": 1}
+    assert METHODS.get("l2ul").smoke_options({"pgd_iters": 3}) == {"epochs": 1, "num_adv_images": 1, "pgd_iters": 3}
+    assert METHODS.get("sfron").smoke_options({}) == {"n_iters": 30}
+    assert METHODS.get("iu").smoke_options({"alpha": 2.0}) == {"alpha": 2.0}
