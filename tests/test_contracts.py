@@ -191,10 +191,10 @@ WRITERS = {
 Every other dataset must load from what ships with its dependencies (``data_dir=None``)."""
 
 
-def load_for_contract(name, tmp_path) -> DataBundle:
+def load_for_contract(name, tmp_path) -> tuple[DataBundle, str | None]:
     data_dir = str(WRITERS[name](tmp_path)) if name in WRITERS else None
     try:
-        return load_dataset(name, data_dir)
+        return load_dataset(name, data_dir), data_dir
     except FileNotFoundError as err:
         pytest.fail(f"dataset {name!r} needs files that are not here ({err}); add a writer of tiny "
                     "files in its on-disk format to WRITERS in tests/test_contracts.py")
@@ -215,7 +215,7 @@ def check_split(name, split, bundle):
 @pytest.mark.parametrize("name", DATASETS.names())
 def test_dataset_contract(name, tmp_path):
     """A DataBundle whose splits, labels, class names and input shape agree, loaded identically twice."""
-    bundle = load_for_contract(name, tmp_path)
+    bundle, data_dir = load_for_contract(name, tmp_path)
     assert isinstance(bundle, DataBundle) and bundle.name == name
     assert bundle.kind in ("image", "tabular"), bundle.kind
     assert isinstance(bundle.num_classes, int) and bundle.num_classes >= 2
@@ -228,7 +228,7 @@ def test_dataset_contract(name, tmp_path):
     assert bundle.train.x.shape[1:] == bundle.test.x.shape[1:] and bundle.input_shape == tuple(bundle.train.x.shape[1:])
     assert (bundle.train.sensitive is None) == (bundle.test.sensitive is None), f"{name}: sensitive in one split only"
 
-    again = load_dataset(name, str(tmp_path) if name in WRITERS else None)
+    again = load_dataset(name, data_dir)
     for a, b in ((bundle.train, again.train), (bundle.test, again.test)):
         assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y), f"{name}: two loads differ"
 
