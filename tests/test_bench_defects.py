@@ -146,3 +146,20 @@ def test_two_processes_with_the_same_threads_give_identical_rows(tmp_path):
     outs = [subprocess.run([sys.executable, "-c", script, json.dumps(raw), str(tmp_path / d / "out")],
                            check=True, capture_output=True, text=True).stdout.splitlines()[-1] for d in "ab"]
     assert outs[0] == outs[1] and np.isfinite(list(json.loads(outs[0]).values())[0]["AvgGap"])
+
+
+def test_reports_name_methods_as_their_papers_do():
+    raw = {**TINY, "requests": [{"kind": "random", "fraction": 0.1}],
+           "methods": [{"name": "rl", "weightings": ["uniform", "falw"]}, {"name": "salun", "weightings": ["falw"]},
+                       {"name": "l1_sparse"}, {"name": "neggrad_plus"}, {"name": "ga", "label": "GA (tuned)"}]}
+    labels = [c.label for c in plan(parse_config(raw))]
+    assert labels == ["Original", "Retrain", "RL", "FaLW", "SalUn + FaLW", "ℓ1-sparse", "NegGrad+", "GA (tuned)"]
+
+
+def test_every_registered_method_and_weighting_declares_its_paper_name():
+    from forgetkit.methods import METHODS
+    from forgetkit.unlearn.weightings import WEIGHTINGS
+
+    ours = [(n, cls) for n, cls in METHODS.items() + WEIGHTINGS.items() if cls.__module__.startswith("forgetkit.")]
+    missing = [n for n, cls in ours if not cls.paper_name]
+    assert not missing, f"declare paper_name on: {missing}"

@@ -44,11 +44,11 @@ class Cell:
 
 def paper_name(method: str) -> str:
     """A method's name as its paper writes it (the registry key when it declares none)."""
-    return getattr(METHODS.get(method), "paper_name", "") or method
+    return METHODS.get(method).paper_name or method
 
 
 def weighting_name(weighting: str) -> str:
-    return getattr(WEIGHTINGS.get(weighting), "paper_name", "") or weighting
+    return WEIGHTINGS.get(weighting).paper_name or weighting
 
 
 def weightings_for(cfg: ExperimentConfig, spec: MethodSpec) -> list[str]:

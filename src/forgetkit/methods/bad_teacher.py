@@ -69,6 +69,7 @@ class CompetentTeacherKL(RetainObjective):
 @dataclass
 class BadTeacher(EngineMethod):
     description: ClassVar[str] = "distil from the original on the retain set and a random model on the forget set"
+    paper_name: ClassVar[str] = "Bad Teacher"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
 

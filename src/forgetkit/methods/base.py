@@ -35,6 +35,8 @@ class Method:
     """True when the method needs whole-class forget requests"""
     description: ClassVar[str] = ""
     """one line for ``forgetkit methods``"""
+    paper_name: ClassVar[str] = ""
+    """the name reports show, spelled as the method's paper writes it (SalUn, NegGrad+); default: the registry key"""
     smoke_caps: ClassVar[dict[str, int | float]] = {}
     """upper bounds ``--smoke`` puts on options (a check that a preset runs, not a result)"""
 

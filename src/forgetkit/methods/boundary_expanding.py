@@ -92,6 +92,7 @@ class BoundaryUnlearning(EngineMethod):
 @dataclass
 class BoundaryExpanding(BoundaryUnlearning):
     description: ClassVar[str] = "train the forget set into an extra shadow class, then prune that class"
+    paper_name: ClassVar[str] = "BE"
 
     prune_shadow: bool = True
     """drop the shadow output afterwards (paper); False keeps C+1 outputs (SalUn code)"""

@@ -68,6 +68,7 @@ class NeighbourLabelCE(ForgetObjective):
 @dataclass
 class BoundaryShrinking(BoundaryUnlearning):
     description: ClassVar[str] = "train the forget set to the labels of its FGSM neighbours"
+    paper_name: ClassVar[str] = "BS"
 
     epsilon: float = 0.1
     """FGSM step ε (L∞; [0, 1] pixel units for images, feature units for tabular data)"""

@@ -16,6 +16,7 @@ from .base import METHODS, EngineMethod
 @dataclass
 class FT(EngineMethod):
     description: ClassVar[str] = "fine-tune on the retain set (forgetting by catastrophic interference)"
+    paper_name: ClassVar[str] = "FT"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     mixing: ClassVar[str] = "retain_only"
 

@@ -17,6 +17,7 @@ from .base import METHODS, EngineMethod
 @dataclass
 class GA(EngineMethod):
     description: ClassVar[str] = "gradient ascent on the forget set"
+    paper_name: ClassVar[str] = "GA"
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "forget_only"
 

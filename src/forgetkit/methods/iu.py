@@ -107,6 +107,7 @@ def woodfisher_textbook(v: torch.Tensor, grads, n: int, damping: float, max_byte
 @dataclass
 class IU(Method):
     description: ClassVar[str] = "influence unlearning: one WoodFisher inverse-Fisher step (closed form)"
+    paper_name: ClassVar[str] = "IU"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
 
     alpha: float = 0.2

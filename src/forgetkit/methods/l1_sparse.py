@@ -43,6 +43,7 @@ class EpochDecayingL1(DecayingL1):
 @dataclass
 class L1Sparse(EngineMethod):
     description: ClassVar[str] = "fine-tune on the retain set with a decaying L1 penalty (sparsity-aided unlearning)"
+    paper_name: ClassVar[str] = "ℓ1-sparse"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     mixing: ClassVar[str] = "retain_only"
 

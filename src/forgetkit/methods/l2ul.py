@@ -108,6 +108,7 @@ class ForgetAccuracyZero(StopRule):
 @dataclass
 class L2UL(EngineMethod):
     description: ClassVar[str] = "adversarial examples + weight-importance anchor, forget set only"
+    paper_name: ClassVar[str] = "L2UL"
     needs: ClassVar[frozenset] = frozenset({"forget"})
     supports_weighting: ClassVar[bool] = True
     smoke_caps: ClassVar[dict[str, int | float]] = {"epochs": 1, "num_adv_images": 1, "pgd_iters": 10}

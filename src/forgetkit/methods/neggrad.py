@@ -16,6 +16,7 @@ from .base import METHODS, EngineMethod
 @dataclass
 class NegGradPlus(EngineMethod):
     description: ClassVar[str] = "retain descent and forget ascent in one step (α-weighted)"
+    paper_name: ClassVar[str] = "NegGrad+"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "paired"

@@ -18,6 +18,7 @@ from .base import METHODS, EngineMethod
 @dataclass
 class RL(EngineMethod):
     description: ClassVar[str] = "random labels on the forget set, true labels on the retain set"
+    paper_name: ClassVar[str] = "RL"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
 

@@ -48,6 +48,7 @@ def saliency_mask(model: nn.Module, forget: Split, fraction: float, batch_size: 
 @dataclass
 class SalUn(RL):
     description: ClassVar[str] = "random labels (RL) on the top forget-gradient-saliency weights only"
+    paper_name: ClassVar[str] = "SalUn"
 
     lr: float = 0.013
     """SGD learning rate (Unlearn-Saliency README, CIFAR-10 10% random)"""

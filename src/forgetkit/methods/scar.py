@@ -182,6 +182,7 @@ class ForgetAccuracyBelow(StopRule):
 @dataclass
 class SCAR(EngineMethod):
     description: ClassVar[str] = "Mahalanobis push to the nearest wrong class + distillation on surrogate data"
+    paper_name: ClassVar[str] = "SCAR"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain", "heldout"})
     """retain: class statistics (as coded); heldout: the default surrogate set"""
     mixing: ClassVar[str] = "forget_led"

@@ -27,6 +27,7 @@ class SCRUB(EngineMethod):
     factor, :attr:`Optimisation.gamma` elsewhere, is ``lr_decay_rate`` here."""
 
     description: ClassVar[str] = "teacher-student: max KL on the forget set, min KL + CE on the retain set"
+    paper_name: ClassVar[str] = "SCRUB"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "sequential"

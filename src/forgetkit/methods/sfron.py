@@ -50,6 +50,7 @@ class SFRonAdaptive(Weighting):
     """SFR-on's adaptive forget weights from each sample's current CE loss."""
 
     description = "SFR-on: w_i ∝ 1/CE_i^λ, normalised to mean 1 over the batch"
+    paper_name: ClassVar[str] = "SFRon weights"
 
     def __init__(self, power: float = 0.5):
         self.power = power
@@ -74,6 +75,7 @@ def fisher_ratio_mask(fisher_forget: dict, fisher_retain: dict, threshold: float
 @dataclass
 class SFRon(EngineMethod):
     description: ClassVar[str] = "Fisher-ratio mask, adaptive forget weights, alternating forget/retain steps"
+    paper_name: ClassVar[str] = "SFRon"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "alternating"

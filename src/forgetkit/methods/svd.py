@@ -116,6 +116,7 @@ def retain_sample(retain: Split, forget_classes: tuple[int, ...], num_classes: i
 @dataclass
 class SVD(Method):
     description: ClassVar[str] = "class unlearning by SVD projections of layer weights (gradient-free)"
+    paper_name: ClassVar[str] = "SVD"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     class_only: ClassVar[bool] = True
 

@@ -126,6 +126,7 @@ def trw_targets(ctx: UnlearnContext, *, beta: float, temperature: float, pca_ran
 @dataclass
 class TRW(EngineMethod):
     description: ClassVar[str] = "soft CE to the original model's tilted distribution over the remaining classes"
+    paper_name: ClassVar[str] = "TRW"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     class_only: ClassVar[bool] = True
@@ -190,6 +191,7 @@ class TRW2R(TRW):
     """
 
     description: ClassVar[str] = "TRW loss on k randomly chosen layers only (TRW-2R)"
+    paper_name: ClassVar[str] = "TRW-2R"
 
     n_random_layers: int = 2
     """k, layers that may change (our reading of "2R")"""

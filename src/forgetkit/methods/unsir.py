@@ -62,6 +62,7 @@ class NoiseCE(ForgetObjective):
 @dataclass
 class UNSIR(Method):
     description: ClassVar[str] = "error-maximising noise for the forgotten classes, impair then repair"
+    paper_name: ClassVar[str] = "UNSIR"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     class_only: ClassVar[bool] = True
     smoke_caps: ClassVar[dict[str, int | float]] = {"noise_steps": 8, "noise_copies": 2, "retain_per_class": 200}

@@ -245,6 +245,7 @@ class FaLW(_FaLWBase):
     """FaLW with a Gaussian per class on held-out true-class probabilities (Eq. 7)."""
 
     description = "FaLW: per-sample weight in [0, 2] from the z-score against unseen data (Gaussian), balance factor τ"
+    paper_name = "FaLW"
 
     def __init__(self, eta: float = 1.0, tau: float = 0.15, sigma_min: float = 1e-8, estimate: str = "every_k",
                  k: int = 50, running_batch: int = 128):
@@ -263,6 +264,7 @@ class FaLWBeta(_FaLWBase):
     """FaLW-beta: Beta(a, b) per class fitted by maximum likelihood; score 2(F(p) − 0.5) (Table 8)."""
 
     description = "FaLW-beta: like falw, with a Beta distribution (MLE) and a CDF-based deviation score"
+    paper_name = "FaLW-Beta"
 
     def __init__(self, eta: float = 1.0, tau: float = 0.15, eps: float = 1e-6, estimate: str = "every_k",
                  k: int = 50, running_batch: int = 128):
@@ -289,6 +291,7 @@ class FaLWRank(_FaLWBase):
     """
 
     description = "FaLW-rank (ours): like falw, with the held-out empirical CDF (mid-rank) as the deviation score"
+    paper_name = "FaLW-rank"
 
     def _fit(self, p, y):
         self._keys, self._starts, self._counts = class_sorted_keys(p, y, len(self._balance))

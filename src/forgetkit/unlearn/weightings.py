@@ -18,6 +18,8 @@ class Weighting:
     """Base: ``setup`` once, ``before_step`` each optimiser step, ``__call__`` per forget batch."""
 
     description = ""
+    paper_name = ""
+    """the name reports show (FaLW); default: the registry key"""
 
     def setup(self, ctx: UnlearnContext, model: torch.nn.Module) -> None:
         """Prepare per-run state (class counts, held-out statistics)."""
@@ -40,6 +42,7 @@ class Uniform(Weighting):
     """w_i = 1: the unweighted base method."""
 
     description = "every forget sample weighs 1 (the base method)"
+    paper_name = "uniform"
 
     def __call__(self, logits, batch, ctx):
         return torch.ones(len(batch.y), device=logits.device)
