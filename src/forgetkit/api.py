@@ -408,8 +408,9 @@ def evaluate(models: dict[str, nn.Module], *, forget, retain, test, reference=No
     without the forget set (or a list of them, for evaluators that need several); it adds a
     ``reference`` row, Avg. Gap and FaLW's deviation (under/faithful/over-forgotten shares at
     ``tau``). ``metrics``: FA, RA, TA, MIA, AvgGap, deviation and any registered evaluator
-    (``forgetkit methods`` lists them), with keyword options in ``options[name]``; class
-    evaluators need ``forget_classes``. ``original``/``unlearn``: the model before unlearning and
+    (``forgetkit methods`` lists them), with keyword options in ``options[name]``. With
+    ``forget_classes`` (a whole-class request; class evaluators need it) TA and MIA use the test
+    samples of the other classes, as SalUn does. ``original``/``unlearn``: the model before unlearning and
     your unlearning as a function, for evaluators that re-run it on shadow models (U-LiRA).
     """
     from .metrics.core import GAP_KEYS, avg_gap, evaluate_model, unlearning_deviation, without_classes
@@ -525,7 +526,8 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
     model's output size. ``progress(step, total)`` is called after each optimiser step.
     ``forget_loss``/``retain_loss``: ``fn(logits, y) -> per-sample losses`` (minimised) replacing
     the method's own term. With ``test``, the result holds the original's and the unlearned
-    model's FA/RA/TA/MIA; with ``reference`` (retrained without the forget set) also Avg. Gap.
+    model's FA/RA/TA/MIA (as :func:`evaluate` scores them); with ``reference`` (retrained without
+    the forget set) also Avg. Gap and the deviation.
     """
     name = method
     opts = validate_options(METHODS.get(name), method_options, f"method {name!r} options")
@@ -578,7 +580,7 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
     if test_s is None:
         return UnlearnResult(out, {}, info, {}, seconds)
     table = evaluate({"original": model, "unlearned": out}, forget=ctx.forget, retain=ctx.retain, test=test_s,
-                     reference=reference, num_classes=num_classes)
+                     reference=reference, num_classes=num_classes, forget_classes=ctx.forget_classes)
     metrics = dict(table["unlearned"])
     if reference is not None:
         metrics |= {f"retrain_{k}": table["reference"][k] for k in CORE_METRICS}
