@@ -260,8 +260,7 @@ def weights_of(name, seed=0):
     weighting.setup(ctx, model)
     weighting.before_step(model, ctx, 0)
     pos = torch.arange(32)
-    with torch.no_grad():
-        logits = model(as_float(forget.x[pos]))
+    logits = model(as_float(forget.x[pos]))  # with autograd on, so an undetached weight shows
     return weighting(logits, Batch(forget.x[pos], forget.y[pos], pos), ctx), weighting
 
 
