@@ -310,3 +310,30 @@ def test_quiet_progress_prints_nothing(capsys):
         prog.advance(task)
         assert prog.steps("x") is None
     assert capsys.readouterr().out == ""
+
+
+def test_real_sigint_mid_run_is_one_line_and_plain_progress_reached_the_pipe(tmp_path):
+    """A real ``forgetkit run`` with stdout a pipe: plain progress lines arrive as cells finish, and
+    SIGINT after the first one ends it with the one-line message and status 130."""
+    raw = {**TINY, "seeds": list(range(3)), "methods": [{"name": "ga", "options": {"epochs": 3}},
+                                                         {"name": "ft", "options": {"epochs": 3}}]}
+    out = tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "-m", "forgetkit.cli", "run", _config(tmp_path, raw), "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = []
+        while not any(line.startswith("[1/") for line in lines):
+            line = p.stdout.readline()
+            assert line, f"run ended before its first cell: {p.stderr.read()}"
+            lines.append(line)
+        p.send_signal(signal.SIGINT)
+        rest, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == [f"forgetkit: interrupted: finished rows are kept in {out / 'results.sqlite'}; "
+                                        "re-run the same command to resume"]
+    assert lines[0].startswith("12 cells, 0 already in the store")
+    n = sqlite3.connect(out / "results.sqlite").execute("SELECT count(*) FROM results").fetchone()[0]
+    assert 1 <= n < 12
