@@ -1,0 +1,70 @@
+"""Experiment kinds: the one driver interface ``forgetkit run`` and ``forgetkit report`` use.
+
+A kind turns a raw config into a run (store, rows, report) and rebuilds its report from the
+store. ``forget`` (image and tabular unlearning grids) lives here; other packages register their
+own (``soft-weighting`` in :mod:`forgetkit.influence`), so the CLI never branches on a kind's name.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..registry import Registry
+from .runner import RunSummary
+
+EXPERIMENT_KINDS: Registry = Registry("experiment kind")
+
+
+@dataclass(frozen=True)
+class ExperimentKind:
+    """How one kind of experiment is run, shrunk for ``--smoke`` and reported."""
+
+    run: Callable[..., RunSummary]
+    """``run(raw, out, *, show_progress, executor, executor_options) -> RunSummary``"""
+    rebuild_report: Callable[[Path], Path]
+    """``rebuild_report(out) -> report path``, from the store and the saved config only"""
+    smoke: Callable[[dict], dict]
+    """``smoke(raw) -> raw`` shrunk so that the config runs in a minute or two"""
+
+
+def register_kind(name: str, kind: ExperimentKind) -> None:
+    EXPERIMENT_KINDS.register(name)(kind)
+
+
+def kind_of(raw: dict) -> ExperimentKind:
+    """The kind a config declares (``experiment_type``, default ``forget``)."""
+    return EXPERIMENT_KINDS.get(raw.get("experiment_type", "forget"))
+
+
+def kind_of_run(out_dir: Path) -> ExperimentKind:
+    """The kind of the run stored in ``out_dir`` (from its ``experiment.json``)."""
+    marker = Path(out_dir) / "experiment.json"
+    if not marker.exists():
+        raise FileNotFoundError(f"{out_dir} holds no run (no experiment.json); run an experiment with --out {out_dir}")
+    return EXPERIMENT_KINDS.get(json.loads(marker.read_text()).get("experiment_type") or "forget")
+
+
+def _run_forget(raw: dict, out: Path, *, show_progress: bool = True, executor: str = "local",
+                executor_options: dict | None = None) -> RunSummary:
+    from .config import parse_config
+    from .runner import run_experiment
+
+    return run_experiment(parse_config(raw), out, show_progress=show_progress, executor=executor,
+                          executor_options=executor_options)
+
+
+def _forget_smoke(raw: dict) -> dict:
+    from .config import smoke
+
+    return smoke(raw)
+
+
+def _forget_report(out: Path) -> Path:
+    from .report import write_report
+
+    return write_report(out)
+
+
+register_kind("forget", ExperimentKind(_run_forget, _forget_report, _forget_smoke))
