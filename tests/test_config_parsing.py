@@ -172,10 +172,11 @@ def test_validate_rejects(target, options, fragment):
     (_with(metrics={"extra": [], "extra_options": {"mia_nn": {"references": 3}}}),
      "metrics.extra_options.mia_nn: 'mia_nn' is not in metrics.extra []"),
     (_with(methods=[{"name": "gaa"}]), "unknown method 'gaa' (did you mean 'ga'?)"),
+    (_with(methods=[{"name": "ga", "options": {"lr": -1}}]), "methods.0.options: lr must be"),
 ], ids=["method-float-type", "method-int-type", "method-unknown-suggest", "weighting-name-misspelled",
         "weighting-option-type", "weighting-option-range", "weighting-options-unused", "weighting-on-unweightable",
         "model-unknown-option", "model-option-type", "evaluator-unknown-option", "evaluator-option-type",
-        "evaluator-options-unused", "method-name-suggest"])
+        "evaluator-options-unused", "method-name-suggest", "method-range-from-post-init"])
 def test_config_component_errors(raw, fragment):
     with pytest.raises((ValueError, KeyError)) as err:
         parse_config(raw)
