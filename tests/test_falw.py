@@ -165,7 +165,6 @@ def test_absent_class_gets_weight_one_and_a_warning():
 def test_end_to_end_rl_with_falw_through_the_runner(tmp_path):
     from forgetkit.bench.config import parse_config
     from forgetkit.bench.runner import run_experiment
-    from forgetkit.bench.store import ResultStore
 
     cfg = parse_config({"name": "falw-tiny", "dataset": "digits", "train_size": 300, "test_size": 100,
                         "model": {"name": "mlp"}, "train": {"epochs": 1},
@@ -175,16 +174,17 @@ def test_end_to_end_rl_with_falw_through_the_runner(tmp_path):
                                      "weighting_options": {"falw": {"estimate": "every_step"}}}]})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = run_experiment(cfg, tmp_path / "out", show_progress=False)
-    with ResultStore(tmp_path / "out" / "results.sqlite") as store:
-        rows = store.rows(status="ok")
-        falw = [r for r in rows if r["weighting"] == "falw"]
-        assert len(rows) == 4 and len(falw) == 1 and not store.rows(status="failed")
-        hist = store.artifacts(falw[0]["key"])["history"]
+        report = run_experiment(cfg, tmp_path / "out", show_progress=False).report
+    from forgetkit.bench.report import load_run
+
+    _, rows, failed, artifacts = load_run(tmp_path / "out", with_artifacts=True)
+    falw = [r for r in rows if r["weighting"] == "falw"]
+    assert len(rows) == 4 and len(falw) == 1 and not failed
+    hist = artifacts[falw[0]["key"]]["history"]
     m = falw[0]["metrics"]
     assert all(isinstance(m[k], float) and m[k] == m[k] for k in ("FA", "RA", "TA", "MIA", "AvgGap"))
     assert len(hist) == 2 and 0 < hist[-1]["w_mean"] < 2 and "w_tail" in hist[-1]
-    assert "FaLW + falw" in report.read_text()
+    assert "FaLW + FaLW" in report.read_text()  # paper names: label FaLW, weighting FaLW
 
 
 def test_every_k_refreshes_when_step_ids_skip():
