@@ -83,9 +83,18 @@ def test_non_finite_data_is_named_up_front(model, data, split, value):
     given = {"train": (xf, y), "heldout": (xf, y), "test": (xf, y)}
     given[split] = (bad, y)
     before = snapshot(model)
-    with pytest.raises(ValueError, match=rf"{split}: samples \[7, 20\] contain NaN or inf \(2 in all\)"):
+    detail = ", none in the forget set" if split == "train" else ""  # FORGET holds 0, 6, ..., 54
+    with pytest.raises(ValueError, match=rf"{split}: samples \[7, 20\] contain NaN or inf \(2 in all{detail}\)"):
         unlearn(model, given["train"], FORGET, method="ga", heldout=given["heldout"], test=given["test"])
     assert unchanged(model, before)
+
+
+def test_non_finite_forget_samples_are_named_as_such(model, data):
+    x, y = data
+    bad = x.float() / 255
+    bad[[6, 7], 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"samples \[6, 7\] contain NaN or inf \(2 in all, forget samples among them: \[6\]\)"):
+        unlearn(model, (bad, y), FORGET, method="ga")
 
 
 def test_falw_heldout_of_wrong_shape_or_too_small(model, data):
@@ -174,6 +183,8 @@ def test_dataset_and_dataloader_must_yield_pairs(model, data):
     loader = DataLoader(TensorDataset(x, y, torch.arange(N)), batch_size=16)
     with pytest.raises(ValueError, match=r"heldout: DataLoader batch 0 must be an \(x, y\) pair, got 3 values"):
         unlearn(model, (x, y), FORGET, method="rl", weighting="falw", heldout=loader)
+    with pytest.raises(ValueError, match="drop_last=True"):
+        unlearn(model, DataLoader(TensorDataset(x, y), batch_size=16, drop_last=True), FORGET, method="ga")
     with pytest.raises(ValueError, match="the DataLoader shuffles"):
         unlearn(model, DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True), FORGET, method="ga")
     with pytest.raises(TypeError, match="train must be a forgetkit Split"):

@@ -90,6 +90,9 @@ def _from_loader(loader: DataLoader, name: str, ordered: bool) -> Split:
     if ordered and isinstance(getattr(loader, "sampler", None), RandomSampler):
         raise ValueError(f"{name}: the DataLoader shuffles, so forget indices would not point at fixed "
                          "samples; pass DataLoader(..., shuffle=False) (the order the indices refer to)")
+    if ordered and getattr(loader, "drop_last", False):
+        raise ValueError(f"{name}: the DataLoader has drop_last=True, so samples the forget indices refer to "
+                         "would be missing; pass drop_last=False")
     xs, ys = [], []
     for b, batch in enumerate(loader):
         x, y = _pair(batch, name, f"DataLoader batch {b}")
@@ -160,8 +163,11 @@ def _first_bad(mask: torch.Tensor, k: int = 5) -> list[int]:
     return torch.nonzero(mask).flatten()[:k].tolist()
 
 
-def _check_inputs(split: Split, name: str, shape: tuple | None = None) -> None:
-    """Shape, finiteness and (for images) range of ``split.x``; labels must be non-negative."""
+def _check_inputs(split: Split, name: str, shape: tuple | None = None, forget_idx=None) -> None:
+    """Shape, finiteness and (for images) range of ``split.x``; labels must be non-negative.
+
+    ``forget_idx``: the forget indices into this split, so an error can say which bad samples are forget samples.
+    """
     x = split.x
     if shape is not None and tuple(x.shape[1:]) != shape:
         raise ValueError(f"{name}: samples have shape {tuple(x.shape[1:])}, but the training data's are {shape}")
@@ -171,7 +177,11 @@ def _check_inputs(split: Split, name: str, shape: tuple | None = None) -> None:
     if x.is_floating_point() and len(x):
         bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
         if bad.any():
-            raise ValueError(f"{name}: samples {_first_bad(bad)} contain NaN or inf ({int(bad.sum())} in all); "
+            where = ""
+            if forget_idx is not None:
+                in_forget = np.intersect1d(torch.nonzero(bad).flatten().numpy(), forget_idx)
+                where = f", forget samples among them: {in_forget[:5].tolist()}" if len(in_forget) else ", none in the forget set"
+            raise ValueError(f"{name}: samples {_first_bad(bad)} contain NaN or inf ({int(bad.sum())} in all{where}); "
                              "clean or drop them before unlearning")
     if x.dim() == 4:
         if x.is_floating_point():
@@ -281,13 +291,16 @@ def _per_sample(loss, n: int, what: str) -> torch.Tensor:
 
 
 class CallableForget(ForgetObjective):
-    """A user's ``fn(logits, y) -> per-sample losses`` as the forget term (minimised, weightable)."""
+    """A user's ``fn(logits, y) -> per-sample losses`` as the forget term (minimised, weightable).
+
+    The logits are float32 (under CUDA's bf16 autocast too), as the built-in objectives use them.
+    """
 
     def __init__(self, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]):
         self.fn = fn
 
     def __call__(self, logits, batch, ctx):
-        return _per_sample(self.fn(logits, batch.y), len(batch.y), "forget_loss")
+        return _per_sample(self.fn(logits.float(), batch.y), len(batch.y), "forget_loss")
 
 
 class CallableRetain(RetainObjective):
@@ -297,7 +310,7 @@ class CallableRetain(RetainObjective):
         self.fn = fn
 
     def __call__(self, logits, batch, ctx):
-        return _per_sample(self.fn(logits, batch.y), len(batch.y), "retain_loss")
+        return _per_sample(self.fn(logits.float(), batch.y), len(batch.y), "retain_loss")
 
 
 def with_losses(method, name: str, forget_loss=None, retain_loss=None):
@@ -544,7 +557,7 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
 
     train = as_split(train, "train", ordered=True)
     idx = validate_indices(forget_indices, len(train))
-    _check_inputs(train, "train")
+    _check_inputs(train, "train", forget_idx=idx)
     shape = tuple(train.x.shape[1:])
     held = as_split(heldout, "heldout") if heldout is not None else None
     test_s = as_split(test, "test") if test is not None else None
