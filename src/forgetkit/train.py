@@ -10,7 +10,6 @@ import hashlib
 import json
 import time
 from dataclasses import MISSING, asdict, dataclass, fields
-from pathlib import Path
 from typing import Callable
 
 import numpy as np

@@ -11,6 +11,7 @@ import copy
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, Callable, ClassVar
 
+import torch
 from torch import nn
 
 from ..registry import Registry
@@ -161,6 +162,18 @@ class EngineMethod(Optimisation, Method):
     def run(self, model, ctx, prepared: EnginePlan, progress):
         log = run_engine(model, prepared.ctx, prepared.parts, prepared.loop, progress)
         return {"history": log.epochs, "steps": log.steps, "stopped_at": log.stopped_at}
+
+
+def split_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    """Eval-mode top-1 accuracy in [0, 1] on float inputs ``x`` (restoring the caller's mode);
+    what methods' own stop criteria read (L2UL, SCAR)."""
+    mode = model.training
+    model.eval()
+    with torch.no_grad():
+        hits = sum((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
+                   for i in range(0, len(x), batch_size))
+    model.train(mode)
+    return hits / max(1, len(y))
 
 
 def build_method(name: str, **options) -> Method:

@@ -37,7 +37,7 @@ from ..unlearn.engine import Parts, StopRule
 from ..unlearn.grads import accumulate_grads
 from ..unlearn.objectives import NegativeCE, RetainCE
 from ..unlearn.regularisers import WeightedL2ToOriginal
-from .base import METHODS, EngineMethod
+from .base import METHODS, EngineMethod, split_accuracy
 
 
 def l2_pgd_targeted(model: nn.Module, x: torch.Tensor, target: torch.Tensor, eps: float, step: float,
@@ -101,7 +101,7 @@ class ForgetAccuracyZero(StopRule):
         self.forget, self.batch_size = forget, batch_size
 
     def should_stop(self, model, ctx, step):
-        return forget_accuracy(model, self.forget, self.batch_size) == 0.0
+        return split_accuracy(model, self.forget.x, self.forget.y, self.batch_size) == 0.0
 
 
 @METHODS.register("l2ul")
@@ -163,13 +163,3 @@ class L2UL(EngineMethod):
     def finish(self, model, ctx, plan, info):
         return super().finish(model, ctx, plan, {**info, "adversarial": plan.extra["adversarial"]})
 
-
-def forget_accuracy(model: nn.Module, forget: Split, batch_size: int) -> float:
-    """Accuracy on D_f in eval mode (restoring the caller's mode)."""
-    mode = model.training
-    model.eval()
-    with torch.no_grad():
-        hits = sum((model(forget.x[i:i + batch_size]).argmax(1) == forget.y[i:i + batch_size]).sum().item()
-                   for i in range(0, len(forget), batch_size))
-    model.train(mode)
-    return hits / max(1, len(forget))

@@ -49,7 +49,7 @@ from ..data.base import Split, as_float
 from ..models import last_linear
 from ..unlearn.engine import LoopConfig, Parts, StopRule
 from ..unlearn.objectives import ForgetObjective, RetainObjective
-from .base import METHODS, EngineMethod, EnginePlan
+from .base import METHODS, EngineMethod, EnginePlan, split_accuracy
 
 SURROGATES = ("heldout", "noise")
 
@@ -173,7 +173,7 @@ class ForgetAccuracyBelow(StopRule):
         self.accuracies: list[float] = []
 
     def should_stop(self, model, ctx, step):
-        acc = accuracy(model, self.x, self.y, self.batch_size)
+        acc = split_accuracy(model, self.x, self.y, self.batch_size)
         self.accuracies.append(acc)
         return self.target is not None and len(self.accuracies) > 2 and acc < self.target
 
@@ -302,15 +302,5 @@ class SCAR(EngineMethod):
         if ctx.heldout is None or len(ctx.heldout) == 0:
             return None
         held = ctx.heldout.to(ctx.device)
-        return accuracy(teacher, as_float(held.x), held.y, self.batch_size) - 0.015
+        return split_accuracy(teacher, as_float(held.x), held.y, self.batch_size) - 0.015
 
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
-    """Eval-mode accuracy (restoring the caller's mode)."""
-    mode = model.training
-    model.eval()
-    with torch.no_grad():
-        hits = sum((model(x[i:i + batch_size]).argmax(1) == y[i:i + batch_size]).sum().item()
-                   for i in range(0, len(x), batch_size))
-    model.train(mode)
-    return hits / max(1, len(y))

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import warnings
 
-import numpy as np
 import torch
 from scipy.special import betainc
 
