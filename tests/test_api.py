@@ -128,3 +128,15 @@ def test_evaluate_rejects_bad_input(digits_models):
         evaluate({"mine": original}, forget=f, retain=r, test=(b.test.x[:, :, :4], b.test.y))
     with pytest.raises(ValueError, match=r"evaluator 'zrf' options.variant: expected str"):
         evaluate({"mine": original}, forget=f, retain=r, test=b.test, metrics=["zrf"], options={"zrf": {"variant": 1}})
+
+
+def test_top_level_exports():
+    import forgetkit
+    from forgetkit.metrics.audit import audit
+    from forgetkit.plugins import register_method
+
+    assert forgetkit.audit is audit and forgetkit.register_method is register_method
+    assert callable(forgetkit.unlearn) and callable(forgetkit.evaluate)  # not the forgetkit.unlearn package
+    assert set(forgetkit.__all__) <= set(dir(forgetkit))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        forgetkit.nope
