@@ -9,7 +9,7 @@ The step is θ ← θ + α·F⁻¹v with v = ∇L_f·n_f/(n_f+n_r) − ∇L_r·n
 the summed forget gradient minus the rescaled retain gradient, and F the empirical Fisher of the
 first ``fisher_samples``+1 retain samples (unshuffled, batch size 1, as in the reference loader).
 
-Fidelity switch (spec §4 item 5), ``recursion``:
+Fidelity switch ``recursion``:
 - ``"as_coded"`` (default, reference behaviour): one running vector ``o`` stands for F⁻¹g; for each
   retain gradient g: t = o·g, k ← k − (k·g)/(N+t)·o, o ← o − t/(N+t)·o. Not textbook WoodFisher.
 - ``"textbook"``: the exact inverse of λI + (1/N)·Σ g gᵀ applied to v through the Woodbury identity,

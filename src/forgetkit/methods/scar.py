@@ -11,7 +11,7 @@ reference ``jbonato1/SCAR`` ``src/Unlearning_methods.py::SCAR.run``, ``src/opts.
   (sign(z)·|z|^δ, equal to the reference's z^δ on non-negative post-ReLU features) and L2-normalised.
 - Class statistics: per-class mean (then L2-normalised) and covariance of the original model's
   Tukey-transformed embeddings on the
-  **retain set**, as the released code does (spec §5 q4: the paper calls SCAR retain-free, the code
+  **retain set**, as the released code does (the paper calls SCAR retain-free, the code
   reads D_r for these statistics; we follow the code and declare ``retain``). Covariances are
   shrunk ``shrink_times`` times (Σ + γ₁·V₁·I + γ₂·V₂·(1−I)), turned into correlations and
   pseudo-inverted (negative eigenvalues, possible when V₂ < 0, clipped to 0 so that distances

@@ -90,7 +90,7 @@ def tilted_targets(logits: torch.Tensor, labels: torch.Tensor, scores: torch.Ten
                    *, beta: float = 10.0) -> torch.Tensor:
     """Eq. 2 per sample: softmax over R of (original logits + β · s^(label)); forgotten classes get 0.
 
-    Each forget sample is tilted by the score row of its own (forgotten) label (multi-class, §1.7).
+    Each forget sample is tilted by the score row of its own (forgotten) label (multi-class requests).
     """
     forget = torch.as_tensor(sorted({int(c) for c in forget_classes}), dtype=torch.long)
     if not torch.isin(labels.cpu(), forget).all():
