@@ -146,19 +146,26 @@ def test_two_processes_never_train_the_same_model_twice(tmp_path):
 
 
 def test_lock_blocks_a_second_holder_until_released(tmp_path):
+    """flock locks belong to an open file, so a thread of this process contends like another process."""
+    import threading
+
     cache = ModelCache(tmp_path)
-    code = ("import sys, time; from forgetkit.cache import ModelCache\n"
-            "with ModelCache(sys.argv[1]).lock('k'):\n    print('held', flush=True); time.sleep(1.5)\n")
-    p = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-    assert p.stdout.readline().strip() == "held"
-    start = time.perf_counter()
-    with cache.lock("k"):
-        waited = time.perf_counter() - start
-    p.wait(timeout=30)
-    assert waited > 0.5
+    held = threading.Event()
+
+    def hold():
+        with cache.lock("k"):
+            held.set()
+            time.sleep(1.0)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(10)
     start = time.perf_counter()
     with cache.lock("other"):  # other keys are not blocked
         assert time.perf_counter() - start < 0.5
+    with cache.lock("k"):
+        assert time.perf_counter() - start > 0.5
+    t.join()
 
 
 # -- the result store ------------------------------------------------------------------------------
