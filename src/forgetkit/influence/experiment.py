@@ -39,17 +39,12 @@ from ..data.tabular import REFERENCE_L2, REFERENCE_LOADERS, load_reference
 from .core import LinearInfluence, as_tensor
 from .features import embed, train_feature_extractor
 from .metrics import evaluate
+from .report import REPORT_SPLIT, TASK_METRIC, write_report
 from .targets import adversarial_points, make_task, utility_loss, value_and_grad
 from .unlearners import UNLEARNERS, FittedHead, fit_logistic
 from .weights import compute_weights
 
 EXPERIMENT_TYPE = "soft-weighting"
-TASK_METRIC = {"forgetkit": {"dp": "dp", "eop": "eop", "robustness": "robust_accuracy"},
-               "reference": {"dp": "dp_surrogate", "eop": "eop_surrogate",
-                             "robustness": "robust_accuracy"}}
-"""The reported task metric per protocol and task (keys of :func:`.metrics.evaluate`)."""
-REPORT_SPLIT = {"forgetkit": "test half", "reference": "validation"}
-"""The split every reported number is measured on, per protocol."""
 FORGETKIT_LOGREG_L2 = 1.0
 """L2 of the LR head under ``protocol: forgetkit`` when ``l2_reg.logreg`` is not given."""
 REFERENCE_DEFAULTS = {"mlp": {"max_iter": 15000, "min_delta": 0.0}}
@@ -362,8 +357,6 @@ def run_config(raw: dict, out: pathlib.Path, smoke: bool = False) -> pathlib.Pat
 def rebuild_report(out: pathlib.Path) -> pathlib.Path:
     """Write ``report.md`` and plots from the store and the saved config (``forgetkit report``),
     labelled with the commits the rows were computed at, not the code that rebuilds it."""
-    from .report import write_report
-
     out = pathlib.Path(out)
     meta = json.loads((out / "experiment.json").read_text())
     cfg, smoke = parse_config(meta["config"]), meta["smoke"]

@@ -6,6 +6,12 @@ from collections import defaultdict
 
 import numpy as np
 
+TASK_METRIC = {"forgetkit": {"dp": "dp", "eop": "eop", "robustness": "robust_accuracy"},
+               "reference": {"dp": "dp_surrogate", "eop": "eop_surrogate",
+                             "robustness": "robust_accuracy"}}
+"""The reported task metric per protocol and task (keys of :func:`.metrics.evaluate`)."""
+REPORT_SPLIT = {"forgetkit": "test half", "reference": "validation"}
+"""The split every reported number is measured on, per protocol."""
 TASK_LABEL = {"dp": "|DP| (hard preds)", "eop": "|EOP| (hard preds)",
               "dp_surrogate": "DP surrogate (signed, probabilities)",
               "eop_surrogate": "EOP surrogate (signed, FERM log-loss)",
@@ -99,8 +105,6 @@ def scatter(ok_rows, metric: str, path: pathlib.Path) -> None:
 
 def write_report(cfg, rows, out_dir: pathlib.Path, smoke: bool, commits: list[str]) -> pathlib.Path:
     """``report.md`` (+ ``scatter.png``); ``commits`` are the ones the rows were computed at."""
-    from .experiment import REPORT_SPLIT, TASK_METRIC
-
     metric = TASK_METRIC[cfg.protocol][cfg.task]
     split = REPORT_SPLIT[cfg.protocol]
     ok = [r for r in rows if r["status"] == "ok"]
