@@ -1,9 +1,9 @@
 """Cost and first reading of the retrain-free audit on Fashion-MNIST with the MLP, on CPU.
 
-``OMP_NUM_THREADS=1 python benchmarks/bench_audit.py [--forget 16000] [--heldout-fraction 0.1]
+``OMP_NUM_THREADS=1 python benchmarks/bench_audit.py [--train-size 0] [--forget 16000] [--heldout-fraction 0.1]
 [--train-epochs 5] [--epochs 10] [--repeats 3] [--seed 0] [--out /tmp/audit-bench]``
 
-Setup: the Fashion-MNIST training set; a stratified held-out split (10 % = 6,000 samples) never
+Setup: the Fashion-MNIST training set (or a random ``--train-size`` subsample of it); a stratified held-out split (10 % = 6,000 samples) never
 trained on; a random forget set of 16,000 of the remaining 54,000; an original MLP trained on those
 54,000, a retrained MLP on the 38,000 retained, and RL (the method's defaults: 10 epochs, lr 0.01)
 unlearning the forget set from the original, once to the end and once with the
@@ -70,6 +70,7 @@ def row(name: str, r, p_forget: np.ndarray | None = None, p_retrain: np.ndarray 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-size", type=int, default=0, help="random subsample of the training set (0: all 60,000)")
     ap.add_argument("--forget", type=int, default=16000, help="forget-set size")
     ap.add_argument("--heldout-fraction", type=float, default=0.1, help="held-out share of the training set")
     ap.add_argument("--train-epochs", type=int, default=5, help="epochs of the original and retrained MLPs")
@@ -82,10 +83,11 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     b = DATASETS.get("fashion_mnist")()
-    keep, held = heldout_split(b.train.y, a.heldout_fraction, a.seed)
     rng = np.random.default_rng(a.seed)
+    pool = b.train if not a.train_size else b.train.subset(np.sort(rng.choice(len(b.train), a.train_size, replace=False)))
+    keep, held = heldout_split(pool.y, a.heldout_fraction, a.seed)
     pos = rng.choice(len(keep), a.forget, replace=False)
-    train_pool, heldout = b.train.subset(keep), b.train.subset(held)
+    train_pool, heldout = pool.subset(keep), pool.subset(held)
     forget = train_pool.subset(pos)
     retain = train_pool.subset(np.setdiff1d(np.arange(len(keep)), pos))
     test = b.test
@@ -136,7 +138,7 @@ def main() -> None:
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     result = {
-        "commit": commit, "threads": torch.get_num_threads(), "n_forget": len(forget), "n_heldout": len(heldout),
+        "commit": commit, "args": vars(a), "threads": torch.get_num_threads(), "n_forget": len(forget), "n_heldout": len(heldout),
         "train_seconds": {"original": t_orig, "retrain": t_retrain},
         "rl_seconds": t_rl, "rl_steps": steps, "rl_stop_seconds": t_rl_stop,
         "rl_stop_stopped_at": rl_stop.info["stopped_at"], "rl_stop_steps": rl_stop.info["steps"],

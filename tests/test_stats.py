@@ -32,13 +32,15 @@ def test_auc_known_values():
 def test_bootstrap_matches_loop_of_resamples():
     rng = np.random.default_rng(5)
     pos, neg = np.round(rng.normal(0.3, 1, 40), 1), np.round(rng.normal(0, 1, 25), 1)
-    fast = stats.bootstrap_auc(pos, neg, n_boot=30, seed=11)
+    n_boot = stats.BOOT_CHUNK + 7  # a full chunk and a partial one
+    fast = stats.bootstrap_auc(pos, neg, n_boot=n_boot, seed=11)
     r = np.random.default_rng(11)
     slow = []
-    for _ in range(30):
-        ip = r.integers(0, len(pos), len(pos))
-        ineg = r.integers(0, len(neg), len(neg))
-        slow.append(slow_auc(pos[ip], neg[ineg]))
+    for start in range(0, n_boot, stats.BOOT_CHUNK):
+        m = min(stats.BOOT_CHUNK, n_boot - start)
+        ip, ineg = r.integers(0, len(pos), (m, len(pos))), r.integers(0, len(neg), (m, len(neg)))
+        for row in range(m):
+            slow.append(slow_auc(pos[ip[row]], neg[ineg[row]]))
     np.testing.assert_allclose(fast, slow, atol=1e-12)
 
 
