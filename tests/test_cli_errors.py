@@ -337,3 +337,20 @@ def test_real_sigint_mid_run_is_one_line_and_plain_progress_reached_the_pipe(tmp
     assert lines[0].startswith("12 cells, 0 already in the store")
     n = sqlite3.connect(out / "results.sqlite").execute("SELECT count(*) FROM results").fetchone()[0]
     assert 1 <= n < 12
+
+
+@pytest.mark.parametrize("recipe, fragment", [
+    (None, "recipe {dir}/r.yaml does not exist"),
+    ("method: ga\noptions: {lr: 0.1}\n", "recipe {dir}/r.yaml lacks the field(s) ['label']"),
+    ("method: ga\nlabel: ga\noptions: 3\n", "options must be a mapping, got 3"),
+    ("method: ga\nlabel: GA-tuned\noptions: {lr: 0.1}\n", "the config has no method labelled 'GA-tuned'"),
+    ("method: ga\nlabel: ga\noptions: {lr: fast}\n", "methods.0.options.lr: expected float, got 'fast' (str)"),
+], ids=["recipe-missing", "recipe-without-label", "recipe-options-not-mapping", "recipe-label-not-in-config",
+        "recipe-option-wrong-type"])
+def test_bad_recipe(tmp_path, capsys, recipe, fragment):
+    if recipe is not None:
+        (tmp_path / "r.yaml").write_text(recipe)
+    args = ["run", _config(tmp_path), "--out", str(tmp_path / "out"), "--quiet", "--recipe", str(tmp_path / "r.yaml")]
+    assert main(args) == 2
+    _one_error_line(capsys, fragment.format(dir=tmp_path))
+    assert not (tmp_path / "out").exists()

@@ -201,7 +201,15 @@ def save_recipe(recipes_dir: Path, method: dict, params: dict, provenance: dict)
 
 def apply_recipe(raw: dict, recipe_path: str | Path) -> dict:
     """``raw`` with the recipe's options set on the method of the same label (``forgetkit run --recipe``)."""
+    if not Path(recipe_path).exists():
+        raise FileNotFoundError(f"recipe {recipe_path} does not exist")
     recipe = load_raw(recipe_path)
+    missing = sorted({"method", "label", "options"} - set(recipe))
+    if missing:
+        raise ValueError(f"recipe {recipe_path} lacks the field(s) {missing}; a recipe is the YAML that "
+                         "`forgetkit tune` writes under recipes/")
+    if not isinstance(recipe["options"], dict):
+        raise ValueError(f"recipe {recipe_path}: options must be a mapping, got {recipe['options']!r}")
     raw = copy.deepcopy(raw)
     matches = [m for m in raw.get("methods", []) if (m.get("label") or m.get("name")) == recipe["label"]]
     if not matches:
