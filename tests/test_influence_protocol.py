@@ -175,8 +175,10 @@ def test_rebuilt_report_keeps_the_runs_commit(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "code_commit", lambda: "run0001")
     run_config(raw, tmp_path, smoke=True)
     monkeypatch.setattr(experiment, "code_commit", lambda: "later99")
+    monkeypatch.setattr(experiment, "cell_key", lambda *a: "hashed-differently-by-later-code")
     text = rebuild_report(tmp_path).read_text()
     assert "`run0001`" in text and "later99" not in text
+    assert "| german | logreg | influence | hard | 1 |" in text  # rows found by the saved keys
 
 
 def test_other_experiment_in_out_dir_is_refused(tmp_path):

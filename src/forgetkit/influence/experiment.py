@@ -193,6 +193,13 @@ def cell_key(cfg: SoftWeightingConfig, smoke: bool, dataset: str, model: str, un
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def planned_keys(cfg: SoftWeightingConfig, smoke: bool) -> set[str]:
+    """The keys of every cell of the grid; saved beside the run so that a report rebuilt by later
+    code (whose key hashing may differ) still finds the run's rows."""
+    return {cell_key(cfg, smoke, d, m, u, w, s) for d in cfg.datasets for m in cfg.models
+            for u in cfg.unlearners for w in cfg.weightings for s in cfg.seeds}
+
+
 def _subsample(n: int, limit: int | None, rng: np.random.RandomState) -> np.ndarray:
     return np.arange(n) if limit is None or n <= limit else np.sort(rng.choice(n, limit, replace=False))
 
@@ -318,7 +325,7 @@ def run_config(raw: dict, out: pathlib.Path, smoke: bool = False) -> pathlib.Pat
     out.mkdir(parents=True, exist_ok=True)
     (out / "experiment.json").write_text(json.dumps(
         {"name": cfg.name, "experiment_type": EXPERIMENT_TYPE, "smoke": smoke, "commit": commit,
-         "config": raw}, indent=1))
+         "config": raw, "keys": sorted(planned_keys(cfg, smoke))}, indent=1))
     with ResultStore(out / "results.sqlite") as store:
         for dataset in cfg.datasets:
             source = None
@@ -355,13 +362,13 @@ def run_config(raw: dict, out: pathlib.Path, smoke: bool = False) -> pathlib.Pat
 
 
 def rebuild_report(out: pathlib.Path) -> pathlib.Path:
-    """Write ``report.md`` and plots from the store and the saved config (``forgetkit report``),
-    labelled with the commits the rows were computed at, not the code that rebuilds it."""
+    """Write ``report.md`` and plots from the store, the saved config and the saved cell keys
+    (``forgetkit report``), labelled with the commits the rows were computed at, not the code that
+    rebuilds it."""
     out = pathlib.Path(out)
     meta = json.loads((out / "experiment.json").read_text())
     cfg, smoke = parse_config(meta["config"]), meta["smoke"]
-    grid = {cell_key(cfg, smoke, d, m, u, w, s) for d in cfg.datasets for m in cfg.models
-            for u in cfg.unlearners for w in cfg.weightings for s in cfg.seeds}
+    grid = set(meta["keys"]) if "keys" in meta else planned_keys(cfg, smoke)
     with ResultStore(out / "results.sqlite") as store:
         rows = [r for r in store.rows(experiment=cfg.name) if r["key"] in grid]
     commits = sorted({r["provenance"].get("git_commit", "unknown") for r in rows}) or [meta.get("commit", "unknown")]
