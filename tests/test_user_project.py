@@ -205,6 +205,10 @@ def test_check_method_fails_a_method_that_mutates_its_input(project):
 
     with pytest.raises(AssertionError, match="must return a copy"):
         check_method(Sloppy)
+    from forgetkit.testing import accuracy, conformance_problem
+
+    problem = conformance_problem()  # the shared problem survived the sloppy method
+    assert accuracy(problem.model, problem.retain) > 0.85
 
 
 def run_cli(argv):
