@@ -125,12 +125,15 @@ def test_likelihood_ratio_formula():
 
 
 def test_verdicts():
-    assert stats.verdict(0.7, (0.65, 0.75), 1e-6) == "under-forgotten"
-    assert stats.verdict(0.3, (0.25, 0.35), 1e-6) == "over-forgotten"
-    assert stats.verdict(0.51, (0.47, 0.54), 0.4) == "faithful"
-    assert stats.verdict(0.53, (0.51, 0.545), 0.01) == "faithful"  # significant but too small to matter
-    assert stats.verdict(0.6, (0.4, 0.8), 0.2) == "inconclusive"
-    assert stats.verdict(0.54, (0.52, 0.56), 0.001) == "inconclusive"
+    v = lambda *a: stats.verdict(*a, margin=0.05)  # noqa: E731
+    assert v(0.7, (0.65, 0.75), 1e-6) == "under-forgotten"
+    assert v(0.3, (0.25, 0.35), 1e-6) == "over-forgotten"
+    assert v(0.51, (0.47, 0.54), 0.4) == "faithful"
+    assert v(0.53, (0.51, 0.545), 0.01) == "faithful"  # significant but too small to matter
+    assert v(0.6, (0.4, 0.8), 0.2) == "inconclusive"
+    assert v(0.54, (0.52, 0.56), 0.001) == "inconclusive"
+    assert stats.verdict(0.53, (0.51, 0.545), 0.01) == "under-forgotten"  # default margin 0.02
+    assert stats.verdict(0.51, (0.49, 0.53), 0.4) == "inconclusive"
 
 
 def test_compare_reports_effect_and_tests():

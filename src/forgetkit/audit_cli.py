@@ -135,7 +135,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--unlearn-seconds", type=float, help="time the unlearning took, for the report")
     a.add_argument("--out", help="report directory (default audit-<checkpoint name>)")
     a.add_argument("--alpha", type=float, default=0.05, help="family-wise false-alarm rate over all classes")
-    a.add_argument("--margin", type=float, default=0.05, help="AUC distance from 0.5 that matters")
+    a.add_argument("--margin", type=float, default=0.02, help="AUC distance from 0.5 that matters")
     a.add_argument("--min-samples", type=int, default=20, help="forget and held-out samples a class needs for a verdict")
     a.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples per class")
     a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the cross-fitting")

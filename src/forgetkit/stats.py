@@ -191,7 +191,7 @@ VERDICTS = ("under-forgotten", "faithful", "over-forgotten", "inconclusive", "to
 
 
 def verdict(auc_value: float, ci: tuple[float, float], p_adjusted: float, *, alpha: float = 0.05,
-            margin: float = 0.05) -> str:
+            margin: float = 0.02) -> str:
     """Direction of one comparison, never stronger than the data allow.
 
     under-/over-forgotten: the rank test rejects "looks unseen" at family-wise level ``alpha``

@@ -293,7 +293,7 @@ def _evidence(scope, cls, pf, cf, ph, ch, cmp: stats.Comparison, p_value, p_ks, 
 
 
 def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, member_ref=None, alpha: float = 0.05,
-                 margin: float = 0.05, min_samples: int = 20, n_boot: int = 500, seed: int = 0) -> Side:
+                 margin: float = 0.02, min_samples: int = 20, n_boot: int = 500, seed: int = 0) -> Side:
     """Per-class and class-matched overall evidence for one model's scores.
 
     Classes with fewer than ``min_samples`` forget or held-out samples get "too few samples" and stay
@@ -345,7 +345,7 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, member_ref=None, alpha: 
 
 def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = None, retain=None, test=None,
           num_classes: int | None = None, device: str | torch.device = "cpu", forget_indices=None,
-          heldout_indices=None, check_duplicates: bool = True, alpha: float = 0.05, margin: float = 0.05,
+          heldout_indices=None, check_duplicates: bool = True, alpha: float = 0.05, margin: float = 0.02,
           min_samples: int = 20, n_boot: int = 500, seed: int = 0, batch_size: int = 1024) -> AuditResult:
     """Audit a deletion without retraining: does ``forget`` look like ``heldout`` to ``model``?
 

@@ -53,7 +53,7 @@ class Indistinguishable(StopRule):
     held-out split (``ctx.heldout``) that the original model never trained on.
     """
 
-    def __init__(self, every: int = 50, margin: float = 0.05, criterion: str = "margin",
+    def __init__(self, every: int = 50, margin: float = 0.02, criterion: str = "margin",
                  max_samples: int = 1000, n_boot: int = 200, level: float = 0.95, min_steps: int = 0,
                  seed: int = 0, batch_size: int = 1024):
         """
