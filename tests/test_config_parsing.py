@@ -198,15 +198,21 @@ def test_negative_model_size_names_the_option():
 
 def test_same_name_entries_get_distinct_labels_from_their_options():
     cfg = parse_config(_with(methods=[{"name": "ga", "options": {"lr": 1e-5}}, {"name": "ga", "options": {"lr": 5e-3}}]))
-    assert [m.display for m in cfg.methods] == ["ga (lr=1e-05)", "ga (lr=0.005)"]
+    assert [m.display for m in cfg.methods] == ["GA (lr=1e-05)", "GA (lr=0.005)"]
 
 
 def test_auto_label_counts_defaults_and_weightings():
     cfg = parse_config(_with(methods=[{"name": "ga"}, {"name": "ga", "options": {"epochs": 2}},
                                       {"name": "ga", "weightings": ["falw"]}]))
-    assert [m.display for m in cfg.methods] == ["ga (epochs=5, weightings=[\"uniform\"])",
-                                                "ga (epochs=2, weightings=[\"uniform\"])",
-                                                "ga (epochs=5, weightings=[\"falw\"])"]
+    assert [m.display for m in cfg.methods] == ["GA (epochs=5, weightings=[\"uniform\"])",
+                                                "GA (epochs=2, weightings=[\"uniform\"])",
+                                                "GA (epochs=5, weightings=[\"falw\"])"]
+
+
+def test_label_equal_to_the_paper_name_counts_as_the_same_row_name():
+    """``{name: ga}`` shows as "GA": beside ``{name: ga, label: GA}`` it would merge into that row."""
+    cfg = parse_config(_with(methods=[{"name": "ga", "label": "GA"}, {"name": "ga", "options": {"epochs": 2}}]))
+    assert [m.display for m in cfg.methods] == ["GA", "GA (epochs=2)"]
 
 
 def test_same_explicit_label_is_one_row_on_purpose():
@@ -217,7 +223,7 @@ def test_same_explicit_label_is_one_row_on_purpose():
 
 @pytest.mark.parametrize("methods, fragment", [
     ([{"name": "ga", "options": {"lr": 1e-5}}, {"name": "ga", "options": {"lr": 1e-5}}],
-     "methods.1 repeats methods.0 ('ga' with the same options)"),
+     "methods.1 repeats methods.0 ('GA' with the same options)"),
     ([{"name": "ga", "label": "x"}, {"name": "ft", "label": "x"}], "methods.1.label: 'x' is also the label of methods.0"),
 ], ids=["identical-entries", "one-label-two-methods"])
 def test_colliding_method_entries_are_refused(methods, fragment):

@@ -11,18 +11,31 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
-class _Strict(BaseModel):
+class StrictModel(BaseModel):
+    """Base of every config schema: an unknown field is an error, never ignored."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-class ModelSpec(_Strict):
+def validate_schema(schema: type[BaseModel], raw):
+    """``schema.model_validate(raw)`` with errors as one ``field: problem`` line each (no pydantic dump)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"invalid config: expected a mapping of fields, got {type(raw).__name__}")
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as e:
+        lines = [f"{'.'.join(str(x) for x in err['loc']) or '(config)'}: {err['msg']}" for err in e.errors()]
+        raise ValueError("invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+class ModelSpec(StrictModel):
     name: str = "cnn"
     """architecture in ``forgetkit.models.MODELS``"""
     options: dict[str, Any] = Field(default_factory=dict)
     """keyword options of the architecture (e.g. width)"""
 
 
-class TrainSpec(_Strict):
+class TrainSpec(StrictModel):
     epochs: int = Field(20, ge=1)
     lr: float = Field(0.05, gt=0)
     batch_size: int = Field(128, ge=1)
@@ -33,7 +46,7 @@ class TrainSpec(_Strict):
     gamma: float = Field(0.1, gt=0)
 
 
-class RequestSpec(_Strict):
+class RequestSpec(StrictModel):
     kind: Literal["random", "class", "longtail"]
     fraction: float | None = Field(None, gt=0, lt=1)
     """random: fraction of the training set"""
@@ -59,7 +72,7 @@ class RequestSpec(_Strict):
         return self
 
 
-class MethodSpec(_Strict):
+class MethodSpec(StrictModel):
     name: str
     """registered method name (``forgetkit methods``)"""
     label: str | None = None
@@ -76,7 +89,7 @@ class MethodSpec(_Strict):
         return self.label or self.name
 
 
-class MetricSpec(_Strict):
+class MetricSpec(StrictModel):
     deviation_tau: float = Field(0.05, ge=0)
     """threshold τ of FaLW's unlearning deviation"""
     groups: Literal["thirds", "oltr"] = "thirds"
@@ -86,7 +99,7 @@ class MetricSpec(_Strict):
     extra_options: dict[str, Any] = Field(default_factory=dict)
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(StrictModel):
     name: str
     """experiment name; results of different experiments never share a directory"""
     experiment_type: Literal["forget"] = "forget"
@@ -255,14 +268,7 @@ def load_raw(path: str | Path) -> dict:
 def parse_config(raw: dict) -> ExperimentConfig:
     """Validate the schema, then every component's options (:func:`check_components`), then give
     same-named method entries distinct labels; errors name the field (``requests.0.ratio: ...``)."""
-    try:
-        cfg = ExperimentConfig.model_validate(raw)
-    except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "(config)"
-            lines.append(f"{loc}: {err['msg']}")
-        raise ValueError("invalid config:\n  " + "\n  ".join(lines)) from None
+    cfg = validate_schema(ExperimentConfig, raw)
     check_components(cfg)
     distinct_labels(cfg)
     return cfg
@@ -309,24 +315,25 @@ def check_components(cfg: ExperimentConfig) -> None:
 
 
 def distinct_labels(cfg: ExperimentConfig) -> None:
-    """Unlabelled method entries that share a name get labels from the options that set them apart
-    (``ga (lr=1e-05)`` and ``ga (lr=0.005)``), so two settings never merge into one row.
+    """Unlabelled method entries whose rows would carry one name (the label, else the paper's name
+    of the method) get labels from the options that set them apart (``GA (lr=1e-05)`` and
+    ``GA (lr=0.005)``), so two settings never merge into one row.
 
     Entries given the same explicit ``label`` are kept as one row on purpose (e.g. TRW-2R's layer
     draws, averaged); an entry repeating another exactly, or labels that still collide, are errors.
     """
     groups: dict[str, list[int]] = {}
     auto: set[int] = set()
-    for i, m in enumerate(cfg.methods):
-        groups.setdefault(m.display, []).append(i)
-    for display, members in groups.items():
+    for i in range(len(cfg.methods)):
+        groups.setdefault(_shown(cfg, i), []).append(i)
+    for shown, members in groups.items():
         if len(members) < 2:
             continue
         seen: dict[str, int] = {}
         for i in members:
             sig = json.dumps(_settings(cfg, i), sort_keys=True, default=str)
             if sig in seen:
-                raise ValueError(f"methods.{i} repeats methods.{seen[sig]} ({display!r} with the same "
+                raise ValueError(f"methods.{i} repeats methods.{seen[sig]} ({shown!r} with the same "
                                  "options): its rows would be the same cells; remove one")
             seen[sig] = i
         unlabelled = [i for i in members if cfg.methods[i].label is None]
@@ -336,15 +343,23 @@ def distinct_labels(cfg: ExperimentConfig) -> None:
                                              for s in settings.values()}) > 1]
         for i in unlabelled:
             parts = ", ".join(f"{k}={_fmt(settings[i].get(k))}" for k in differing)
-            cfg.methods[i].label = f"{cfg.methods[i].name} ({parts})"
+            cfg.methods[i].label = f"{shown} ({parts})"
             auto.add(i)
     final: dict[str, list[int]] = {}
-    for i, m in enumerate(cfg.methods):
-        final.setdefault(m.display, []).append(i)
+    for i in range(len(cfg.methods)):
+        final.setdefault(_shown(cfg, i), []).append(i)
     for label, members in final.items():
         if len(members) > 1 and (auto & set(members) or len({cfg.methods[i].name for i in members}) > 1):
             raise ValueError(f"methods.{members[1]}.label: {label!r} is also the label of methods.{members[0]}; "
                              "give each entry its own label")
+
+
+def _shown(cfg: ExperimentConfig, i: int) -> str:
+    """The name entry ``i``'s rows carry: its label, else the method's name as its paper writes it."""
+    from ..methods import METHODS
+
+    spec = cfg.methods[i]
+    return spec.label or getattr(METHODS.get(spec.name), "paper_name", None) or spec.name
 
 
 def _settings(cfg: ExperimentConfig, i: int) -> dict:
