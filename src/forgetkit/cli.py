@@ -9,35 +9,25 @@ from pathlib import Path
 
 
 def _cmd_run(args) -> int:
-    from .bench.config import apply_overrides, load_raw, parse_config, smoke
+    from . import influence  # noqa: F401  registers the soft-weighting experiment kind
+    from .bench.config import apply_overrides, load_raw
+    from .bench.experiments import kind_of
     from .bench.store import check_output_paths
     from .plugins import load_plugins
 
     load_plugins()
-
     raw = apply_overrides(load_raw(args.config), args.set or [])
     if args.recipe:
         from .bench.tune import apply_recipe
 
         raw = apply_recipe(raw, args.recipe)
-    if args.smoke:
-        raw = smoke(raw) if raw.get("experiment_type", "forget") == "forget" else raw
+    kind = kind_of(raw)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     args.store = out / "results.sqlite"
-    if raw.get("experiment_type") == "soft-weighting":
-        from .influence.experiment import run_config
-
-        check_output_paths(out, raw.get("cache_dir"))
-        with _locked(out, args.wait):
-            print(f"report: {run_config(raw, out, smoke=args.smoke)}")
-        return 0
-    from .bench.runner import run_experiment
-
-    cfg = parse_config(raw)
-    check_output_paths(out, cfg.cache_dir)
+    check_output_paths(out, raw.get("cache_dir"))
     with _locked(out, args.wait):
-        result = run_experiment(cfg, out, show_progress=not args.quiet, executor=args.executor,
-                                executor_options={"address": args.address} if args.address else None)
+        result = kind.run(raw, out, smoke=args.smoke, show_progress=not args.quiet, executor=args.executor,
+                          executor_options={"address": args.address} if args.address else None)
     print(f"report: {result.report}")
     if result.failed:
         print(failure_summary(result.failed, result.cells), file=sys.stderr)
@@ -78,15 +68,10 @@ def _cmd_tune(args) -> int:
 
 
 def _cmd_report(args) -> int:
-    import json
+    from . import influence  # noqa: F401  registers the soft-weighting experiment kind
+    from .bench.experiments import kind_of_run
 
-    marker = Path(args.dir) / "experiment.json"
-    kind = json.loads(marker.read_text()).get("experiment_type") if marker.exists() else None
-    if kind == "soft-weighting":
-        from .influence.experiment import rebuild_report as write_report
-    else:
-        from .bench.report import write_report
-    print(f"report: {write_report(Path(args.dir))}")
+    print(f"report: {kind_of_run(Path(args.dir)).rebuild_report(Path(args.dir))}")
     return 0
 
 

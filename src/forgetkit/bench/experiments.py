@@ -22,11 +22,10 @@ class ExperimentKind:
     """How one kind of experiment is run, shrunk for ``--smoke`` and reported."""
 
     run: Callable[..., RunSummary]
-    """``run(raw, out, *, show_progress, executor, executor_options) -> RunSummary``"""
+    """``run(raw, out, *, smoke, show_progress, executor, executor_options) -> RunSummary``;
+    ``smoke`` shrinks the experiment so that it runs in a minute or two (a check, not a result)"""
     rebuild_report: Callable[[Path], Path]
     """``rebuild_report(out) -> report path``, from the store and the saved config only"""
-    smoke: Callable[[dict], dict]
-    """``smoke(raw) -> raw`` shrunk so that the config runs in a minute or two"""
 
 
 def register_kind(name: str, kind: ExperimentKind) -> None:
@@ -46,19 +45,13 @@ def kind_of_run(out_dir: Path) -> ExperimentKind:
     return EXPERIMENT_KINDS.get(json.loads(marker.read_text()).get("experiment_type") or "forget")
 
 
-def _run_forget(raw: dict, out: Path, *, show_progress: bool = True, executor: str = "local",
+def _run_forget(raw: dict, out: Path, *, smoke: bool = False, show_progress: bool = True, executor: str = "local",
                 executor_options: dict | None = None) -> RunSummary:
-    from .config import parse_config
+    from .config import parse_config, smoke as shrink
     from .runner import run_experiment
 
-    return run_experiment(parse_config(raw), out, show_progress=show_progress, executor=executor,
-                          executor_options=executor_options)
-
-
-def _forget_smoke(raw: dict) -> dict:
-    from .config import smoke
-
-    return smoke(raw)
+    return run_experiment(parse_config(shrink(raw) if smoke else raw), out, show_progress=show_progress,
+                          executor=executor, executor_options=executor_options)
 
 
 def _forget_report(out: Path) -> Path:
@@ -67,4 +60,4 @@ def _forget_report(out: Path) -> Path:
     return write_report(out)
 
 
-register_kind("forget", ExperimentKind(_run_forget, _forget_report, _forget_smoke))
+register_kind("forget", ExperimentKind(_run_forget, _forget_report))

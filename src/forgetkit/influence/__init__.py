@@ -18,3 +18,4 @@ __all__ = ["LinearInfluence", "SingularHessianError", "InfeasibleTargetError", "
            "qp_weights", "soft_weights_2_0", "soft_weights_2_1", "soft_weights_2_2",
            "soft_weights_2_3", "fit_logistic", "influence_update", "soft_gradient_ascent",
            "weighted_finetune", "weighted_retrain", "evaluate"]
+from . import experiment  # noqa: F401,E402  registers the soft-weighting experiment kind

@@ -30,8 +30,10 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from ..bench.config import StrictModel, validate_schema
+from ..bench.experiments import ExperimentKind, RunSummary, register_kind
 from ..bench.workspace import code_commit, guard_output
 from ..bench.store import ResultStore
 from ..data import DATASETS, load_dataset
@@ -52,11 +54,7 @@ REFERENCE_DEFAULTS = {"mlp": {"max_iter": 15000, "min_delta": 0.0}}
 ``NNLastLayerIF``: ``n_iter=15000``, early stopping on any non-improvement)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class L2Config(_Strict):
+class L2Config(StrictModel):
     """L2 coefficient of the summed-loss objective per model. ``logreg: null`` = the protocol's
     value: 1.0 (forgetkit) or the dataset's published ``meta.json`` value (reference: 2.2622 /
     37 / 5.84843 for Adult / COMPAS / German); the NN head uses 1e-4 as the reference."""
@@ -64,7 +62,7 @@ class L2Config(_Strict):
     mlp: float = Field(1e-4, ge=0.0)
 
 
-class MLPConfig(_Strict):
+class MLPConfig(StrictModel):
     """Feature extractor of the "NN last layer" model (trained on a small seeded fraction)."""
     feature_fraction: float = Field(0.01, gt=0.0, lt=1.0)
     min_feature_rows: int = Field(100, ge=1)
@@ -74,7 +72,7 @@ class MLPConfig(_Strict):
     min_delta: float = Field(1e-5, ge=0.0)
 
 
-class QPConfig(_Strict):
+class QPConfig(StrictModel):
     """Options of the cvxpy soft scheme (``soft_scheme: qp``); see :func:`weights.qp_weights`."""
     task_weight: float = 0.0
     utility_tolerance: float = Field(0.0, ge=0.0)
@@ -83,18 +81,18 @@ class QPConfig(_Strict):
     solver: Literal["CLARABEL", "OSQP"] = "CLARABEL"
 
 
-class FinetuneConfig(_Strict):
+class FinetuneConfig(StrictModel):
     lr: float = 1e-3
     weight_decay: float = 1e-3
     epochs: int = Field(30, ge=1)
 
 
-class GAConfig(_Strict):
+class GAConfig(StrictModel):
     lr: float = 1e-3
     epochs: int = Field(30, ge=1)
 
 
-class SoftWeightingConfig(_Strict):
+class SoftWeightingConfig(StrictModel):
     """Validated YAML of a soft-weighting run; unknown fields are errors naming the field."""
     experiment_type: Literal["soft-weighting"] = EXPERIMENT_TYPE
     name: str = "soft-weighting"
@@ -169,13 +167,7 @@ class SoftWeightingConfig(_Strict):
 
 def parse_config(raw) -> SoftWeightingConfig:
     """Validate ``raw``; errors are one ``field: problem`` line each, as the image experiments'."""
-    if not isinstance(raw, dict):
-        raise ValueError(f"invalid config: expected a mapping of fields, got {type(raw).__name__}")
-    try:
-        return SoftWeightingConfig.model_validate(raw)
-    except ValidationError as e:
-        lines = [f"{'.'.join(str(x) for x in err['loc']) or '(config)'}: {err['msg']}" for err in e.errors()]
-        raise ValueError("invalid config:\n  " + "\n  ".join(lines)) from None
+    return validate_schema(SoftWeightingConfig, raw)
 
 
 SMOKE = {"max_train": 1500, "max_test": 1000, "mlp_max_iter": 300}
@@ -373,3 +365,19 @@ def rebuild_report(out: pathlib.Path) -> pathlib.Path:
         rows = [r for r in store.rows(experiment=cfg.name) if r["key"] in grid]
     commits = sorted({r["provenance"].get("git_commit", "unknown") for r in rows}) or [meta.get("commit", "unknown")]
     return write_report(cfg, rows, out, smoke=smoke, commits=commits)
+
+
+def _run_kind(raw: dict, out: pathlib.Path, *, smoke: bool = False, show_progress: bool = True,
+              executor: str = "local", executor_options: dict | None = None) -> RunSummary:
+    """The ``soft-weighting`` experiment kind: cells run in this process (closed-form, seconds each)."""
+    if executor != "local" or executor_options:
+        raise ValueError("soft-weighting experiments run in-process: drop --executor/--address")
+    report = run_config(raw, out, smoke=smoke)
+    keys = set(json.loads((pathlib.Path(out) / "experiment.json").read_text())["keys"])
+    with ResultStore(pathlib.Path(out) / "results.sqlite") as store:
+        failed = [(f"{r['method']} / {r['weighting']} / {r['request']} / seed {r['seed']}", str(r["error"]))
+                  for r in store.rows(status="failed") if r["key"] in keys]
+    return RunSummary(report, len(keys), failed)
+
+
+register_kind(EXPERIMENT_TYPE, ExperimentKind(_run_kind, rebuild_report))
