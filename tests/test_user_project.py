@@ -11,7 +11,7 @@ import torch
 
 import forgetkit
 from forgetkit.data.base import DATASETS
-from forgetkit.evaluate_cli import add_evaluate_parser
+from forgetkit.evaluate_cli import add_parser
 from forgetkit.methods.base import METHODS
 from forgetkit.metrics.evaluators import EVALUATORS
 from forgetkit.models import MODELS
@@ -213,7 +213,7 @@ def test_check_method_fails_a_method_that_mutates_its_input(project):
 
 def run_cli(argv):
     parser = argparse.ArgumentParser(prog="forgetkit")
-    add_evaluate_parser(parser.add_subparsers(dest="command", required=True))
+    add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,4 +1,4 @@
-"""Command line: ``forgetkit run | report | methods``."""
+"""Command line: ``forgetkit run | tune | report | methods | evaluate | audit``."""
 from __future__ import annotations
 
 import argparse
@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=_cmd_report)
     m = sub.add_parser("methods", help="list methods, weightings, evaluators and datasets")
     m.set_defaults(func=_cmd_methods)
+    from . import audit_cli, evaluate_cli
+
+    evaluate_cli.add_parser(sub)
+    audit_cli.add_parser(sub)
     return p
 
 

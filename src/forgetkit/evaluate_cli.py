@@ -143,7 +143,7 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def add_evaluate_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``evaluate`` to the CLI's subparsers; its ``func`` runs the evaluation."""
     e = subparsers.add_parser("evaluate", help="score existing checkpoints (FA/RA/TA/MIA, Avg. Gap, evaluators)",
                               description=__doc__.split("\n\n")[0])
