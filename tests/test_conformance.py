@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from forgetkit.data.base import Split, as_float
-from forgetkit.methods import METHODS, build_method
+from forgetkit.methods import METHODS, EngineMethod, build_method
 from forgetkit.methods.salun import saliency_mask
 from forgetkit.models import build_model
 from forgetkit.train import TrainRecipe, train_classifier
@@ -212,3 +212,19 @@ def test_smoke_caps_of_the_long_running_presets():
     assert METHODS.get("l2ul").smoke_options({"pgd_iters": 3}) == {"epochs": 1, "num_adv_images": 1, "pgd_iters": 3}
     assert METHODS.get("sfron").smoke_options({}) == {"n_iters": 30}
     assert METHODS.get("iu").smoke_options({"alpha": 2.0}) == {"alpha": 2.0}
+
+
+ENGINE_NAMES = [n for n in NAMES if issubclass(METHODS.get(n), EngineMethod)]
+
+
+@pytest.mark.parametrize("name", ENGINE_NAMES)
+def test_every_engine_method_takes_any_optimiser_and_torch_scheduler(problem, name):
+    opts = {**cheap_options(name), "optimizer": "adamw", "schedule": "ExponentialLR",
+            "schedule_options": {"gamma": 0.5}}
+    method = build_method(name, **opts)
+    ctx = context(problem, tuple(s for s in ("retain", "heldout") if s in method.needs))
+    out, info = method.unlearn(problem[0], ctx, Uniform())
+    sgd, _ = build_method(name, **{**cheap_options(name), "optimizer": "sgd"}).unlearn(problem[0], ctx, Uniform())
+    assert "stopped_at" in info and all(torch.isfinite(v).all() for v in out.state_dict().values() if v.is_floating_point())
+    assert any(not torch.equal(a, b) for a, b in zip(out.state_dict().values(), sgd.state_dict().values())), \
+        f"{name}: the optimizer option had no effect"

@@ -172,6 +172,12 @@ def test_scar_forgets_a_class_and_keeps_the_rest(digits, mlp):
     assert accuracy(unlearned, ctx.forget) < 0.3
     assert accuracy(unlearned, ctx.retain) > 0.9
     assert info["surrogate"] == "heldout" and info["steps"] > 0
+    # one history entry per epoch run, each with the forget accuracy the stop rule read
+    hist = info["history"]
+    assert hist and all(0 <= h["forget_acc"] <= 1 for h in hist)
+    if info["stopped_at"] is not None:  # stopped: after epoch index 2, below the class target 0.01
+        assert len(hist) >= 3 and hist[-1]["forget_acc"] < 0.01
+    assert accuracy(unlearned, ctx.forget) == pytest.approx(hist[-1]["forget_acc"])
 
 
 def test_scar_noise_surrogate_needs_no_heldout(digits, mlp):
@@ -202,6 +208,12 @@ def test_l2ul_forgets_instances_from_the_forget_set_alone(digits, mlp):
     keep = y[tr] != 3
     assert accuracy(unlearned, Split(x[tr][keep], y[tr][keep])) > 0.6
     assert info["adversarial"] == 2 * len(ctx.forget)
+    # the stop rule ended the run on the step forget accuracy hit 0, and the history was kept
+    assert info["stopped_at"] == info["steps"] and 1 <= len(info["history"]) <= 20
+    assert info["history"][-1]["epoch"] == len(info["history"]) - 1
+    _, full = build_method("l2ul", num_adv_images=2, pgd_iters=10, pgd_eps=1.0, lr=1e-2, epochs=2,
+                           stop_at_zero=False).unlearn(mlp, ctx)
+    assert full["stopped_at"] is None and len(full["history"]) == 2
 
 
 def test_targeted_l2_pgd_stays_in_the_ball_and_in_range(mlp, digits):
