@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from forgetkit.bench.config import parse_config
-from forgetkit.bench.runner import plan
+from forgetkit.bench.grid import plan
 from forgetkit.bench.store import ResultStore
 from forgetkit.bench.tune import apply_recipe, prepare, split_tune, trial_score, tune, validation_config
 

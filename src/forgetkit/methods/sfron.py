@@ -79,7 +79,7 @@ class SFRon(EngineMethod):
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "alternating"
-    smoke_caps: ClassVar[dict[str, int | float]] = {"n_iters": 30}
+    smoke_caps: ClassVar[dict[str, int | float]] = {"n_iters": 10}
 
     n_iters: int = 1500
     """retain steps T (``n_iters``)"""
