@@ -85,6 +85,29 @@ def test_before_and_after(case):
     assert r.before.membership.tpr_at_1pct_fpr > 0.01 and r.before.membership.tpr_at_0_1pct_fpr is None
 
 
+def test_class_removed_whole_is_judged_by_whether_it_is_still_predicted(case):
+    """Forget = every training sample of class 3. A model trained on everything still predicts
+    class 3 (under-forgotten, whatever its forget and held-out class-3 samples' AUC); one trained
+    without class 3 never predicts it (faithful)."""
+    tr = case["tr"]
+    pool = np.concatenate([case["forget"], case["retain"]])
+    is3 = tr.y[pool].numpy() == 3
+    f = tr.subset(pool[is3])
+    kept = case["held"][tr.y[case["held"]].numpy() != 3][:200]
+    h = tr.subset(np.concatenate([case["held"][tr.y[case["held"]].numpy() == 3], kept]))
+    knows, never = _fit(tr.subset(pool)), _fit(tr.subset(pool[~is3]))
+    r_knows = audit(knows, f, h, forget_classes=[3], n_boot=50)
+    # 131 class-3 samples can show "at most 3 %" (k = 0 gives an upper bound of 2.3 %), not "at most 1 %"
+    r_never = audit(never, f, h, forget_classes=[3], original=knows, n_boot=50, tolerance=0.03)
+    assert audit(never, f, h, forget_classes=[3], n_boot=50).verdict == "inconclusive"
+    assert r_knows.per_class[0].removed and r_knows.verdict == "under-forgotten"
+    assert r_knows.per_class[0].acc_heldout > 50  # it still recognises unseen images of the class
+    assert r_never.verdict == "faithful" and r_never.per_class[0].acc_heldout == 0.0
+    assert r_never.before.overall.verdict == "under-forgotten"
+    with pytest.raises(ValueError, match=r"forget_classes \[4\]"):
+        audit(never, f, h, forget_classes=[4])
+
+
 def test_scores_match_softmax_log_odds(case):
     tr, m = case["tr"], case["memorised"]
     s = tr.subset(case["held"][:50])

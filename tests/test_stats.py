@@ -159,3 +159,25 @@ def test_bad_parameters():
         stats.tpr_at_fpr([1.0], [0.0], 0.0)
     with pytest.raises(ValueError, match="weights"):
         stats.stratified_auc_test([0.5], [0.01], [-1])
+
+
+def test_binomial_tail_and_upper_bound_match_slow_sums():
+    n, rate = 40, 0.1
+    for k in (0, 3, 4, 9, 40):
+        slow = sum(math.comb(n, j) * rate ** j * (1 - rate) ** (n - j) for j in range(k, n + 1))
+        assert stats.binomial_p_greater(k, n, rate) == pytest.approx(slow, rel=1e-9)
+        # the upper bound u solves P(X <= k | u) = 1 - level; find it by bisection
+        lo, hi = k / n, 1.0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            cdf = sum(math.comb(n, j) * mid ** j * (1 - mid) ** (n - j) for j in range(k + 1))
+            lo, hi = (mid, hi) if cdf > 0.05 else (lo, mid)
+        assert stats.share_upper_bound(k, n, 0.95) == pytest.approx(1.0 if k == n else lo, abs=1e-9)
+
+
+def test_removed_class_verdicts():
+    assert stats.removed_class_verdict(0.3, 1e-9) == "under-forgotten"
+    assert stats.removed_class_verdict(0.005, 0.9) == "faithful"
+    assert stats.removed_class_verdict(0.03, 0.2) == "inconclusive"
+    with pytest.raises(ValueError):
+        stats.binomial_p_greater(5, 3, 0.1)

@@ -37,6 +37,10 @@ The number used is the chance that a deleted sample looks more familiar than an 
 opposite. A flag is raised only when the difference is statistically clear after allowing for
 testing every class (overall false-alarm rate {alpha:.0%}) and larger than {margin} away from 0.5.
 "Faithful" needs positive evidence: the whole {level:.0%} interval lies within 0.5 ± {margin}.
+A class removed whole is judged differently: a model retrained without it would never predict
+it, so the audit checks how often the model still predicts it on the deleted and unseen samples
+of that class (flagged when clearly above {tolerance:.0%}; faithful when at most {tolerance:.0%}
+with {level:.0%} confidence).
 
 The membership test asks, sample by sample, whether the model's confidence resembles the
 confidence the original model had on its training data more than the confidence the model now has
@@ -95,7 +99,7 @@ def _evidence_rows(ev: list[Evidence], before: dict[str, Evidence], names: dict[
     rows = []
     for e in ev:
         b = before.get(e.scope)
-        label = e.scope if e.cls is None else _class_label(e.cls, names)
+        label = e.scope if e.cls is None else _class_label(e.cls, names) + (" (removed whole)" if e.removed else "")
         rows.append([label, str(e.n_forget), str(e.n_heldout), _f(e.auc), f"[{_f(e.ci_low)}, {_f(e.ci_high)}]",
                      _p(e.p_adjusted), f"{_f(e.acc_forget, 1)} / {_f(e.acc_heldout, 1)}",
                      _f(b.auc) if b else "–", f"**{e.verdict}**"])
@@ -194,7 +198,8 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
     mem_header = ["model", "reference", "deleted", "unseen", "AUC", "caught at 1 % false alarms",
                   "caught at 0.1 % false alarms"]
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    statement = CAN_AND_CANNOT.format(alpha=st["alpha"], margin=st["margin"], level=st["interval_level"])
+    statement = CAN_AND_CANNOT.format(alpha=st["alpha"], margin=st["margin"], level=st["interval_level"],
+                                      tolerance=st["tolerance"])
     verdict_line = f"**Verdict: {result.verdict}** — {VERDICT_WORDS[result.verdict]}. {per_class_line}"
     mem_note = ("A dash means too few unseen samples to measure that false-alarm rate "
                 "(1 % needs at least 100, 0.1 % at least 1,000).")

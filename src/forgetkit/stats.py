@@ -212,6 +212,33 @@ def verdict(auc_value: float, ci: tuple[float, float], p_adjusted: float, *, alp
     return "inconclusive"
 
 
+def binomial_p_greater(k: int, n: int, rate: float) -> float:
+    """One-sided P(X ≥ k) for X ~ Binomial(n, rate): is the observed share k/n above ``rate``?"""
+    if n < 1 or not 0 <= k <= n or not 0.0 <= rate <= 1.0:
+        raise ValueError(f"need 0 <= k <= n, n >= 1 and rate in [0, 1]; got k={k}, n={n}, rate={rate}")
+    return float(_st.binom.sf(k - 1, n, rate))
+
+
+def share_upper_bound(k: int, n: int, level: float = 0.95) -> float:
+    """One-sided Clopper–Pearson upper bound of a share k/n at confidence ``level``."""
+    if n < 1 or not 0 <= k <= n or not 0.0 < level < 1.0:
+        raise ValueError(f"need 0 <= k <= n, n >= 1 and level in (0, 1); got k={k}, n={n}, level={level}")
+    return 1.0 if k == n else float(_st.beta.ppf(level, k + 1, n - k))
+
+
+def removed_class_verdict(upper: float, p_adjusted: float, *, alpha: float = 0.05, tolerance: float = 0.01) -> str:
+    """Verdict for a class removed whole: a retrained model never predicts a class it never saw.
+
+    under-forgotten: the share of this class's (forget and held-out) samples still predicted as
+    the class is above ``tolerance`` at family-wise level ``alpha``; faithful: its upper bound is
+    at most ``tolerance``; otherwise inconclusive. (Predicting a removed class less than never is
+    impossible, so there is no over-forgotten here.)
+    """
+    if p_adjusted < alpha:
+        return "under-forgotten"
+    return "faithful" if upper <= tolerance else "inconclusive"
+
+
 # --------------------------------------------------------------------------------------------
 # retrain-free membership score (LiRA-style, per-class Gaussians)
 

@@ -56,7 +56,8 @@ class Evidence:
     ci_low: float
     ci_high: float
     p_value: float
-    """per class: Mann–Whitney U; overall: the stratified rank test over classes"""
+    """per class: Mann–Whitney U (a class removed whole: one-sided binomial test of still predicting
+    it more often than the tolerance); overall: the stratified rank test over classes"""
     p_ks: float | None
     """per class: two-sample Kolmogorov–Smirnov; None overall (classes mix)"""
     p_adjusted: float | None
@@ -68,6 +69,8 @@ class Evidence:
     acc_forget: float
     acc_heldout: float
     verdict: str
+    removed: bool = False
+    """the class is forgotten whole: judged by how often the model still predicts it (acc_forget, acc_heldout)"""
 
     @property
     def cliffs_delta(self) -> float:
@@ -284,57 +287,88 @@ def membership(phi_f, yf, phi_h, yh, classes, *, member_ref=None, seed: int = 0)
                       stats.tpr_at_fpr(p, n, 0.01), stats.tpr_at_fpr(p, n, 0.001))
 
 
-def _evidence(scope, cls, pf, cf, ph, ch, cmp: stats.Comparison, p_value, p_ks, p_adj, verdict) -> Evidence:
+def _evidence(scope, cls, pf, cf, ph, ch, cmp: stats.Comparison, p_value, p_ks, p_adj, verdict, removed) -> Evidence:
     return Evidence(scope, cls, len(pf), len(ph), cmp.auc if cmp else float("nan"),
                     cmp.ci_low if cmp else float("nan"), cmp.ci_high if cmp else float("nan"),
                     p_value, p_ks, p_adj, float(_prob(pf).mean()), float(_prob(ph).mean()),
                     float(_loss(pf).mean()), float(_loss(ph).mean()),
-                    100.0 * float(cf.mean()), 100.0 * float(ch.mean()), verdict)
+                    100.0 * float(cf.mean()), 100.0 * float(ch.mean()), verdict, removed)
 
 
-def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, member_ref=None, alpha: float = 0.05,
-                 margin: float = 0.02, min_samples: int = 20, n_boot: int = 500, seed: int = 0) -> Side:
-    """Per-class and class-matched overall evidence for one model's scores.
+def _combine(verdicts: list[str]) -> str:
+    """One verdict from several: any flag wins (under before over), all faithful is faithful."""
+    for flag in ("under-forgotten", "over-forgotten"):
+        if flag in verdicts:
+            return flag
+    if verdicts and all(v == "faithful" for v in verdicts):
+        return "faithful"
+    return "too few samples" if verdicts and all(v == "too few samples" for v in verdicts) else "inconclusive"
 
-    Classes with fewer than ``min_samples`` forget or held-out samples get "too few samples" and stay
-    out of the Holm family; they still count in the overall comparison, weighted by forget count.
+
+def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=None, alpha: float = 0.05,
+                 margin: float = 0.02, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 500,
+                 seed: int = 0) -> Side:
+    """Per-class and overall evidence for one model's scores.
+
+    A class kept in part is judged by its AUC; a class in ``removed`` (forgotten whole) by the
+    share of its forget and held-out samples still predicted as it (a retrained model never
+    predicts a class it never saw; its AUC is still shown, as sample-level evidence). The overall
+    AUC is class-matched over the partly kept classes (over all classes when every class is
+    removed whole); the overall verdict combines it with the removed classes' verdicts.
+    Classes with fewer than ``min_samples`` samples get "too few samples" and stay out of the Holm
+    family; they still count in the overall AUC, weighted by forget count.
     """
     classes = np.unique(yf)
-    per, reps, weights, null_vars, aucs, decided = [], [], [], [], [], []
+    removed = {int(c) for c in removed}
     level = 1.0 - alpha
+    rows = []
     for c in classes:
         f, h = yf == c, yh == c
-        pf, ph = phi_f[f], phi_h[h]
-        cmp = stats.compare(pf, ph, n_boot=n_boot, level=level, seed=seed + int(c))
-        reps.append(cmp.replicates)
-        weights.append(len(pf))
-        null_vars.append(cmp.null_variance)
-        aucs.append(cmp.auc)
-        enough = len(pf) >= min_samples and len(ph) >= min_samples
-        decided.append(enough)
-        per.append((int(c), pf, cor_f[f], ph, cor_h[h], cmp))
-    w = np.asarray(weights, float) / sum(weights)
-    overall_auc, overall_p = stats.stratified_auc_test(aucs, null_vars, weights)
-    lo, hi = stats.percentile_ci(w @ np.vstack(reps), level)
-    overall_enough = len(phi_f) >= min_samples and len(phi_h[np.isin(yh, classes)]) >= min_samples
-    ps = [cmp.p_mann_whitney for (*_, cmp), d in zip(per, decided) if d] + ([overall_p] if overall_enough else [])
-    adj = list(stats.holm(ps)) if ps else []
+        cmp = stats.compare(phi_f[f], phi_h[h], n_boot=n_boot, level=level, seed=seed + int(c))
+        whole = int(c) in removed
+        if whole:
+            k, n = int(cor_f[f].sum() + cor_h[h].sum()), int(f.sum() + h.sum())
+            p = stats.binomial_p_greater(k, n, tolerance)
+            enough = n >= min_samples
+        else:
+            k = n = None
+            p = cmp.p_mann_whitney
+            enough = f.sum() >= min_samples and h.sum() >= min_samples
+        rows.append({"c": int(c), "f": f, "h": h, "cmp": cmp, "whole": whole, "k": k, "n": n, "p": p, "enough": enough})
+    kept = [r for r in rows if not r["whole"]] or rows
+    weights = np.array([r["f"].sum() for r in kept], float)
+    overall_auc, overall_p = stats.stratified_auc_test([r["cmp"].auc for r in kept],
+                                                      [r["cmp"].null_variance for r in kept], weights)
+    lo, hi = stats.percentile_ci((weights / weights.sum()) @ np.vstack([r["cmp"].replicates for r in kept]), level)
+    f_all = np.isin(yf, [r["c"] for r in kept])
+    h_all = np.isin(yh, [r["c"] for r in kept])
+    has_kept = any(not r["whole"] for r in rows)
+    overall_enough = has_kept and f_all.sum() >= min_samples and h_all.sum() >= min_samples
+    family = [r["p"] for r in rows if r["enough"]] + ([overall_p] if overall_enough else [])
+    adj = list(stats.holm(family)) if family else []
     evidence = []
-    for (c, pf, cf, ph, ch, cmp), d in zip(per, decided):
-        if d:
+    for r in rows:
+        cmp = r["cmp"]
+        if not r["enough"]:
+            pa, v = None, "too few samples"
+        elif r["whole"]:
+            pa = float(adj.pop(0))
+            v = stats.removed_class_verdict(stats.share_upper_bound(r["k"], r["n"], level), pa, alpha=alpha,
+                                            tolerance=tolerance)
+        else:
             pa = float(adj.pop(0))
             v = stats.verdict(cmp.auc, (cmp.ci_low, cmp.ci_high), pa, alpha=alpha, margin=margin)
-        else:
-            pa, v = None, "too few samples"
-        evidence.append(_evidence(f"class {c}", c, pf, cf, ph, ch, cmp, cmp.p_mann_whitney, cmp.p_ks, pa, v))
-    sel = np.isin(yh, classes)
+        evidence.append(_evidence(f"class {r['c']}", r["c"], phi_f[r["f"]], cor_f[r["f"]], phi_h[r["h"]],
+                                  cor_h[r["h"]], cmp, r["p"], cmp.p_ks, pa, v, r["whole"]))
     if overall_enough:
         pa = float(adj.pop(0))
-        v = stats.verdict(overall_auc, (lo, hi), pa, alpha=alpha, margin=margin)
+        v_auc = [stats.verdict(overall_auc, (lo, hi), pa, alpha=alpha, margin=margin)]
     else:
-        pa, v = None, "too few samples"
-    ov = stats.Comparison(len(phi_f), int(sel.sum()), overall_auc, lo, hi, overall_p, float("nan"), float("nan"))
-    overall = _evidence("overall", None, phi_f, cor_f, phi_h[sel], cor_h[sel], ov, overall_p, None, pa, v)
+        pa, v_auc = None, (["too few samples"] if has_kept else [])
+    v = _combine(v_auc + [e.verdict for e in evidence if e.removed])
+    ov = stats.Comparison(int(f_all.sum()), int(h_all.sum()), overall_auc, lo, hi, overall_p, float("nan"), float("nan"))
+    overall = _evidence("overall", None, phi_f[f_all], cor_f[f_all], phi_h[h_all], cor_h[h_all], ov, overall_p,
+                        None, pa, v, False)
     mem = membership(phi_f, yf, phi_h, yh, classes, member_ref=member_ref, seed=seed)
     return Side(evidence, overall, mem)
 
@@ -345,8 +379,9 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, member_ref=None, alpha: 
 
 def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = None, retain=None, test=None,
           num_classes: int | None = None, device: str | torch.device = "cpu", forget_indices=None,
-          heldout_indices=None, check_duplicates: bool = True, alpha: float = 0.05, margin: float = 0.02,
-          min_samples: int = 20, n_boot: int = 500, seed: int = 0, batch_size: int = 1024) -> AuditResult:
+          heldout_indices=None, forget_classes=(), check_duplicates: bool = True, alpha: float = 0.05,
+          margin: float = 0.02, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 500, seed: int = 0,
+          batch_size: int = 1024) -> AuditResult:
     """Audit a deletion without retraining: does ``forget`` look like ``heldout`` to ``model``?
 
     ``forget``/``heldout``/``retain``/``test``: :class:`Split` or ``(x, y)`` pairs; ``heldout`` must
@@ -355,8 +390,11 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     ``original``: the model before unlearning, for the "before" column and as the member reference
     of the membership score. ``alpha``: family-wise false-alarm rate over all classes (Holm) and the
     interval level (1 − alpha). ``margin``: AUC distance from 0.5 below which a difference is not
-    worth flagging, and within which the interval must lie for "faithful". ``min_samples``: forget
-    and held-out samples a class needs for a verdict. ``n_boot``: bootstrap resamples per class.
+    worth flagging, and within which the interval must lie for "faithful". ``forget_classes``:
+    classes removed whole (every training sample of them is in ``forget``); a retrained model never
+    predicts them, so they are judged by how often the model still does, against ``tolerance``.
+    ``min_samples``: forget and held-out samples a class needs for a verdict. ``n_boot``: bootstrap
+    resamples per class.
     """
     start = time.perf_counter()
     forget, heldout = as_split(forget, "forget"), as_split(heldout, "heldout")
@@ -371,6 +409,13 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=margin)  # validates alpha and margin
     check_inputs(forget, heldout, retain=retain, test=test, forget_indices=forget_indices,
                  heldout_indices=heldout_indices, check_duplicates=check_duplicates)
+    removed = sorted({int(c) for c in np.atleast_1d(np.asarray(forget_classes, dtype=np.int64))})
+    absent = sorted(set(removed) - set(forget.y.tolist()))
+    if absent:
+        raise ValueError(f"forget_classes {absent} have no samples in the forget set; a class removed whole "
+                         "must have all its training samples there")
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
     dev = torch.device(device)
     heldout = heldout.subset(np.flatnonzero(np.isin(heldout.y.numpy(), np.unique(forget.y.numpy()))))
 
@@ -391,9 +436,10 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
 
     yf, yh = forget.y.numpy(), heldout.y.numpy()
     member_ref = raw["before"][0] if original is not None else None
-    kw = dict(alpha=alpha, margin=margin, min_samples=min_samples, n_boot=n_boot, seed=seed)
-    sides = {s: compare_side(r[0], r[1], yf, r[2], r[3], yh, member_ref=member_ref, **kw) for s, r in raw.items()}
+    kw = dict(alpha=alpha, margin=margin, tolerance=tolerance, min_samples=min_samples, n_boot=n_boot, seed=seed)
+    sides = {s: compare_side(r[0], r[1], yf, r[2], r[3], yh, removed=removed, member_ref=member_ref, **kw)
+             for s, r in raw.items()}
     scores = {s: {"forget": r[0], "heldout": r[2], "forget_y": yf, "heldout_y": yh} for s, r in raw.items()}
-    settings = kw | {"interval_level": 1.0 - alpha, "score": SCORE_NAME, "device": str(dev)}
+    settings = kw | {"interval_level": 1.0 - alpha, "score": SCORE_NAME, "device": str(dev), "forget_classes": removed}
     return AuditResult(num_classes, sides["after"], sides.get("before"), accuracy, settings,
                        time.perf_counter() - start, scores)
