@@ -6,6 +6,7 @@ convolutional stem use the CIFAR variant (3×3 first conv, no max-pool) as in th
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -44,7 +45,7 @@ def small_cnn(in_shape, num_classes, width: int = 32):
     ``width``: channels of the first conv block (the second has twice as many).
     """
     _at_least("cnn", width=(width, 1))
-    c, h, w = in_shape
+    c, h, w = _image_shape("cnn", in_shape, 4)  # two 2×2 max-pools
     return nn.Sequential(
         nn.Conv2d(c, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
@@ -98,7 +99,7 @@ class ResNet18(nn.Module):
 def resnet18(in_shape, num_classes, width: int = 64):
     """ResNet-18 (CIFAR stem); ``width``: channels of the first stage (64 in the reference)."""
     _at_least("resnet18", width=(width, 1))
-    return ResNet18(in_shape[0], num_classes, width)
+    return ResNet18(_image_shape("resnet18", in_shape, 1)[0], num_classes, width)
 
 
 _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -108,7 +109,7 @@ _VGG16 = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 51
 def vgg16_bn(in_shape, num_classes):
     """VGG-16 with batch norm and the CIFAR head (one linear layer on the 512-d feature)."""
     layers: list[nn.Module] = []
-    cin, size = in_shape[0], in_shape[1]
+    cin, size, _ = _image_shape("vgg16_bn", in_shape, 1)
     for v in _VGG16:
         if v == "M":
             if size >= 2:
@@ -119,6 +120,14 @@ def vgg16_bn(in_shape, num_classes):
             cin = v
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, num_classes)]
     return nn.Sequential(*layers)
+
+
+def _image_shape(model: str, in_shape: tuple, min_size: int) -> tuple[int, int, int]:
+    """(C, H, W) of a convolutional model's input, or an error naming ``in_shape``."""
+    if len(in_shape) != 3 or min(in_shape[1:]) < min_size:
+        raise ValueError(f"{model} needs in_shape (channels, height, width) with height and width >= {min_size}, "
+                         f"got in_shape {tuple(in_shape)}; use mlp or logreg for tabular rows")
+    return in_shape
 
 
 def _at_least(model: str, **options: tuple[int, int]) -> None:
@@ -135,7 +144,12 @@ def build_model(name: str, in_shape, num_classes: int, **kwargs) -> nn.Module:
 
     builder = MODELS.get(name)
     validate_options(builder, kwargs, f"model {name!r} options")
-    return builder(tuple(in_shape), num_classes, **kwargs)
+    in_shape = tuple(int(d) if isinstance(d, numbers.Integral) else d for d in in_shape)
+    if not in_shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in in_shape):
+        raise ValueError(f"model {name!r}: in_shape must be positive integer sizes, got {in_shape}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"model {name!r}: num_classes must be an integer >= 1, got {num_classes!r}")
+    return builder(in_shape, num_classes, **kwargs)
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
