@@ -386,3 +386,27 @@ def test_loop_options_are_range_checked():
     ctx = UnlearnContext(original=linear(), forget=forget, num_classes=3)
     with pytest.raises(ValueError, match="alternating"):
         run_engine(linear(), ctx, Parts(forget=NegativeCE()), LoopConfig(mixing="alternating"))
+
+
+def test_uint8_and_float_splits_are_each_scaled_before_they_meet():
+    """A uint8-image forget split with a float retain split (SCAR's surrogates): both reach the model in [0, 1]."""
+    seen = []
+
+    class Spy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 3)
+
+        def forward(self, x):
+            seen.append(x.detach().clone())
+            return self.lin(x.flatten(1))
+
+    g = torch.Generator().manual_seed(0)
+    forget = Split(torch.randint(0, 256, (4, 1, 2, 2), generator=g, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    retain = Split(torch.rand(4, 1, 2, 2, generator=g), torch.zeros(4, dtype=torch.long))
+    torch.manual_seed(0)
+    model = Spy()
+    ctx = UnlearnContext(original=model, forget=forget, retain=retain, num_classes=3)
+    run_engine(model, ctx, Parts(forget=NegativeCE(), retain=RetainCE()), LoopConfig(epochs=1, lr=0.01, batch_size=8))
+    x = torch.cat(seen)
+    assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1 and len(x) == 8

@@ -333,10 +333,10 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
                 parts.weighting.before_step(model, ctx, log.steps)
             model.train(cfg.train_mode)
             f_pos, r_pos = f_pos.to(dev), r_pos.to(dev)
-            xs = [forget.x[f_pos]] if nf else []
+            xs = [as_float(forget.x[f_pos])] if nf else []  # each split scaled on its own: their dtypes may differ
             if len(r_pos):
-                xs.append(retain.x[r_pos])
-            x = as_float(torch.cat(xs) if len(xs) > 1 else xs[0])
+                xs.append(as_float(retain.x[r_pos]))
+            x = torch.cat(xs) if len(xs) > 1 else xs[0]
             if dev.type == "cuda" and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
