@@ -61,7 +61,8 @@ class Evidence:
     p_ks: float | None
     """per class: two-sample Kolmogorov–Smirnov; None overall (classes mix)"""
     p_adjusted: float | None
-    """Holm-adjusted p over every decided comparison; None when the class has too few samples"""
+    """per class 2 × Holm over the decided classes, overall 2 × p (α split in halves; the family-wise
+    false-alarm rate stays ≤ α); None when the class has too few samples"""
     mean_prob_forget: float
     mean_prob_heldout: float
     mean_loss_forget: float
@@ -316,7 +317,8 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=N
     AUC is class-matched over the partly kept classes (over all classes when every class is
     removed whole); the overall verdict combines it with the removed classes' verdicts.
     Classes with fewer than ``min_samples`` samples get "too few samples" and stay out of the Holm
-    family; they still count in the overall AUC, weighted by forget count.
+    family; they still count in the overall AUC, weighted by forget count. Adjusted p-values:
+    2 × Holm per class, 2 × p overall (α split in halves between the two).
     """
     classes = np.unique(yf)
     removed = {int(c) for c in removed}
@@ -344,8 +346,12 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=N
     h_all = np.isin(yh, [r["c"] for r in kept])
     has_kept = any(not r["whole"] for r in rows)
     overall_enough = has_kept and f_all.sum() >= min_samples and h_all.sum() >= min_samples
-    family = [r["p"] for r in rows if r["enough"]] + ([overall_p] if overall_enough else [])
-    adj = list(stats.holm(family)) if family else []
+    # α is split: half for the overall test, half for the per-class family (Holm), so the overall
+    # verdict is not diluted by ten class tests and the family-wise false-alarm rate stays ≤ α
+    family = [r["p"] for r in rows if r["enough"]]
+    adj = [min(1.0, 2.0 * float(q)) for q in stats.holm(family)] if family else []
+    if overall_enough:
+        adj.append(min(1.0, 2.0 * overall_p))
     evidence = []
     for r in rows:
         cmp = r["cmp"]
@@ -388,9 +394,9 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     never have been trained on (give ``forget_indices``/``heldout_indices`` into one training pool
     to have that checked; identical samples are always refused unless ``check_duplicates=False``).
     ``original``: the model before unlearning, for the "before" column and as the member reference
-    of the membership score. ``alpha``: family-wise false-alarm rate over all classes (Holm) and the
-    interval level (1 − alpha). ``margin``: AUC distance from 0.5 below which a difference is not
-    worth flagging, and within which the interval must lie for "faithful". ``forget_classes``:
+    of the membership score. ``alpha``: family-wise false-alarm rate over the overall test and all
+    classes (half each; Holm within the classes) and the interval level (1 − alpha). ``margin``: AUC
+    distance from 0.5 below which a difference is not worth flagging, and within which the interval must lie for "faithful". ``forget_classes``:
     classes removed whole (every training sample of them is in ``forget``); a retrained model never
     predicts them, so they are judged by how often the model still does, against ``tolerance``.
     ``min_samples``: forget and held-out samples a class needs for a verdict. ``n_boot``: bootstrap
