@@ -89,7 +89,7 @@ def main() -> None:
                               forget_classes=req.classes)
                 secs = time.perf_counter() - start
                 ev = evaluate_model(res.model, forget, retain, test, CPU)
-                r = audit(res.model, forget, heldout, seed=seed)
+                r = audit(res.model, forget, heldout, seed=seed, forget_classes=req.classes)
                 pu, pr = ev["forget_probs"], ref["forget_probs"]
                 fy = forget.y.numpy()
                 classes = []
