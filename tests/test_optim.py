@@ -148,3 +148,15 @@ def test_recipe_cache_key_fields_are_stable_and_new_fields_count_when_set():
 def test_cosine_total_counts_the_iteration_budget():
     lrs = lrs_used(4, epochs=2, lr=1.0, schedule="cosine", iterations=5)
     assert lrs == pytest.approx([0.5 * (1 + math.cos(math.pi * s / 5)) for s in range(5)])
+
+
+def test_scrub_maps_its_own_names_onto_the_step_schedule():
+    """SCRUB's γ is its CE weight, so the schedule's decay factor is ``lr_decay_rate`` there."""
+    cfg = build_method("scrub", gamma=0.0, lr_decay_rate=0.5, milestones=[1]).loop()
+    assert cfg.gamma == 0.5 and cfg.milestones == (1,) and cfg.schedule == "step"
+    with pytest.raises(ValueError, match="lr_decay_rate"):
+        build_method("scrub", lr_decay_rate=0.0)
+    with pytest.raises(ValueError, match="gamma"):
+        build_method("scrub", gamma=-1.0)
+    with pytest.raises(ValueError, match="lr"):
+        build_method("scrub", lr=0.0)

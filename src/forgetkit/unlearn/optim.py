@@ -50,7 +50,8 @@ class Optimisation:
     """Optimiser and schedule of one run (defaults: SGD as in the SalUn/FaLW code)."""
 
     epochs: int = 10
-    """passes over the data that drives the loop"""
+    """passes over the data that drives the loop (None only where a method derives it from an
+    iteration budget: SFRon)"""
     lr: float = 0.01
     """(initial) learning rate"""
     batch_size: int = 256
