@@ -135,7 +135,8 @@ def _masked_unchanged(mask, before, after):
     return all(torch.equal(after[n][~m], before[n][~m]) for n, m in mask.items())
 
 
-def test_engine_keeps_masked_weights_bitwise():
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_engine_keeps_masked_weights_bitwise(optimizer):
     torch.manual_seed(0)
     model = build_model("cnn", (1, 8, 8), 3, width=4)  # BatchNorm and biases are masked too
     g = torch.Generator().manual_seed(1)
@@ -144,7 +145,7 @@ def test_engine_keeps_masked_weights_bitwise():
     ctx = UnlearnContext(original=model, forget=Split(x[:16], y[:16]), retain=Split(x[16:], y[16:]), num_classes=3)
     mask = {n: torch.rand(p.shape, generator=g) < 0.5 for n, p in model.named_parameters()}
     before = snapshot(model)
-    cfg = LoopConfig(epochs=3, lr=0.1, batch_size=16, momentum=0.9, weight_decay=0.1)
+    cfg = LoopConfig(epochs=3, lr=0.1, batch_size=16, momentum=0.9, weight_decay=0.1, optimizer=optimizer)
     run_engine(model, ctx, Parts(forget=NegativeCE(), retain=RetainCE(), mask=mask), cfg)
     params = dict(model.named_parameters())
     assert _masked_unchanged(mask, before, {n: p.detach() for n, p in params.items()})
