@@ -77,7 +77,19 @@ def test_statistic_is_the_audits_class_matched_auc(case):
     rule = Indistinguishable(max_samples=10_000)
     rule.setup(model, _ctx(case, model))
     r = audit(model, case["forget"], case["held"], n_boot=20)
-    assert rule.statistic(model)[0] == pytest.approx(r.overall.auc, abs=1e-12)
+    assert rule.statistic(model)["auc"] == pytest.approx(r.overall.auc, abs=1e-12)
+
+
+def test_class_removed_whole_waits_until_the_class_is_no_longer_predicted(case):
+    tr = case["train"]
+    f = tr.subset(np.flatnonzero(tr.y.numpy() == 3))
+    h = case["held"]
+    for model, expect in ((case["memorised"], False), (_fit(tr.subset(np.flatnonzero(tr.y.numpy() != 3))), True)):
+        ctx = UnlearnContext(original=model, forget=f, heldout=h, num_classes=10, forget_classes=(3,))
+        rule = Indistinguishable(tolerance=0.03)
+        rule.setup(model, ctx)
+        assert rule.should_stop(model, ctx, 10) is expect
+        assert np.isnan(rule.history[-1]["auc"]) and (rule.history[-1]["still_predicted"] <= 0.03) is expect
 
 
 def test_subsamples_are_bounded_and_cover_every_class(case):

@@ -34,14 +34,15 @@ def build_stop_rule(when: str, **options) -> StopRule:
 
 
 @torch.no_grad()
-def _log_odds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> np.ndarray:
-    """log p_y − log(1 − p_y) per sample, in float64 from the logits (no saturation at p_y = 1)."""
-    out = []
+def _log_odds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(log p_y − log(1 − p_y), argmax = y?) per sample; float64 from the logits (no saturation at p_y = 1)."""
+    phi, correct = [], []
     for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
         z = model(as_float(xb)).double()
         yb = yb.view(-1, 1)
-        out.append((z.gather(1, yb).squeeze(1) - torch.logsumexp(z.scatter(1, yb, float("-inf")), 1)).cpu())
-    return torch.cat(out).numpy()
+        phi.append((z.gather(1, yb).squeeze(1) - torch.logsumexp(z.scatter(1, yb, float("-inf")), 1)).cpu())
+        correct.append((z.argmax(1) == yb.squeeze(1)).cpu())
+    return torch.cat(phi).numpy(), torch.cat(correct).numpy()
 
 
 @STOP_RULES.register("indistinguishable")
@@ -49,13 +50,15 @@ class Indistinguishable(StopRule):
     """Stop when forget samples are no more familiar to the model than held-out samples of their class.
 
     The statistic is Σ_c w_c·AUC_c over the classes of the forget set (w_c: forget share), each
-    AUC separating forget from held-out samples of class c by the true-class confidence. It needs a
-    held-out split (``ctx.heldout``) that the original model never trained on.
+    AUC separating forget from held-out samples of class c by the true-class confidence. Classes
+    removed whole (``ctx.forget_classes``) are judged as the audit judges them: by the share of
+    their subsampled forget and held-out samples still predicted as their class, which must fall to
+    ``tolerance``. It needs a held-out split (``ctx.heldout``) that the original never trained on.
     """
 
     def __init__(self, every: int = 50, margin: float = 0.02, criterion: str = "margin",
-                 max_samples: int = 1000, n_boot: int = 200, level: float = 0.95, min_steps: int = 0,
-                 seed: int = 0, batch_size: int = 1024):
+                 max_samples: int = 1000, n_boot: int = 200, level: float = 0.95, tolerance: float = 0.01,
+                 min_steps: int = 0, seed: int = 0, batch_size: int = 1024):
         """
         every: optimiser steps between checks
         margin: stop once AUC ≤ 0.5 + margin ("margin" criterion); the audit's default margin
@@ -65,6 +68,8 @@ class Indistinguishable(StopRule):
             (bounds the cost; the held-out subsample is split evenly over the forget classes)
         n_boot: bootstrap resamples per class for the "interval" criterion
         level: interval level for the "interval" criterion
+        tolerance: classes removed whole: stop once at most this share of their samples is still
+            predicted as their class (the audit's default)
         min_steps: never stop before this many steps
         seed: seed of the subsampling and the bootstrap
         batch_size: samples per forward pass of a check
@@ -77,7 +82,9 @@ class Indistinguishable(StopRule):
             raise ValueError(f"criterion must be one of {CRITERIA}, got {criterion!r}")
         if max_samples < 2 or n_boot < 1 or not 0.0 < level < 1.0 or min_steps < 0 or batch_size < 1:
             raise ValueError("max_samples must be >= 2, n_boot >= 1, level in (0, 1), min_steps >= 0, batch_size >= 1")
-        self.every, self.margin, self.criterion = every, margin, criterion
+        if not 0.0 <= tolerance < 1.0:
+            raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+        self.every, self.margin, self.criterion, self.tolerance = every, margin, criterion, tolerance
         self.max_samples, self.n_boot, self.level = max_samples, n_boot, level
         self.min_steps, self.seed, self.batch_size = min_steps, seed, batch_size
         self.history: list[dict] = []
@@ -107,30 +114,43 @@ class Indistinguishable(StopRule):
         self._xf, self._yf = ctx.forget.x[f].to(dev), ctx.forget.y[f].to(dev)
         self._xh, self._yh = ctx.heldout.x[h].to(dev), ctx.heldout.y[h].to(dev)
         self._cf, self._ch = yf[f], yh[h]
-        self._classes = np.unique(self._cf)
+        removed = {int(c) for c in ctx.forget_classes}
+        self._removed = np.array(sorted(removed & set(np.unique(self._cf).tolist())), dtype=np.int64)
+        self._classes = np.array([c for c in np.unique(self._cf) if int(c) not in removed], dtype=np.int64)
         self.history, self.stopped_at = [], None
 
-    def statistic(self, model: nn.Module) -> tuple[float, float]:
-        """(class-matched AUC, lower interval end or NaN) of the current model on the subsamples."""
+    def statistic(self, model: nn.Module) -> dict:
+        """On the subsamples: the class-matched AUC over the classes kept in part (NaN if none), the
+        lower end of its interval ("interval" criterion, else NaN), and the share of samples of
+        classes removed whole still predicted as their class (NaN if none)."""
         model.eval()
-        pf = _log_odds(model, self._xf, self._yf, self.batch_size)
-        ph = _log_odds(model, self._xh, self._yh, self.batch_size)
-        w = np.array([np.sum(self._cf == c) for c in self._classes], float)
-        w /= w.sum()
-        parts = [(pf[self._cf == c], ph[self._ch == c]) for c in self._classes]
-        value = float(w @ [stats.auc(a, b) for a, b in parts])
-        if self.criterion != "interval":
-            return value, float("nan")
-        reps = w @ np.vstack([stats.bootstrap_auc(a, b, n_boot=self.n_boot, seed=self.seed + i)
-                              for i, (a, b) in enumerate(parts)])
-        return value, stats.percentile_ci(reps, self.level)[0]
+        pf, okf = _log_odds(model, self._xf, self._yf, self.batch_size)
+        ph, okh = _log_odds(model, self._xh, self._yh, self.batch_size)
+        out = {"auc": float("nan"), "low": float("nan"), "still_predicted": float("nan")}
+        if len(self._removed):
+            sel_f, sel_h = np.isin(self._cf, self._removed), np.isin(self._ch, self._removed)
+            out["still_predicted"] = float((okf[sel_f].sum() + okh[sel_h].sum()) / (sel_f.sum() + sel_h.sum()))
+        if len(self._classes):
+            w = np.array([np.sum(self._cf == c) for c in self._classes], float)
+            w /= w.sum()
+            parts = [(pf[self._cf == c], ph[self._ch == c]) for c in self._classes]
+            out["auc"] = float(w @ [stats.auc(a, b) for a, b in parts])
+            if self.criterion == "interval":
+                reps = w @ np.vstack([stats.bootstrap_auc(a, b, n_boot=self.n_boot, seed=self.seed + i)
+                                      for i, (a, b) in enumerate(parts)])
+                out["low"] = stats.percentile_ci(reps, self.level)[0]
+        return out
 
     def should_stop(self, model: nn.Module, ctx: UnlearnContext, step: int) -> bool:
         if step < self.min_steps:
             return False
-        value, low = self.statistic(model)
-        self.history.append({"step": step, "auc": value})
-        done = low <= 0.5 if self.criterion == "interval" else value <= 0.5 + self.margin
+        s = self.statistic(model)
+        self.history.append({"step": step} | s)
+        done = True
+        if len(self._classes):
+            done = s["low"] <= 0.5 if self.criterion == "interval" else s["auc"] <= 0.5 + self.margin
+        if len(self._removed):
+            done = done and s["still_predicted"] <= self.tolerance
         if done:
             self.stopped_at = step
         return done
