@@ -8,7 +8,7 @@ never mutates the model it is given and returns an unlearned copy and a dict of 
 from __future__ import annotations
 
 import copy
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any, Callable, ClassVar
 
 import torch
@@ -77,7 +77,7 @@ class Method:
     def smoke_options(cls, options: dict[str, Any]) -> dict[str, Any]:
         """A copy of ``options`` with each of :attr:`smoke_caps` applied as min(given or default, cap)."""
         out = dict(options)
-        defaults = {f.name: f.default for f in fields(cls)}  # type: ignore[arg-type]
+        defaults = {f.name: f.default for f in fields(cls)} if is_dataclass(cls) else {}
         for name, cap in cls.smoke_caps.items():
             given = out.get(name, defaults.get(name, MISSING))
             out[name] = cap if given is None or given is MISSING else min(given, cap)
