@@ -284,6 +284,8 @@ def test_cli_bad_inputs_write_nothing(files, case):
     np.savez(files / "overlap.npz", x=h.x.numpy(), y=h.y.numpy(), indices=np.r_[case["held"][:-1], case["forget"][0]])
     with pytest.raises(ValueError, match="indices overlap"):
         _cli(_base(files) + ["--heldout", str(files / "overlap.npz"), "--out", str(out)])
+    with pytest.raises(ValueError, match="--forget-classes must be"):
+        _cli(_base(files) + held + ["--forget-classes", "three"])
     np.savez(files / "small.npz", x=h.x[:, :, :20].numpy(), y=h.y.numpy())
     with pytest.raises(ValueError, match="shape"):
         _cli(_base(files) + ["--heldout", str(files / "small.npz"), "--out", str(out)])

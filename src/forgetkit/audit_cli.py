@@ -98,9 +98,13 @@ def run_audit(args) -> int:
     in_shape = tuple(forget.x.shape[1:])
     model = load_checkpoint(args.checkpoint, args.model, in_shape, num_classes, options)
     original = load_checkpoint(args.original, args.model, in_shape, num_classes, options) if args.original else None
+    try:
+        removed = [int(c) for c in args.forget_classes.split(",")] if args.forget_classes else []
+    except ValueError:
+        raise ValueError(f"--forget-classes must be comma-separated class numbers, got {args.forget_classes!r}") from None
     both = fi is not None and hi is not None
     result = audit(model, forget, heldout, original=original, num_classes=num_classes, device=args.device,
-                   forget_indices=fi if both else None, heldout_indices=hi if both else None,
+                   forget_indices=fi if both else None, heldout_indices=hi if both else None, forget_classes=removed,
                    check_duplicates=not args.allow_duplicates, alpha=args.alpha, margin=args.margin,
                    min_samples=args.min_samples, n_boot=args.n_boot, seed=args.seed, **extra)
     out = Path(args.out or f"audit-{Path(args.checkpoint).stem}")
@@ -130,6 +134,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--retain", help="retain samples, for accuracy before/after")
     a.add_argument("--test", help="test samples, for accuracy before/after")
     a.add_argument("--num-classes", type=int, help="model outputs (default: largest label + 1)")
+    a.add_argument("--forget-classes", help="comma-separated classes removed whole (all their training samples are in --forget)")
     a.add_argument("--class-names", help="comma-separated class names for the report")
     a.add_argument("--method", help="unlearning method used, for the report")
     a.add_argument("--unlearn-seconds", type=float, help="time the unlearning took, for the report")
