@@ -19,6 +19,9 @@ import numpy as np
 
 from .metrics.audit import AuditResult, Evidence
 
+DAMAGE_POINTS = 5.0
+"""a held-out accuracy drop (points, before → after) that the report warns about"""
+
 VERDICT_WORDS = {
     "under-forgotten": "the deleted samples still look more familiar to the model than unseen ones: traces remain",
     "faithful": "the deleted samples look like unseen samples of their class, within the margin",
@@ -211,6 +214,13 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
             ("audit settings", f"alpha {st['alpha']}, margin {st['margin']}, min samples {st['min_samples']}, "
                                f"{st['n_boot']} bootstrap resamples, seed {st['seed']}, score: {st['score']}"),
             ("written", when)]
+    held_acc = result.accuracy["heldout"]
+    damage = ""
+    if "before" in held_acc and held_acc["after"] < held_acc["before"] - DAMAGE_POINTS:
+        damage = (f"Warning: accuracy on unseen data fell from {held_acc['before']:.1f} % to {held_acc['after']:.1f} %. "
+                  "The model lost accuracy on data it never saw too; comparing deleted with unseen samples "
+                  "cannot see damage that hits both, so read the verdict together with the accuracies.")
+        verdict_line += " " + damage
     missing = [s for s in ("retain", "test") if s not in result.accuracy]
     acc_note = f"\n\n({' and '.join(missing)} data not given.)" if missing else ""
 
@@ -230,7 +240,7 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
 .v{{font-size:120%;padding:.5em;background:#f3f3f3}}</style></head><body>
-<h1>{html.escape(title)}</h1><p class="v"><b>Verdict: {html.escape(result.verdict)}</b> — {html.escape(VERDICT_WORDS[result.verdict])}. {html.escape(per_class_line)}</p>
+<h1>{html.escape(title)}</h1><p class="v"><b>Verdict: {html.escape(result.verdict)}</b> — {html.escape(VERDICT_WORDS[result.verdict])}. {html.escape(per_class_line)} {html.escape(damage)}</p>
 {_html_table(["", ""], [[k, v] for k, v in meta])}
 <h2>Accuracy before and after</h2>{_html_table(["split", "before (%)", "after (%)"], acc_rows)}{html.escape(acc_note)}
 <h2>Evidence: do deleted samples look like unseen samples of their class?</h2>{_html_table(EVIDENCE_HEADER, rows)}
@@ -238,7 +248,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 <h2>Deleted vs unseen, per class</h2><img alt="histograms" src="data:image/png;base64,{png}" style="max-width:100%">
 <h2>What this evidence can and cannot show</h2>{para}</body></html>
 """
-    js = _clean(result.to_dict() | {"method": method, "method_settings": method_settings,
+    js = _clean(result.to_dict() | {"method": method, "method_settings": method_settings, "warning": damage or None,
                                     "unlearn_seconds": unlearn_seconds, "written": when,
                                     "class_names": names or None})
     return {"audit.md": md.encode(), "audit.html": page.encode(),

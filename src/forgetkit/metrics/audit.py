@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from .. import stats
@@ -190,7 +191,7 @@ def model_scores(model: nn.Module, split: Split, device: torch.device, num_class
 
 
 def _prob(phi: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-phi))
+    return expit(phi)  # p_y = sigmoid(log-odds), without overflow for very negative scores
 
 
 def _loss(phi: np.ndarray) -> np.ndarray:
