@@ -1,7 +1,10 @@
 """Does the retrain-free audit agree with the Retrain-based measures? (issue 13 part 3, reduced grid)
 
 ``OMP_NUM_THREADS=1 python benchmarks/audit_agreement.py [--train-size 12000] [--seeds 0 1]
-[--methods rl ga neggrad_plus salun rl+falw] [--out /tmp/audit-agreement]``
+[--methods rl ga neggrad_plus salun rl+falw] [--stop-every 50] [--out /tmp/audit-agreement]``
+
+A method label ``rl@stop`` runs RL with the ``indistinguishable`` stop rule (time saved and Avg. Gap
+beside plain ``rl``).
 
 Per seed: a random Fashion-MNIST subsample, a stratified 10 % held-out split, an MLP trained
 ``--train-epochs`` on the rest (the original). Per request (random 10 %, long-tailed 30 % γ = 1,
@@ -59,7 +62,9 @@ def main() -> None:
     ap.add_argument("--train-epochs", type=int, default=30)
     ap.add_argument("--epochs", type=int, default=5, help="unlearning epochs of every method")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--methods", nargs="+", default=["rl", "ga", "neggrad_plus", "salun", "rl+falw"])
+    ap.add_argument("--methods", nargs="+", default=["rl", "ga", "neggrad_plus", "salun", "rl+falw"],
+                    help="method[+weighting][@stop]; @stop adds the indistinguishable stop rule")
+    ap.add_argument("--stop-every", type=int, default=50, help="steps between the stop rule's checks")
     ap.add_argument("--out", default="/tmp/audit-agreement")
     a = ap.parse_args()
     out = Path(a.out)
@@ -83,12 +88,14 @@ def main() -> None:
             retrained = train(retain, seed, a.train_epochs)
             ref = evaluate_model(retrained, forget, retain, test, CPU)
             for label in a.methods:
-                method, _, weighting = label.partition("+")
+                name, _, stop = label.partition("@")
+                method, _, weighting = name.partition("+")
+                extra = {"stop": {"when": "indistinguishable", "every": a.stop_every}} if stop else {}
                 start = time.perf_counter()
                 try:
                     res = unlearn(original, train_pool, idx, method=method, weighting=weighting or "uniform",
                                   heldout=heldout, num_classes=10, seed=seed, epochs=a.epochs,
-                                  forget_classes=req.classes)
+                                  forget_classes=req.classes, **extra)
                 except DivergenceError as e:  # recorded, left out of the correlations
                     records.append({"seed": seed, "request": req.name, "method": label, "diverged": str(e)})
                     print(f"seed {seed} {req.name:<28} {label:<13} diverged: {e}", flush=True)
@@ -108,7 +115,8 @@ def main() -> None:
                                     "deviation": dev["under"] - dev["over"]})
                 dev = unlearning_deviation(pu, pr)
                 records.append({"seed": seed, "request": req.name, "kind": req.kind, "method": label,
-                                "seconds": secs, "auc": r.overall.auc, "ci": [r.overall.ci_low, r.overall.ci_high],
+                                "seconds": secs, "steps": res.info.get("steps"), "stopped_at": res.info.get("stopped_at"),
+                                "auc": r.overall.auc, "ci": [r.overall.ci_low, r.overall.ci_high],
                                 "verdict": r.verdict, "dFA": ev["FA"] - ref["FA"],
                                 "conf_gap": float((pu - pr).mean()), "deviation": dev["under"] - dev["over"],
                                 "avg_gap": avg_gap(ev, ref), "classes": classes})
