@@ -290,9 +290,7 @@ def membership(phi_f, yf, phi_h, yh, classes, *, member_ref=None, seed: int = 0)
 
 
 def _evidence(scope, cls, pf, cf, ph, ch, cmp: stats.Comparison, p_value, p_ks, p_adj, verdict, removed) -> Evidence:
-    return Evidence(scope, cls, len(pf), len(ph), cmp.auc if cmp else float("nan"),
-                    cmp.ci_low if cmp else float("nan"), cmp.ci_high if cmp else float("nan"),
-                    p_value, p_ks, p_adj, float(_prob(pf).mean()), float(_prob(ph).mean()),
+    return Evidence(scope, cls, len(pf), len(ph), cmp.auc, cmp.ci_low, cmp.ci_high, p_value, p_ks, p_adj, float(_prob(pf).mean()), float(_prob(ph).mean()),
                     float(_loss(pf).mean()), float(_loss(ph).mean()),
                     100.0 * float(cf.mean()), 100.0 * float(ch.mean()), verdict, removed)
 
