@@ -47,7 +47,7 @@ def test_chosen_params_are_the_best_trials(tuned):
         assert math.isclose(trial_score(validation_config(raw, mi, t.params), out / "trials"), t.value)
     best = min(done, key=lambda t: t.value)
     with ResultStore(out / "final" / "results.sqlite") as store:
-        ga = [r for r in store.rows() if r["method"] == "ga"]
+        ga = [r for r in store.rows() if r["method"] == "GA"]
     assert len(ga) == 1 and ga[0]["status"] == "ok"
     assert {k: ga[0]["params"][k] for k in best.params} == best.params
 

@@ -99,14 +99,18 @@ def train_cached(cache: ModelCache | None, build: Callable[[], nn.Module], data:
     """
     key = cache_key(kind="trained-model", recipe=recipe.key_fields(), seed=seed, idx=np.asarray(train_idx),
                     data=fingerprint_split(data), **key_fields)
-    torch.manual_seed(seed)
-    model = build()
-    meta = cache.load(key, model) if cache is not None else None
-    if meta is not None:
-        return model.to(device).eval(), float(meta.get("seconds", float("nan")))
-    start = time.perf_counter()
-    train_classifier(model, data.subset(train_idx), recipe, seed, device, num_classes, progress)
-    seconds = time.perf_counter() - start
-    if cache is not None:
-        cache.save(key, model, {"seconds": seconds, "device": str(device), "n_train": len(train_idx)})
-    return model.eval(), seconds
+    def seeded_build() -> nn.Module:
+        torch.manual_seed(seed)
+        return build()
+
+    def fit(model: nn.Module) -> dict:
+        start = time.perf_counter()
+        train_classifier(model, data.subset(train_idx), recipe, seed, device, num_classes, progress)
+        return {"seconds": time.perf_counter() - start, "device": str(device), "n_train": len(train_idx)}
+
+    if cache is None:
+        model = seeded_build()
+        meta = fit(model)
+    else:  # under the cache's per-key lock: two processes never train the same model at once
+        model, meta, _ = cache.get_or_train(key, seeded_build, fit)
+    return model.to(device).eval(), float(meta.get("seconds", float("nan")))

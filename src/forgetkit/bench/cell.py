@@ -95,5 +95,5 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
 
 def _check_finite(metrics: dict) -> None:
     for k, v in metrics.items():
-        if isinstance(v, float) and not np.isfinite(v) and not k.startswith("FA_"):
+        if isinstance(v, float) and not np.isfinite(v):
             raise FloatingPointError(f"metric {k} is {v}")

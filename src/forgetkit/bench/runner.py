@@ -20,7 +20,7 @@ from .cell import evaluator_options
 from .config import ExperimentConfig
 from .executors import build_executor, require_executor
 from .grid import plan, weightings_for
-from .store import ResultStore
+from .store import ResultStore, check_output_paths, resolve_cache_dir
 from .workspace import Workspace, code_commit, guard_output
 
 MIN_HELDOUT_PER_CLASS = 2
@@ -98,9 +98,9 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
     code_commit()  # pin the provenance commit to the code as it was when the run started
     preflight(cfg)
     require_executor(executor)
+    check_output_paths(out_dir, cfg.cache_dir)
     guard_output(out_dir, cfg)
-    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else out_dir.parent / ".forgetkit-cache"
-    ws = Workspace(cfg, cache_dir)
+    ws = Workspace(cfg, resolve_cache_dir(out_dir, cfg.cache_dir))
     check_data(ws)
     cells = plan(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -108,7 +108,8 @@ def standard(cell: CellView, groups: str = "thirds") -> dict:
     labels = cell.forget.y.numpy()
     by_group = class_groups(labels, cell.bundle.num_classes, groups)
     out = {k: ev[k] for k in ("FA", "RA", "TA", "MIA")}
-    out.update({f"FA_{g}": v for g, v in group_accuracy(ev["forget_correct"], labels, by_group).items()})
+    present = {g: classes for g, classes in by_group.items() if classes}  # a class request has one group
+    out.update({f"FA_{g}": v for g, v in group_accuracy(ev["forget_correct"], labels, present).items()})
     out.update({"n_forget": len(cell.forget), "n_test": len(test),
                 "forget_probs": np.round(ev["forget_probs"], 5), "groups": by_group, "forget_labels": labels})
     return out
