@@ -153,17 +153,21 @@ def histogram_png(result: AuditResult, names: dict[int, str] | None = None) -> b
             c = classes[k - 1]
             f, h = s["forget_y"] == c, s["heldout_y"] == c
             title = f"{_class_label(c, names)} (AUC {aucs[c]:.2f})"
-        ax.hist(np.clip(s["heldout"][h], bins[0], bins[-1]), bins, density=True, alpha=0.5, label="unseen", color="tab:blue")
-        ax.hist(np.clip(s["forget"][f], bins[0], bins[-1]), bins, density=True, alpha=0.5, label="deleted", color="tab:red")
+        def density(v):
+            counts, _ = np.histogram(np.clip(v, bins[0], bins[-1]), bins)
+            return counts / max(1, counts.sum()) / np.diff(bins)
+
+        # stairs: one artist per curve (hist draws one patch per bar, 10× slower to render)
+        ax.stairs(density(s["heldout"][h]), bins, fill=True, alpha=0.5, label="unseen", color="tab:blue")
+        ax.stairs(density(s["forget"][f]), bins, fill=True, alpha=0.5, label="deleted", color="tab:red")
         if sb is not None:
-            ax.hist(np.clip(sb["forget"][f], bins[0], bins[-1]), bins, density=True, histtype="step",
-                    color="black", label="deleted, before")
+            ax.stairs(density(sb["forget"][f]), bins, color="black", label="deleted, before")
         ax.set_title(title, fontsize=8)
         ax.tick_params(labelsize=6)
         if k == 0:
             ax.legend(fontsize=6)
     fig.supxlabel("confidence in the true class (log-odds); right = more familiar", fontsize=8)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.04, right=0.99, bottom=0.12 / rows, top=1 - 0.1 / rows, wspace=0.25, hspace=0.45)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
