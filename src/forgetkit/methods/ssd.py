@@ -52,7 +52,8 @@ def dampening_factors(imp_full: torch.Tensor, imp_forget: torch.Tensor, alpha: f
 @METHODS.register("ssd")
 @dataclass
 class SSD(Method):
-    description: ClassVar[str] = "dampen parameters far more important to the forget set than to all data (closed form)"
+    description: ClassVar[str] = "dampen weights far more important to the forget set than to all data (closed form)"
+    paper_name: ClassVar[str] = "SSD"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
 
     alpha: float = 10.0
