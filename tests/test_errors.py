@@ -52,7 +52,7 @@ CONFIG_CASES = [
     ("wrong-type-int", _set("train.epochs", "many"), ValueError, "train.epochs: Input should be a valid integer"),
     ("wrong-type-list", _set("seeds", 0), ValueError, "seeds: Input should be a valid list"),
     ("out-of-range-heldout", _set("heldout_fraction", 1.5), ValueError, "heldout_fraction: Input should be less than 1"),
-    ("out-of-range-lr", _set("train.lr", -0.1), ValueError, "train.lr: Input should be greater than 0"),
+    ("out-of-range-lr", _set("train.lr", -0.1), ValueError, "train: lr must be a number > 0, got -0.1"),
     ("out-of-range-fraction", _set("requests.0.fraction", 0.0), ValueError,
      "requests.0.fraction: Input should be greater than 0"),
     ("unknown-request-kind", _set("requests.0.kind", "some"), ValueError, "requests.0.kind: Input should be"),

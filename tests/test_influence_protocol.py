@@ -111,11 +111,11 @@ def test_reference_defaults_and_l2():
 @pytest.mark.parametrize("change,line", [
     ({"hard_fracton": 0.1}, "hard_fracton: Extra inputs are not permitted"),
     ({"hard_fraction": 2}, "hard_fraction: Input should be less than or equal to 1"),
-    ({"datasets": ["adultt"]}, "datasets: Value error, unknown ['adultt']"),
-    ({"unlearners": ["influence", "gd"]}, "unlearners: Value error, unknown ['gd']"),
+    ({"datasets": ["adultt"]}, "datasets: unknown ['adultt']"),
+    ({"unlearners": ["influence", "gd"]}, "unlearners: unknown ['gd']"),
     ({"finetune": {"epochz": 3}}, "finetune.epochz: Extra inputs are not permitted"),
-    ({"validation_fraction": 0.3}, "validation_fraction: Value error, the reference protocol"),
-    ({"mlp": {"min_feature_rows": 10}}, "mlp: Value error, min_feature_rows: the reference protocol"),
+    ({"validation_fraction": 0.3}, "validation_fraction: the reference protocol"),
+    ({"mlp": {"min_feature_rows": 10}}, "mlp: min_feature_rows: the reference protocol"),
 ])
 def test_config_errors_are_one_line_per_field(change, line):
     with pytest.raises(ValueError) as info:

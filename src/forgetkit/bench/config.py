@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ..train import TrainRecipe
+
 
 class StrictModel(BaseModel):
     """Base of every config schema: an unknown field is an error, never ignored."""
@@ -24,7 +26,8 @@ def validate_schema(schema: type[BaseModel], raw):
     try:
         return schema.model_validate(raw)
     except ValidationError as e:
-        lines = [f"{'.'.join(str(x) for x in err['loc']) or '(config)'}: {err['msg']}" for err in e.errors()]
+        lines = [f"{'.'.join(str(x) for x in err['loc']) or '(config)'}: {err['msg'].removeprefix('Value error, ')}"
+                 for err in e.errors()]
         raise ValueError("invalid config:\n  " + "\n  ".join(lines)) from None
 
 
@@ -33,17 +36,6 @@ class ModelSpec(StrictModel):
     """architecture in ``forgetkit.models.MODELS``"""
     options: dict[str, Any] = Field(default_factory=dict)
     """keyword options of the architecture (e.g. width)"""
-
-
-class TrainSpec(StrictModel):
-    epochs: int = Field(20, ge=1)
-    lr: float = Field(0.05, gt=0)
-    batch_size: int = Field(128, ge=1)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    weight_decay: float = Field(5e-4, ge=0)
-    schedule: Literal["cosine", "step", "constant"] = "cosine"
-    milestones: list[int] = Field(default_factory=list)
-    gamma: float = Field(0.1, gt=0)
 
 
 class RequestSpec(StrictModel):
@@ -111,7 +103,9 @@ class ExperimentConfig(StrictModel):
     heldout_fraction: float = Field(0.1, ge=0, lt=1)
     """per-class fraction of train kept apart as unseen data (FaLW's validation set)"""
     model: ModelSpec = Field(default_factory=ModelSpec)
-    train: TrainSpec = Field(default_factory=TrainSpec)
+    train: TrainRecipe = Field(default_factory=TrainRecipe)
+    """recipe of the original and retrained models (:class:`forgetkit.train.TrainRecipe`: every
+    optimiser field of the engine, validated there)"""
     requests: list[RequestSpec]
     methods: list[MethodSpec]
     weightings: list[str] = Field(default_factory=lambda: ["uniform"])

@@ -17,7 +17,7 @@ from ..data import class_request, heldout_split, load_dataset, longtail_request,
 from ..data.base import DataBundle, Split
 from ..data.requests import ForgetRequest
 from ..models import build_model
-from ..train import TrainRecipe, train_cached
+from ..train import train_cached
 from ..unlearn.context import UnlearnContext
 from ..unlearn.engine import DivergenceError
 from .config import ExperimentConfig, RequestSpec
@@ -71,7 +71,7 @@ class Workspace:
         self.cache = ModelCache(cache_dir)
         self.device = resolve_device(cfg.device)
         self.progress = progress
-        self.recipe = TrainRecipe(**{**cfg.train.model_dump(), "milestones": tuple(cfg.train.milestones)})
+        self.recipe = cfg.train
         self._failed: dict[tuple, Exception] = {}
         self.models_trained = 0
         """models this process trained (not loaded from the cache): rows record their share"""
