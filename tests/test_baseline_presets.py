@@ -8,7 +8,8 @@ from forgetkit.methods import build_method
 from forgetkit.methods.boundary_expanding import expand_head, prune_head
 from forgetkit.methods.boundary_shrinking import fgsm, neighbour_labels
 from forgetkit.methods.l1_sparse import EpochDecayingL1, l1_strength
-from forgetkit.methods.sfron import adaptive_weights, cosine_value, fisher_ratio_mask
+from forgetkit.methods.sfron import adaptive_weights, fisher_ratio_mask
+from forgetkit.unlearn.optim import cosine_decay
 from forgetkit.unlearn.context import UnlearnContext
 from forgetkit.unlearn.weightings import Uniform
 
@@ -30,7 +31,7 @@ def test_sfron_adaptive_weights_and_mask():
     assert adaptive_weights(torch.tensor([1.0, 4.0]), 0.5).tolist() == pytest.approx([4 / 3, 2 / 3])
     mask = fisher_ratio_mask({"w": torch.tensor([1.0, 0.5, 0.0])}, {"w": torch.tensor([0.5, 1.0, 0.0])}, 1.0)
     assert mask["w"].tolist() == [True, False, True]  # 0/0 ratio is 1 thanks to the 1e-15 guards
-    assert cosine_value(25.0, 0, 100) == 25.0 and cosine_value(25.0, 50, 100) == pytest.approx(12.5)
+    assert cosine_decay(25.0, 0, 100) == 25.0 and cosine_decay(25.0, 50, 100) == pytest.approx(12.5)
 
 
 def test_scrub_retain_term_is_alpha_kl_plus_gamma_ce():

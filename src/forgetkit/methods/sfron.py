@@ -34,7 +34,6 @@ from ..unlearn.engine import LoopConfig, Parts
 from ..unlearn.grads import accumulate_grads
 from ..unlearn.masks import Mask
 from ..unlearn.objectives import NegativeCE, RetainCE
-from ..unlearn.optim import cosine_decay as cosine_value  # noqa: F401  (the reference's schedule of lr and α)
 from ..unlearn.weightings import WEIGHTINGS, Weighting
 from .base import METHODS, EngineMethod
 
