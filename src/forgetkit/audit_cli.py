@@ -69,8 +69,10 @@ def load_checkpoint(path: str, model_name: str, in_shape, num_classes: int, opti
         raise ValueError(f"unknown model {model_name!r}; known: {', '.join(MODELS.names())}")
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ValueError(f"checkpoint {p} does not load: {str(e).splitlines()[0]}") from None
+    except Exception as e:  # torch raises many kinds (unpickling, zip, weights-only refusals)
+        reason = (str(e).splitlines() or [""])[0]
+        raise ValueError(f"checkpoint {p} does not load ({type(e).__name__}: {reason}); it must be a file "
+                         "written by torch.save(model.state_dict(), path)") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
