@@ -179,6 +179,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for people to read
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
