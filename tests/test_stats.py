@@ -136,6 +136,13 @@ def test_verdicts():
     assert stats.verdict(0.51, (0.49, 0.53), 0.4) == "inconclusive"
 
 
+def test_all_tied_is_no_evidence():
+    c = stats.compare([2.0] * 30, [2.0] * 40, n_boot=20)
+    assert c.auc == 0.5 and c.p_mann_whitney == 1.0 and c.null_variance == 0.0
+    assert stats.stratified_auc_test([c.auc], [c.null_variance], [1]) == (0.5, 1.0)
+    assert stats.verdict(c.auc, (c.ci_low, c.ci_high), c.p_mann_whitney) == "faithful"
+
+
 def test_compare_reports_effect_and_tests():
     rng = np.random.default_rng(8)
     c = stats.compare(rng.normal(1, 1, 100), rng.normal(0, 1, 120), n_boot=200)

@@ -94,8 +94,12 @@ def percentile_ci(replicates, level: float = 0.95) -> tuple[float, float]:
 
 
 def mann_whitney_p(pos, neg) -> float:
-    """Two-sided Mann–Whitney U p-value (scipy; exact for small untied samples)."""
-    return float(_st.mannwhitneyu(_sample(pos, "pos"), _sample(neg, "neg"), alternative="two-sided").pvalue)
+    """Two-sided Mann–Whitney U p-value (scipy; exact for small untied samples).
+
+    All values tied (scipy's NaN) is no evidence of a difference: p = 1.
+    """
+    p = float(_st.mannwhitneyu(_sample(pos, "pos"), _sample(neg, "neg"), alternative="two-sided").pvalue)
+    return 1.0 if np.isnan(p) else p
 
 
 def ks_p(pos, neg) -> float:
@@ -110,8 +114,6 @@ def null_auc_variance(pos, neg) -> float:
     """
     p, n = _sample(pos, "pos"), _sample(neg, "neg")
     big_n = len(p) + len(n)
-    if big_n < 2:
-        return 0.0
     _, t = np.unique(np.concatenate([p, n]), return_counts=True)
     t = t.astype(np.float64)
     var_u = len(p) * len(n) / 12.0 * ((big_n + 1) - (t ** 3 - t).sum() / (big_n * (big_n - 1)))
