@@ -212,6 +212,8 @@ def test_report_files(case, tmp_path):
     assert js["verdict"] == r.verdict and js["method"] == "rl"
     assert sum(js["forget_counts"].values()) == 500 and js["accuracy"]["test"]["before"] is not None
     assert js["after"]["overall"]["auc"] == pytest.approx(r.overall.auc)
+    json.dumps(r.to_dict(), allow_nan=False)  # strict JSON for a run's store, too
+    assert r.to_dict()["after"]["overall"]["p_ks"] is None
 
 
 def test_report_warns_when_unseen_accuracy_collapses(case, tmp_path):

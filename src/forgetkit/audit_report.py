@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics.audit import AuditResult, Evidence
+from .metrics.audit import AuditResult, Evidence, jsonable
 
 DAMAGE_POINTS = 5.0
 """a held-out accuracy drop (points, before → after) that the report warns about"""
@@ -60,21 +60,6 @@ deleted ones: if the deleted samples are unusual (for example one person's photo
 can reflect that, not memory. It does not compare with a model retrained without the data, the
 gold standard this audit avoids.
 """
-
-
-def _clean(o):
-    """JSON-safe: NaN/inf → None, numpy scalars → Python numbers."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        return float(o) if math.isfinite(o) else None
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    return o
 
 
 def _f(x, digits: int = 3) -> str:
@@ -253,7 +238,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 <h2>Deleted vs unseen, per class</h2><img alt="histograms" src="data:image/png;base64,{png}" style="max-width:100%">
 <h2>What this evidence can and cannot show</h2>{para}</body></html>
 """
-    js = _clean(result.to_dict() | {"method": method, "method_settings": method_settings, "warning": damage or None,
+    js = jsonable(result.to_dict() | {"method": method, "method_settings": method_settings, "warning": damage or None,
                                     "unlearn_seconds": unlearn_seconds, "written": when,
                                     "class_names": names or None})
     return {"audit.md": md.encode(), "audit.html": page.encode(),

@@ -145,11 +145,26 @@ class AuditResult:
         return {e.cls: e.n_forget for e in self.after.per_class}
 
     def to_dict(self) -> dict:
-        """JSON-ready (per-sample scores left out)."""
-        return {"verdict": self.verdict, "num_classes": self.num_classes, "after": self.after.to_dict(),
+        """JSON-ready: NaN as None, per-sample scores left out (for a run's store or audit.json)."""
+        return jsonable({"verdict": self.verdict, "num_classes": self.num_classes, "after": self.after.to_dict(),
                 "before": None if self.before is None else self.before.to_dict(), "accuracy": self.accuracy,
                 "settings": self.settings, "seconds": self.seconds,
-                "forget_counts": {str(k): v for k, v in self.counts().items()}}
+                "forget_counts": {str(k): v for k, v in self.counts().items()}})
+
+
+def jsonable(o):
+    """``o`` with NaN/inf as None and numpy scalars as Python numbers, so strict JSON accepts it."""
+    if isinstance(o, dict):
+        return {str(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [jsonable(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return float(o) if np.isfinite(o) else None
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    return o
 
 
 # --------------------------------------------------------------------------------------------
