@@ -57,10 +57,13 @@ def test_registered_with_honest_declarations():
     assert all(m.description for m in (ssd, bt, un))
 
 
-@pytest.mark.parametrize("name, bad", [("ssd", {"alpha": 0}), ("ssd", {"batch_size": 0}),
+@pytest.mark.parametrize("name, bad", [("ssd", {"alpha": 0}), ("ssd", {"lam": "1"}), ("ssd", {"batch_size": 0}),
                                        ("bad_teacher", {"retain_fraction": 0}),
+                                       ("bad_teacher", {"temperature": "2"}),
                                        ("bad_teacher", {"optimizer": "lbfgs"}),
-                                       ("unsir", {"noise_size": 0}), ("unsir", {"noise_steps": -1})])
+                                       ("unsir", {"noise_size": 0}), ("unsir", {"noise_steps": -1}),
+                                       ("unsir", {"repair_epochs": "3"}), ("unsir", {"impair_lr": 0.0}),
+                                       ("unsir", {"noise_l2": -0.1})])
 def test_bad_options_are_refused_by_name(name, bad):
     with pytest.raises(ValueError, match=list(bad)[0]):
         build_method(name, **bad)

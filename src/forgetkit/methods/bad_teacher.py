@@ -90,10 +90,12 @@ class BadTeacher(EngineMethod):
 
     def __post_init__(self):
         super().__post_init__()
-        if not 0 < self.retain_fraction <= 1:
-            raise ValueError(f"bad_teacher: retain_fraction must be in (0, 1], got {self.retain_fraction}")
-        if self.temperature <= 0:
-            raise ValueError(f"bad_teacher: temperature must be > 0, got {self.temperature}")
+        if isinstance(self.retain_fraction, bool) or not isinstance(self.retain_fraction, (int, float)) \
+                or not 0 < self.retain_fraction <= 1:
+            raise ValueError(f"bad_teacher: retain_fraction must be in (0, 1], got {self.retain_fraction!r}")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)) \
+                or not self.temperature > 0:
+            raise ValueError(f"bad_teacher: temperature must be a number > 0, got {self.temperature!r}")
 
     def parts(self, model, ctx):
         return Parts(forget=IncompetentTeacherKL(self.temperature), retain=CompetentTeacherKL(self.temperature))

@@ -64,10 +64,12 @@ class SSD(Method):
     """mini-batch size of both importance passes (the reference's ``-b`` default)"""
 
     def __post_init__(self):
-        if self.alpha <= 0 or self.lam <= 0:
-            raise ValueError(f"ssd: alpha and lam must be > 0, got alpha={self.alpha}, lam={self.lam}")
-        if self.batch_size < 1:
-            raise ValueError(f"ssd: batch_size must be >= 1, got {self.batch_size}")
+        for name in ("alpha", "lam"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"ssd: {name} must be a number > 0, got {v!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"ssd: batch_size must be an integer >= 1, got {self.batch_size!r}")
 
     def run(self, model, ctx, prepared, progress):
         model.eval()

@@ -91,13 +91,17 @@ class UNSIR(Method):
     """mini-batch size of both steps"""
 
     def __post_init__(self):
-        counts = {"noise_size": self.noise_size, "noise_copies": self.noise_copies,
-                  "retain_per_class": self.retain_per_class, "batch_size": self.batch_size}
-        bad = {k: v for k, v in counts.items() if v < 1}
-        if bad:
-            raise ValueError(f"unsir: {bad} must be >= 1")
-        if min(self.noise_steps, self.impair_epochs, self.repair_epochs) < 0:
-            raise ValueError("unsir: noise_steps, impair_epochs and repair_epochs must be >= 0")
+        at_least = {"noise_size": 1, "noise_copies": 1, "retain_per_class": 1, "batch_size": 1,
+                    "noise_steps": 0, "impair_epochs": 0, "repair_epochs": 0}
+        for name, low in at_least.items():
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"unsir: {name} must be an integer >= {low}, got {v!r}")
+        for name, strict in (("noise_lr", True), ("impair_lr", True), ("repair_lr", True), ("noise_l2", False)):
+            v = getattr(self, name)
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and (v > 0 if strict else v >= 0)
+            if not ok:
+                raise ValueError(f"unsir: {name} must be a number {'> 0' if strict else '>= 0'}, got {v!r}")
 
     def _stage(self, model, ctx, parts, epochs, lr, mixing, progress):
         cfg = LoopConfig(epochs=epochs, lr=lr, batch_size=self.batch_size, optimizer="adam", weight_decay=0.0,
