@@ -24,6 +24,8 @@ demo: setup
 test: setup
 	# import contracts first (.importlinter): a layering break fails fast, before the slow tests
 	$(BIN)/lint-imports --no-cache
+	# the presets' smoke tests use Fashion-MNIST when it can be installed (else MNIST-5k)
+	bash scripts/get-data.sh >/dev/null
 	$(BIN)/python -m pytest -n 2 tests
 
 clean:

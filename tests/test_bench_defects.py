@@ -163,3 +163,39 @@ def test_every_registered_method_and_weighting_declares_its_paper_name():
     ours = [(n, cls) for n, cls in METHODS.items() + WEIGHTINGS.items() if cls.__module__.startswith("forgetkit.")]
     missing = [n for n, cls in ours if not cls.paper_name]
     assert not missing, f"declare paper_name on: {missing}"
+
+
+def test_metrics_audit_writes_a_report_per_row_and_stores_it(tmp_path):
+    raw = {**TINY, "heldout_fraction": 0.2, "requests": [{"kind": "random", "fraction": 0.1}],
+           "metrics": {"audit": True}}
+    summary = run_experiment(parse_config(raw), tmp_path / "out", show_progress=False)
+    assert not summary.failed
+    _, rows, _, artifacts = load_run(tmp_path / "out", with_artifacts=True)
+    assert {r["metrics"]["audit_verdict"] for r in rows} <= {"faithful", "under-forgotten", "over-forgotten",
+                                                             "inconclusive"}
+    assert all(artifacts[r["key"]]["audit"]["verdict"] == r["metrics"]["audit_verdict"] for r in rows)
+    pages = sorted(p.parent.name for p in (tmp_path / "out" / "audits").glob("*/audit.md"))
+    assert len(pages) == len(rows) == 3 and all((tmp_path / "out" / "audits" / p / "audit.html").exists() for p in pages)
+    assert "Deletion audits" in summary.report.read_text()
+
+
+def test_class_requests_do_not_flag_healthy_models_as_collapsed(class_run):
+    """The report took the class count from the forget labels: 1 for a one-class request."""
+    _, _, summary = class_run
+    text = summary.report.read_text()
+    assert "Collapsed** (RA or TA near chance): none." in text and "## Warnings" not in text
+
+
+def test_rows_cite_the_recipe_they_used_and_smoke_recipes_say_so(tmp_path):
+    import yaml
+
+    from forgetkit.bench.tune import apply_recipe
+
+    recipe = tmp_path / "FT-v1.yaml"
+    recipe.write_text(yaml.safe_dump({"version": 1, "method": "ft", "label": "FT", "options": {"epochs": 1},
+                                      "tuned": {"smoke": True, "rule": "avg_gap_on_validation"}}))
+    raw = apply_recipe({**TINY, "methods": [{"name": "ft", "label": "FT"}]}, recipe)
+    summary = run_experiment(parse_config(raw), tmp_path / "out", show_progress=False)
+    _, rows, _, _ = load_run(tmp_path / "out")
+    assert {r["params"].get("recipe") for r in rows if r["method"] == "FT"} == {"FT-v1.yaml (smoke-tuned: not a result)"}
+    assert "Tuned recipes: `FT-v1.yaml (smoke-tuned: not a result)`" in summary.report.read_text()

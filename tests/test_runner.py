@@ -91,7 +91,7 @@ def test_overrides_and_smoke():
     raw = apply_overrides(TINY, ["train.epochs=7", "methods.0.options.lr=0.5", "seeds=[1, 2]"])
     assert raw["train"]["epochs"] == 7 and raw["methods"][0]["options"]["lr"] == 0.5 and raw["seeds"] == [1, 2]
     s = smoke(raw)
-    assert s["train"]["epochs"] == 2 and s["seeds"] == [1] and all(m["options"]["epochs"] == 1 for m in s["methods"])
+    assert s["train"]["epochs"] == 1 and s["seeds"] == [1] and all(m["options"]["epochs"] == 1 for m in s["methods"])
 
 
 def test_cli_methods_and_bad_config(tmp_path, capsys):
@@ -113,7 +113,7 @@ def test_smoke_caps_attack_budgets_and_evaluator_shadows():
     assert l2ul["options"] == {"pgd_iters": 10, "num_adv_images": 1, "epochs": 1}
     assert "pgd_iters" not in rl["options"]  # only options a method has are capped
     # U-LiRA's leave-one-model-out game needs 3 shadows of each kind: smoke stops there, not at 2
-    assert s["metrics"]["extra_options"]["ulira"] == {"shadows": 3, "train": {"epochs": 2, "lr": 0.1}}
+    assert s["metrics"]["extra_options"]["ulira"] == {"shadows": 3, "train": {"epochs": 1, "lr": 0.1}}
     assert raw["metrics"]["extra_options"]["ulira"]["shadows"] == 8  # the input is not mutated
     assert s["smoke"] is True and parse_config(s).smoke
 

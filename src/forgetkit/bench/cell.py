@@ -60,6 +60,8 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
             check_requirements(method, ctx, weighting)
             row["params"].update({"method": spec.name, **method.params(), "weighting": cell.weighting,
                                   "weighting_options": spec.weighting_options.get(cell.weighting, {})})
+            if spec.recipe:
+                row["params"]["recipe"] = spec.recipe
             start = time.perf_counter()
             model, info = method.unlearn(original, ctx, weighting, progress)
             seconds = time.perf_counter() - start
@@ -81,6 +83,9 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
         for k in ("history", "stopped_at"):
             if info.get(k) is not None:
                 artifacts[k] = info[k]
+        if cfg.metrics.audit:
+            metrics.update(_audit(ws, cell, model, None if cell.reference == ORIGINAL else original, seconds,
+                                  row["params"], artifacts))
         row["params"]["test_set"] = "without the forgotten classes" if req.kind == "class" else "whole"
         _check_finite(metrics)
         row["provenance"]["models_trained"] = ws.models_trained - trained_before
@@ -91,6 +96,29 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
         row.update(status="failed", metrics={}, artifacts={},
                    error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
     return row
+
+
+def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: dict, artifacts: dict) -> dict:
+    """The deletion audit of this row's model (forget set vs the never-trained held-out split):
+    its JSON goes to the artifacts, its report under ``<out>/audits/``, its headline to the metrics."""
+    from ..audit_report import write_audit_report
+    from ..metrics.audit import audit
+
+    req = ws.request(cell.seed, cell.request)
+    forget, retain = ws.splits(cell.seed, cell.request)
+    held = ws.pool(cell.seed)[1]
+    if not len(held):
+        raise ValueError("metrics.audit needs a held-out split: set heldout_fraction > 0")
+    result = audit(model, forget, held, original=original, retain=retain, test=ws.bundle.test,
+                   num_classes=ws.bundle.num_classes, device=ws.device, seed=cell.seed,
+                   forget_classes=req.classes if req.kind == "class" else ())
+    artifacts["audit"] = result.to_dict()
+    if ws.out_dir is not None:
+        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{cell.label}-{req.name}-seed{cell.seed}")
+        write_audit_report(result, ws.out_dir / "audits" / name, method=cell.label, method_settings=params,
+                           unlearn_seconds=seconds, class_names=list(ws.bundle.class_names) or None)
+    overall = result.after.overall
+    return {"audit_auc": overall.auc, "audit_verdict": result.verdict}
 
 
 def _check_finite(metrics: dict) -> None:

@@ -75,6 +75,8 @@ class MethodSpec(StrictModel):
     """weightings to combine with (default: the experiment's ``weightings``)"""
     weighting_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """options per weighting name"""
+    recipe: str | None = None
+    """the tuned recipe the options come from (set by ``--recipe``); reports cite it"""
 
     @property
     def display(self) -> str:
@@ -89,6 +91,9 @@ class MetricSpec(StrictModel):
     extra: list[str] = Field(default_factory=list)
     """additional evaluators by name (e.g. class-unlearning attacks)"""
     extra_options: dict[str, Any] = Field(default_factory=dict)
+    audit: bool = False
+    """also run the retrain-free deletion audit on every row (``forgetkit.audit``: forget set vs the
+    held-out split) and write its report under ``<out>/audits/``"""
 
 
 class ExperimentConfig(StrictModel):
@@ -128,7 +133,7 @@ class ExperimentConfig(StrictModel):
         return v
 
 
-SMOKE = {"train_size": 1500, "test_size": 500, "train_epochs": 2, "requests": 3}
+SMOKE = {"train_size": 600, "test_size": 300, "train_epochs": 1, "requests": 3}
 
 
 def apply_overrides(raw: dict, sets: list[str]) -> dict:

@@ -77,21 +77,22 @@ class LocalExecutor:
 _WORKSPACES: dict[str, Workspace] = {}
 
 
-def _workspace(cfg_json: str, cache_dir: str, threads: int) -> Workspace:
-    """One Workspace per (config, cache) per worker process, so data is loaded once per worker."""
-    key = hashlib.sha256((cfg_json + cache_dir).encode()).hexdigest()
+def _workspace(cfg_json: str, dirs: tuple[str, str], threads: int) -> Workspace:
+    """One Workspace per (config, cache, output) per worker process, so data is loaded once per worker."""
+    key = hashlib.sha256((cfg_json + "\0".join(dirs)).encode()).hexdigest()
     if key not in _WORKSPACES:
         set_threads(threads)
-        _WORKSPACES[key] = Workspace(ExperimentConfig.model_validate(json.loads(cfg_json)), Path(cache_dir))
+        _WORKSPACES[key] = Workspace(ExperimentConfig.model_validate(json.loads(cfg_json)), Path(dirs[0]),
+                                     out_dir=Path(dirs[1]))
     return _WORKSPACES[key]
 
 
-def _ray_train(cfg_json: str, cache_dir: str, threads: int, job: tuple) -> None:
-    train_reference(_workspace(cfg_json, cache_dir, threads), job)
+def _ray_train(cfg_json: str, dirs: tuple[str, str], threads: int, job: tuple) -> None:
+    train_reference(_workspace(cfg_json, dirs, threads), job)
 
 
-def _ray_cell(cfg_json: str, cache_dir: str, threads: int, cell: Cell) -> dict:
-    return execute_cell(_workspace(cfg_json, cache_dir, threads), cell)
+def _ray_cell(cfg_json: str, dirs: tuple[str, str], threads: int, cell: Cell) -> dict:
+    return execute_cell(_workspace(cfg_json, dirs, threads), cell)
 
 
 # --- Ray: driver side ------------------------------------------------------------------------------
@@ -121,7 +122,7 @@ class RayExecutor:
     def _sweep(self, ray, todo: list[Cell], on_row: OnRow) -> None:
         cfg = self.ws.cfg
         workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.cpus_per_task, 1e-9)))
-        args = (json.dumps(cfg.model_dump()), str(self.ws.cache.root),
+        args = (json.dumps(cfg.model_dump()), (str(self.ws.cache.root), str(self.ws.out_dir)),
                 threads_per_worker(cfg.threads, workers) if self.address is None else (cfg.threads or 1))
         opts = {"num_cpus": self.cpus_per_task, "num_gpus": self._gpus(), "max_retries": self.max_retries}
         train, run_cell = ray.remote(**opts)(_ray_train), ray.remote(**opts)(_ray_cell)

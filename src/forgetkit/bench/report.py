@@ -194,7 +194,7 @@ def write_report(out_dir: str | Path) -> Path:
     """(Re)build ``report.md`` and plots from ``results.sqlite`` in ``out_dir``."""
     out_dir = Path(out_dir)
     meta, rows, failed, artifacts = load_run(out_dir, with_artifacts=True)
-    num_classes = _num_classes(rows, artifacts)
+    num_classes = _num_classes(rows)
     smoke = meta.get("config", {}).get("smoke", False)
     lines = [f"# forgetkit report: {meta['name']}" + (" (smoke run)" if smoke else ""), ""]
     if smoke:
@@ -234,6 +234,12 @@ def write_report(out_dir: str | Path) -> Path:
         if extra:
             lines += ["Other metrics:", ""] + extra + [""]
         lines += _plots(out_dir, request, by_label, artifacts)
+    audits = sorted((out_dir / "audits").glob("*/audit.md")) if (out_dir / "audits").is_dir() else []
+    if audits:
+        lines += ["## Deletion audits (no retraining)", "",
+                  "Does each model's forget set look like unseen data of its classes? One page per row "
+                  "(`metrics.audit: true`; what it can and cannot show is on each page):", ""]
+        lines += [f"- [{a.parent.name}]({a.relative_to(out_dir).as_posix()})" for a in audits] + [""]
     warnings = collapse_warnings(rows, num_classes)
     if warnings:
         lines += ["## Warnings", ""] + warnings + [""]
@@ -255,10 +261,11 @@ def _request_line(by_label) -> str:
             f"samples ({', '.join(sorted(which)) or 'whole'}).")
 
 
-def _num_classes(rows, artifacts) -> int | None:
-    labels = [max(a.get("forget_labels") or [0]) for a in artifacts.values()]
-    groups = [c for a in artifacts.values() for g in (a.get("groups") or {}).values() for c in g]
-    return (max(labels + groups) + 1) if (labels or groups) else None
+def _num_classes(rows) -> int | None:
+    """Classes of the dataset, as each row's provenance records it (a class request's forget
+    labels alone would say 1, and flag every row as collapsed)."""
+    counts = {r["provenance"].get("num_classes") for r in rows} - {None}
+    return max(counts) if counts else None
 
 
 def _plots(out_dir: Path, request: str, by_label, artifacts) -> list[str]:

@@ -100,7 +100,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
     require_executor(executor)
     check_output_paths(out_dir, cfg.cache_dir)
     guard_output(out_dir, cfg)
-    ws = Workspace(cfg, resolve_cache_dir(out_dir, cfg.cache_dir))
+    ws = Workspace(cfg, resolve_cache_dir(out_dir, cfg.cache_dir), out_dir=out_dir)
     check_data(ws)
     cells = plan(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -162,11 +162,11 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
     final_raw = with_options(raw, mi, best.params)
     final_report = run_experiment(parse_config(final_raw), out_dir / "final", show_progress=show_progress).report
     recipe = save_recipe(out_dir / "recipes", cfg.methods[mi].model_dump(exclude_none=True), best.params,
-                         {"config": cfg.name, "config_hash": config_hash(raw), "rule": rule,
+                         {"config": cfg.name, "config_hash": config_hash(raw), "rule": rule, "smoke": smoke,
                           "trials": len(_complete(study)), "best_value": best.value,
                           "space": spec["space"], "validation_requests": [
                               r for r in raw["requests"] if r.get("role") == "validation"]})
-    return write_tune_report(out_dir, study, spec, rule, final_report, recipe)
+    return write_tune_report(out_dir, study, spec, rule, final_report, recipe, smoke)
 
 
 def _complete(study) -> list:
@@ -219,14 +219,21 @@ def apply_recipe(raw: dict, recipe_path: str | Path) -> dict:
             raise ValueError(f"recipe {recipe_path} is for method {recipe['method']!r}, "
                              f"but {recipe['label']!r} is {m['name']!r}")
         m["options"] = {**m.get("options", {}), **recipe["options"]}
+        smoke_tuned = bool((recipe.get("tuned") or {}).get("smoke"))
+        m["recipe"] = f"{Path(recipe_path).name}" + (" (smoke-tuned: not a result)" if smoke_tuned else "")
     return raw
 
 
-def write_tune_report(out_dir: Path, study, spec: dict, rule: str, final_report: Path, recipe: Path) -> Path:
+def write_tune_report(out_dir: Path, study, spec: dict, rule: str, final_report: Path, recipe: Path,
+                      smoke: bool = False) -> Path:
     """tune_report.md: the rule, the search space, the number of trials, every trial, the choice."""
     trials = _complete(study)
     names = list(spec["space"])
-    lines = [f"# Tuning {spec['method']}", "",
+    lines = [f"# Tuning {spec['method']}" + (" (smoke run)" if smoke else ""), ""]
+    if smoke:
+        lines += ["> **Smoke run**: data, epochs and trials were shrunk by `--smoke`; the recipe below is "
+                  "marked smoke-tuned and is not a tuning result.", ""]
+    lines += [
              f"- Selection rule: `{rule}` — {RULES[rule]}; the reported requests are never used to select.",
              f"- Search space: `{json.dumps(spec['space'])}`",
              f"- Trials: {len(trials)} completed (Optuna TPE, seed 0; study in `tune.sqlite`)",

@@ -39,10 +39,14 @@ def available_cores() -> int:
 
 
 def threads_per_worker(threads: int | None, workers: int) -> int:
-    """torch threads for each of ``workers`` concurrent workers: the configured number, or the
-    cores divided among the workers (never oversubscribed, at least one)."""
+    """torch threads for each of ``workers`` concurrent workers: the configured number, else
+    ``OMP_NUM_THREADS`` when the environment sets it (a scheduler or test runner that already split
+    the cores), else the cores divided among the workers — never oversubscribed, at least one."""
     if threads is not None:
         return threads
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return max(1, available_cores() // max(1, workers))
 
 
@@ -66,8 +70,10 @@ def _stratified_subsample(y: torch.Tensor, n: int | None, seed: int) -> np.ndarr
 class Workspace:
     """Per-process lazily built data, requests and reference models of one experiment."""
 
-    def __init__(self, cfg: ExperimentConfig, cache_dir: Path, progress=None):
+    def __init__(self, cfg: ExperimentConfig, cache_dir: Path, progress=None, out_dir: Path | None = None):
         self.cfg = cfg
+        self.out_dir = out_dir
+        """where per-row files (audit reports) go; None: nowhere"""
         self.cache = ModelCache(cache_dir)
         self.device = resolve_device(cfg.device)
         self.progress = progress
@@ -179,7 +185,8 @@ def provenance(ws: Workspace, seed: int) -> dict:
     return {"commit": code_commit(),
             "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else f"cpu ({platform.processor() or platform.machine()})",
             "threads": torch.get_num_threads(), "torch": torch.__version__, "dataset": ws.bundle.name,
-            "source": ws.bundle.source, "n_train_pool": len(ws.pool(seed)[0]), "model": ws.cfg.model.name,
+            "source": ws.bundle.source, "num_classes": ws.bundle.num_classes,
+            "n_train_pool": len(ws.pool(seed)[0]), "model": ws.cfg.model.name,
             "seed": seed}
 
 

@@ -147,7 +147,7 @@ ULIRA_MIN_SHADOWS = 3
 def _ulira_smoke(options: dict) -> dict:
     out = {**options, "shadows": min(options.get("shadows", 3), ULIRA_MIN_SHADOWS)}
     if isinstance(options.get("train"), dict):
-        out["train"] = {**options["train"], "epochs": min(options["train"].get("epochs", 20), 2)}
+        out["train"] = {**options["train"], "epochs": min(options["train"].get("epochs", 20), 1)}
     return out
 
 
