@@ -251,3 +251,13 @@ def test_numpy_data_is_accepted(model, data):
     x, y = data
     res = unlearn(model, (x.numpy(), y.numpy()), np.array(FORGET), method="ga", epochs=1)
     assert res.info["steps"] == 1
+
+
+@pytest.mark.parametrize("method", ["ga", "rl"])
+def test_batchnorm_model_with_a_last_batch_of_one_sample(data, method):
+    """10 forget samples in batches of 3 leave one alone: it joins the batch before it (documented)."""
+    x, y = data
+    torch.manual_seed(0)
+    bn = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 10))
+    out = unlearn(bn, (x, y), FORGET, method=method, epochs=1, batch_size=3, lr=1e-3)
+    assert all(torch.isfinite(p).all() for p in out.model.parameters())

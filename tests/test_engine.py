@@ -410,3 +410,14 @@ def test_uint8_and_float_splits_are_each_scaled_before_they_meet():
     run_engine(model, ctx, Parts(forget=NegativeCE(), retain=RetainCE()), LoopConfig(epochs=1, lr=0.01, batch_size=8))
     x = torch.cat(seen)
     assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1 and len(x) == 8
+
+
+def test_a_last_batch_of_one_sample_joins_the_one_before_it():
+    """BatchNorm in train mode cannot normalise a single sample: torch raises on such a batch."""
+    from forgetkit.unlearn.engine import _batches, _steps_per_epoch
+
+    gen = torch.Generator().manual_seed(0)
+    sizes = [len(b) for b in _batches(9, 4, gen)]
+    assert sizes == [4, 5] and _steps_per_epoch("forget_only", 9, 0, 4) == 2
+    assert [len(b) for b in _batches(1, 4, gen)] == [1] and _steps_per_epoch("forget_only", 1, 0, 4) == 1
+    assert sorted(torch.cat(_batches(9, 4, gen)).tolist()) == list(range(9))

@@ -148,7 +148,12 @@ class EngineLog:
 
 
 def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
-    return list(torch.randperm(n, generator=gen).split(batch_size)) if n else []
+    """One shuffled pass in batches of ``batch_size``; a last batch of a single sample is merged into
+    the one before it (BatchNorm cannot normalise one sample in train mode, and torch would raise)."""
+    batches = list(torch.randperm(n, generator=gen).split(batch_size)) if n else []
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
 
 
 class _Stream:
@@ -204,7 +209,9 @@ def _plan(mixing: str, n_f: int, n_r: int, bs: int, gen, use_forget: bool):
 
 def _steps_per_epoch(mixing: str, n_f: int, n_r: int, bs: int) -> int:
     """Number of batches :func:`_plan` yields for one epoch, without drawing permutations."""
-    batches = lambda n: -(-n // bs)  # noqa: E731
+    def batches(n: int) -> int:  # as _batches: a trailing single sample joins the batch before it
+        return -(-n // bs) - (n > bs and n % bs == 1)
+
     return {"forget_only": batches(n_f), "retain_only": batches(n_r), "sequential": batches(n_f) + batches(n_r),
             "paired": batches(n_r), "mixed": batches(n_f + n_r)}[mixing]
 
