@@ -95,7 +95,7 @@ def test_divergence_is_a_failed_row_and_the_sweep_continues(tmp_path):
     assert {m: s for m, (s, _) in rows.items() if m != "ga-absurd"} == {"Original": "ok", "Retrain": "ok", paper_name("ft"): "ok"}
 
 
-DETERMINISM_RAW = {**smoke(RAW), "name": "determinism", "seeds": [0, 1],
+DETERMINISM_RAW = {**smoke(RAW), "name": "determinism", "seeds": [0, 1], "train_size": 1500, "test_size": 500,
                    "requests": RAW["requests"] + [{"kind": "longtail", "ratio": 0.1, "gamma": 1.0}],
                    "methods": [{"name": "ft", "options": {"epochs": 1, "lr": 0.02}}]}
 

@@ -118,11 +118,11 @@ def test_smoke_caps_attack_budgets_and_evaluator_shadows():
     assert s["smoke"] is True and parse_config(s).smoke
 
 
-def test_smoke_keeps_three_reported_requests_and_every_validation_request():
+def test_smoke_keeps_two_reported_requests_and_every_validation_request():
     reqs = [{"kind": "class", "classes": [c]} for c in range(5)] + [{"kind": "random", "fraction": 0.1, "role": "validation"}]
     s = smoke({**TINY, "requests": reqs})
-    assert [r.get("role", "report") for r in s["requests"]] == ["report"] * 3 + ["validation"]
-    assert [r.get("classes") for r in s["requests"][:3]] == [[0], [1], [2]]
+    assert [r.get("role", "report") for r in s["requests"]] == ["report"] * 2 + ["validation"]
+    assert [r.get("classes") for r in s["requests"][:2]] == [[0], [1]]
 
 
 def test_paired_table_pairs_each_weighting_with_its_base_on_request_and_seed():

@@ -133,7 +133,7 @@ class ExperimentConfig(StrictModel):
         return v
 
 
-SMOKE = {"train_size": 600, "test_size": 300, "train_epochs": 1, "requests": 3}
+SMOKE = {"train_size": 600, "test_size": 300, "train_epochs": 1, "requests": 2}
 
 
 def apply_overrides(raw: dict, sets: list[str]) -> dict:
@@ -185,7 +185,7 @@ def _set_path(raw: dict, key: str, value) -> None:
 
 
 def smoke(raw: dict) -> dict:
-    """Shrink data, epochs, iterations, seeds (first) and reported requests (first three) so any
+    """Shrink data, epochs, iterations, seeds (first) and reported requests (first two) so any
     preset runs in about a minute on CPU: a check that it works, not a result."""
     raw = copy.deepcopy(raw)
     raw["train_size"] = min(raw.get("train_size") or SMOKE["train_size"], SMOKE["train_size"])

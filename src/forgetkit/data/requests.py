@@ -1,8 +1,9 @@
 """Forget requests: which training indices a user asks the model to forget.
 
 Three kinds, all seeded with their own ``RandomState`` so a request is identical on every machine:
-random fraction, whole classes, and long-tailed (``N_k ∝ k^-γ`` with water-filling; spec
-``seed-methods.md`` §3.5). Infeasible requests raise ``ValueError`` saying why.
+random fraction, whole classes, and long-tailed (``N_k ∝ k^-γ`` with water-filling, the FaLW
+paper's long-tailed forget sets: "Forgetting-Aware Loss Reweighting for Long-Tailed Unlearning").
+Infeasible requests raise ``ValueError`` saying why.
 """
 from __future__ import annotations
 

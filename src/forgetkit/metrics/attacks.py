@@ -5,8 +5,15 @@ labels, never a model, so that the code that runs models stays separate and ever
 tested on constructed outputs. Constants of the reference implementations are keyword arguments
 with the reference value as default.
 
-Spec references: ``shared/specs/baselines-and-attacks.md`` (B§2.x) and
-``shared/specs/seed-methods.md`` (S§1.x).
+Sources, by the tags used below:
+[SalUn] MIA-Efficacy — Fan et al., "SalUn: Empowering Machine Unlearning via Gradient-based Weight
+  Saliency", ICLR 2024; `OPTML-Group/Unlearn-Saliency` `Classification/evaluation/SVC_MIA.py`.
+[Kodge] SVM-MIA — Kodge, Saha & Roy, "Deep Unlearning: Fast and Efficient Gradient-free Class
+  Forgetting", TMLR 2024; `sangamesh-kodge/class_forgetting` `main.py`.
+[MIA-NN] "On the Necessity of Output Distribution Reweighting for Effective Class Unlearning", §3.3.
+[LiRA] Carlini et al., "Membership Inference Attacks From First Principles", IEEE S&P 2022.
+[U-LiRA] Hayes et al., "Inexact Unlearning Needs More Careful Evaluations to Avoid a False Sense
+  of Privacy", as run by the TRW paper (§5.2) and Kodge's `main.py`.
 """
 from __future__ import annotations
 
@@ -65,22 +72,22 @@ def _outputs(logits, y, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def true_class_prob(logits, y) -> np.ndarray:
-    """p_y = softmax(logits)[y], float64, shape (N,): the "confidence" feature of B§2.1/2.2.
+    """p_y = softmax(logits)[y], float64, shape (N,): the "confidence" feature of [SalUn, Kodge].
 
     Log-probabilities work as input too (softmax is shift-invariant), which covers models that
-    return log-softmax as in Kodge's code (S§1.10).
+    return log-softmax as in Kodge's code ([Kodge]).
     """
     z, y = _outputs(logits, y, "logits")
     return softmax(z, axis=1)[np.arange(len(y)), y]
 
 
 def logit_confidence(probs_or_logits, y, *, from_probs: bool = False, tiny: float = 1e-45) -> np.ndarray:
-    """LiRA's logit-scaled confidence phi = log(p_y / (1 - p_y)), shape (N,) (B§2.3).
+    """LiRA's logit-scaled confidence phi = log(p_y / (1 - p_y)), shape (N,) ([LiRA]).
 
     Computed as log p_y - logsumexp_{j != y} log p_j in float64, which stays exact where p_y
     rounds to 1 (Carlini et al. instead add 1e-45 inside both logs). With ``from_probs`` the
     input is probabilities; they are floored at ``tiny`` before the log, which only matters for
-    exact zeros. For U-LiRA as TRW ran it (S§1.11: probability of the forget class) pass the
+    exact zeros. For U-LiRA as TRW ran it ([U-LiRA]: probability of the forget class) pass the
     forget class as ``y``.
     """
     a, y = _outputs(probs_or_logits, y, "probs_or_logits")
@@ -92,7 +99,7 @@ def logit_confidence(probs_or_logits, y, *, from_probs: bool = False, tiny: floa
 
 
 # --------------------------------------------------------------------------------------------
-# SVM confidence attacks (B§2.1, B§2.2 = S§1.10)
+# SVM confidence attacks ([SalUn], [Kodge])
 
 
 def _svc_nonmember_rate(members, nonmembers, target, *, C, gamma, kernel, names) -> float:
@@ -107,7 +114,7 @@ def _svc_nonmember_rate(members, nonmembers, target, *, C, gamma, kernel, names)
 
 
 def mia_efficacy_sets(n_retain: int, n_test: int) -> np.ndarray:
-    """Indices into D_r of SalUn's shadow_train set: the FIRST |D_test| retain samples (B§2.1 step 2).
+    """Indices into D_r of SalUn's shadow_train set: the FIRST |D_test| retain samples ([SalUn] step 2).
 
     Deterministic, in dataset order (not a random sample). For class-wise forgetting ``n_test``
     is the size of the test set without the forget class.
@@ -121,7 +128,7 @@ def mia_efficacy_sets(n_retain: int, n_test: int) -> np.ndarray:
 
 def mia_efficacy(conf_shadow_train, conf_shadow_test, conf_target, *, C: float = 3.0,
                  gamma: str | float = "auto", kernel: str = "rbf") -> float:
-    """SalUn / Unlearn-Sparse MIA-Efficacy in [0, 1] (B§2.1; report x100).
+    """SalUn / Unlearn-Sparse MIA-Efficacy in [0, 1] ([SalUn]; report x100).
 
     All inputs are true-class probabilities (``true_class_prob``) under the unlearned model:
     shadow_train = first |D_test| retain samples (``mia_efficacy_sets``) -> label 1 (member),
@@ -134,7 +141,7 @@ def mia_efficacy(conf_shadow_train, conf_shadow_test, conf_target, *, C: float =
 
 def kodge_svm_mia(conf_retain_train, conf_forget_train, conf_forget_test, *, C: float = 3.0,
                   gamma: str | float = "auto", kernel: str = "rbf") -> float:
-    """Kodge et al.'s class-forgetting SVM MIA in [0, 1], TRW's "MIA" column (B§2.2, S§1.10; x100).
+    """Kodge et al.'s class-forgetting SVM MIA in [0, 1], TRW's "MIA" column ([Kodge]; x100).
 
     Inputs are true-class probabilities under the unlearned model. The SVC separates training
     retain samples (label 1; Kodge: all retained-class train images, ImageNet a 50k subset) from
@@ -147,7 +154,7 @@ def kodge_svm_mia(conf_retain_train, conf_forget_train, conf_forget_test, *, C: 
 
 
 # --------------------------------------------------------------------------------------------
-# MIA-NN (S§1.9)
+# MIA-NN ([MIA-NN])
 
 
 @dataclass(frozen=True)
@@ -174,7 +181,7 @@ class MIANNResult:
 
 def mia_nn_class_score(logits, y, forget_class: int, cls: int, *, feature: str = "logit", C: float = 3.0,
                        gamma: str | float = "auto", kernel: str = "rbf", class_weight=None) -> float:
-    """Acc_c for one model: fraction of forget-class test samples an SVM calls "class ``cls``" (S§1.9).
+    """Acc_c for one model: fraction of forget-class test samples an SVM calls "class ``cls``" ([MIA-NN]).
 
     The SVM is fit on the 1-D feature of class ``cls`` over the TEST set: samples labelled ``cls``
     -> 1, all other samples except the forget class -> 0; it is then applied to the forget-class
@@ -182,7 +189,7 @@ def mia_nn_class_score(logits, y, forget_class: int, cls: int, *, feature: str =
     ``feature``: "logit" (z_cls, the paper's §3.3 definition; our default) or "prob"
     (softmax prob of ``cls``, the abstract's wording); which one TRW's code uses is UNKNOWN.
     SVC(C=3, gamma="auto", rbf) and ``class_weight=None`` are our choice (UNKNOWN in the paper),
-    copied from the SVM-MIA of S§1.10.
+    copied from the SVM-MIA of [Kodge].
     """
     z, y = _outputs(logits, y, "logits")
     n_classes = z.shape[1]
@@ -211,10 +218,10 @@ def mia_nn_class_score(logits, y, forget_class: int, cls: int, *, feature: str =
 def mia_nn(reference_logits: Sequence, y, forget_class: int, unlearned_logits=None, *,
            classes: Sequence[int] | None = None, feature: str = "logit", C: float = 3.0,
            gamma: str | float = "auto", kernel: str = "rbf", class_weight=None) -> MIANNResult:
-    """MIA via the nearest-neighbour class (TRW paper §3.3; CMIA in the ICML version; S§1.9).
+    """MIA via the nearest-neighbour class (TRW paper §3.3; CMIA in the ICML version; [MIA-NN]).
 
     ``reference_logits``: test-set logits of M independently retrained models, shape (M, N, K) or
-    a sequence of (N, K) (S§1.9 leaves M UNKNOWN; TRW's U-LiRA used 3). ``y``: test labels (N,).
+    a sequence of (N, K) ([MIA-NN] leaves M UNKNOWN; TRW's U-LiRA used 3). ``y``: test labels (N,).
     For every candidate class c (default: all except ``forget_class``) and reference m,
     Acc_c^m = ``mia_nn_class_score``; c* = argmax_c mean_m Acc_c^m (ties -> lowest class).
     ``unlearned_logits`` (N, K), if given, is scored with its own SVM for c* the same way.
@@ -252,7 +259,7 @@ def mia_nn(reference_logits: Sequence, y, forget_class: int, unlearned_logits=No
 
 
 # --------------------------------------------------------------------------------------------
-# LiRA (B§2.3) and U-LiRA (B§2.4, S§1.11)
+# LiRA ([LiRA]) and U-LiRA ([U-LiRA])
 
 
 def _gaussian(stats: np.ndarray, name: str, *, center: str, ddof: int, fix_variance: bool,
@@ -277,7 +284,7 @@ def lira_scores(target_stat, in_stats, out_stats, *, fix_variance: bool = False,
                 ddof: int = 0, eps: float = 1e-30) -> np.ndarray:
     """Online LiRA per-example log-likelihood ratio log N(t; mu_in, s_in) - log N(t; mu_out, s_out).
 
-    Carlini et al., S&P'22 (B§2.3). ``target_stat`` (N,) and ``in_stats`` / ``out_stats`` (K, N)
+    Carlini et al., S&P'22 ([LiRA]). ``target_stat`` (N,) and ``in_stats`` / ``out_stats`` (K, N)
     are ``logit_confidence`` values; a NaN in the shadow arrays means "this model is not in that
     population for this example", so the usual keep mask is ``np.where(keep, stats, np.nan)``.
     Higher = more member-like (the reference returns the negation; lower = member there).
@@ -304,12 +311,12 @@ def lira_scores(target_stat, in_stats, out_stats, *, fix_variance: bool = False,
 
 def ulira_scores(target_stats, unlearned_stats, retrained_stats, *, center: str = "mean", ddof: int = 1,
                  fix_variance: bool = False, eps: float = 1e-30) -> np.ndarray:
-    """U-LiRA per-example log LR of "unlearned" vs "retrained" for any model's statistics (B§2.4).
+    """U-LiRA per-example log LR of "unlearned" vs "retrained" for any model's statistics ([U-LiRA]).
 
     ``target_stats`` (N,): ``logit_confidence`` of the model under test on the forget examples;
     ``unlearned_stats`` (K_U, N): shadows trained on all data, then unlearned with the method;
     ``retrained_stats`` (K_R, N): shadows trained without the forget data. Higher = looks
-    unlearned. Defaults follow TRW/Kodge (S§1.11): mean and unbiased std; LiRA uses median/ddof=0.
+    unlearned. Defaults follow TRW/Kodge ([U-LiRA]): mean and unbiased std; LiRA uses median/ddof=0.
     Uses log-densities (Kodge's exp-ratio underflows).
     """
     return lira_scores(target_stats, unlearned_stats, retrained_stats, fix_variance=fix_variance,
@@ -317,7 +324,7 @@ def ulira_scores(target_stats, unlearned_stats, retrained_stats, *, center: str 
 
 
 def eer_balanced_accuracy(labels, scores) -> tuple[float, float]:
-    """(balanced accuracy, threshold) at the ROC point minimising |FPR + TPR - 1| (S§1.11 step 6).
+    """(balanced accuracy, threshold) at the ROC point minimising |FPR + TPR - 1| ([U-LiRA] step 6).
 
     Positive = ``scores >= threshold``. The threshold is chosen on the same data it is evaluated
     on, as in Kodge's code. A threshold above every score (sklearn's inf) is returned as the next
@@ -330,7 +337,7 @@ def eer_balanced_accuracy(labels, scores) -> tuple[float, float]:
 
 
 def tpr_at_fpr(labels, scores, *, max_fpr: float = 1e-3) -> float:
-    """Largest TPR with FPR <= ``max_fpr`` (LiRA's low-FPR figure of merit, B§2.3)."""
+    """Largest TPR with FPR <= ``max_fpr`` (LiRA's low-FPR figure of merit, [LiRA])."""
     fpr, tpr, _ = roc_curve(labels, scores)
     return float(tpr[fpr <= max_fpr].max())
 
@@ -357,7 +364,7 @@ def ulira(unlearned_stats, retrained_stats, target_stats=None, *, folds: str = "
           ddof: int = 1, fix_variance: bool = False, eps: float = 1e-30, max_fpr: float = 1e-3) -> ULiRAResult:
     """U-LiRA leave-one-model-out game: can per-example Gaussians tell unlearned from retrained shadows?
 
-    Hayes et al. (SaTML'25) as TRW ran it (S§1.11, B§2.4). Inputs are ``logit_confidence`` arrays
+    Hayes et al. (SaTML'25) as TRW ran it ([U-LiRA], [U-LiRA]). Inputs are ``logit_confidence`` arrays
     over the forget examples: ``unlearned_stats`` (K_U, N), ``retrained_stats`` (K_R, N), K >= 2
     each (K >= ddof + 2 unless ``fix_variance``). In fold k the shadows U[k % K_U] (label 1) and
     R[k % K_R] (label 0) are held out; Gaussians are fit on the rest, both held-out models are
@@ -365,7 +372,7 @@ def ulira(unlearned_stats, retrained_stats, target_stats=None, *, folds: str = "
     ``folds``: "rotate" (max(K_U, K_R) folds, averaged; our choice, as the paper does not say)
     or "last" (Kodge's single fold holding out the last model of each kind).
     ``target_stats`` (N,), from the model under test, is scored with each fold's Gaussians and
-    threshold; it is never replaced by a shadow (the reference code's bug, B§5 item 6).
+    threshold; it is never replaced by a shadow (a bug of the reference code, which reused a shadow as the target).
     With TRW's 3 + 3 shadows each fold fits on 2 models per kind, so per-example sigma is mostly
     noise and even well-separated populations score ~0.9; ``fix_variance=True`` avoids that.
     """

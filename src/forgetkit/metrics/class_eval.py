@@ -3,7 +3,8 @@
 Each is ``fn(cell, **options) -> {key: value}`` on a :class:`~forgetkit.metrics.evaluators.CellView`;
 they see models and splits, never the method, so they score any method's output. The attacks
 themselves are the pure functions of :mod:`forgetkit.metrics.attacks`; this module only runs the
-models and picks the sets (TRW paper §3.3 and §5.2, spec ``seed-methods.md`` §1.8–1.11).
+models and picks the sets ("On the Necessity of Output Distribution Reweighting for Effective
+Class Unlearning", §3.3 and §5.2).
 All scores are percentages.
 """
 from __future__ import annotations
