@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import forgetkit
-from forgetkit.data.base import DATASETS, DataBundle, Split
+from forgetkit.data.base import DataBundle, Split
 from forgetkit.methods.base import METHODS, EngineMethod
 from forgetkit.metrics.evaluators import EVALUATORS
 from forgetkit.models import MODELS, build_model
@@ -16,17 +16,9 @@ from forgetkit.unlearn.engine import Parts
 from forgetkit.unlearn.objectives import NegativeCE
 from forgetkit.unlearn.weightings import WEIGHTINGS, Weighting
 
-REGISTRIES = (METHODS, WEIGHTINGS, EVALUATORS, DATASETS, MODELS)
 
 
-@pytest.fixture(autouse=True)
-def clean_registries():
-    """Plug-ins registered by a test must not leak into the registry-wide suites of other tests."""
-    saved = [dict(r._items) for r in REGISTRIES]
-    yield
-    for r, items in zip(REGISTRIES, saved):
-        r._items.clear()
-        r._items.update(items)
+pytestmark = pytest.mark.usefixtures("clean_registries")
 
 
 def tiny_data():

@@ -4,11 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from forgetkit.data.base import DATASETS
-from forgetkit.methods.base import METHODS
-from forgetkit.metrics.evaluators import EVALUATORS
-from forgetkit.models import MODELS
-from forgetkit.unlearn.weightings import WEIGHTINGS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -16,17 +11,6 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 def python_blocks() -> list[str]:
     return BLOCK.findall(README.read_text())
-
-
-@pytest.fixture
-def clean_registries():
-    """The examples register plug-ins; other tests walk the registries."""
-    registries = (METHODS, WEIGHTINGS, EVALUATORS, DATASETS, MODELS)
-    saved = [dict(r._items) for r in registries]
-    yield
-    for r, items in zip(registries, saved):
-        r._items.clear()
-        r._items.update(items)
 
 
 def test_readme_has_python_examples():

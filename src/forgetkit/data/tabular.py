@@ -164,9 +164,8 @@ def load_compas(data_dir: str | None = None) -> DataBundle:
                    "two_year_recid", "s", ["no recid", "recid"], str(path))
 
 
-@DATASETS.register("german")
-def load_german(data_dir: str | None = None) -> DataBundle:
-    """Statlog German credit (``german.data``, 1000 rows); y = good risk, s = sex (male = 1)."""
+def _read_german(data_dir) -> tuple[Path, pd.DataFrame]:
+    """(path, frame with named columns) of ``german.data``, its shape and risk coding checked."""
     path = _find(data_dir, "german", "german.data")
     frame = pd.read_csv(path, sep=r"\s+", header=None)
     if frame.shape[1] != len(GERMAN_COLUMNS):
@@ -175,6 +174,13 @@ def load_german(data_dir: str | None = None) -> DataBundle:
     frame.columns = GERMAN_COLUMNS
     if not set(frame["risk"]) <= {1, 2}:
         raise ValueError(f"{path}: risk column must be 1 (good) or 2 (bad)")
+    return path, frame
+
+
+@DATASETS.register("german")
+def load_german(data_dir: str | None = None) -> DataBundle:
+    """Statlog German credit (``german.data``, 1000 rows); y = good risk, s = sex (male = 1)."""
+    path, frame = _read_german(data_dir)
     frame["y"] = (frame["risk"] == 1).astype(int)
     frame["s"] = frame["personal_status"].isin(GERMAN_MALE).astype(int)
     tr, te = _split(len(frame), SPLIT_SEED, TEST_FRACTION)
@@ -327,14 +333,7 @@ def _compas_reference(data_dir):
 
 
 def _german_reference(data_dir):
-    path = _find(data_dir, "german", "german.data")
-    frame = pd.read_csv(path, sep=r"\s+", header=None)
-    if frame.shape[1] != len(GERMAN_COLUMNS):
-        raise ValueError(f"{path}: expected {len(GERMAN_COLUMNS)} whitespace-separated columns, "
-                         f"found {frame.shape[1]}")
-    frame.columns = GERMAN_COLUMNS
-    if not set(frame["risk"]) <= {1, 2}:
-        raise ValueError(f"{path}: risk column must be 1 (good) or 2 (bad)")
+    path, frame = _read_german(data_dir)
     frame["sex"] = np.where(frame["personal_status"].isin(GERMAN_MALE), "male", "female")
     frame = frame.drop(columns="personal_status")
     frame["risk"] = frame["risk"].astype(str)
