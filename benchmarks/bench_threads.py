@@ -50,7 +50,7 @@ def main() -> None:
             t = timed([run("configs/quick.yaml", tmp / f"demo{threads}" / "out", data + [f"threads={threads}"])])
             record["runs"][f"demo, threads={threads}"] = round(t, 1)
             print(f"| demo (configs/quick.yaml), threads {threads} | {t:.0f} s |", flush=True)
-        small = ["train_size=3000", "seeds=[0]"] + data
+        small = ["train_size=3000", "test_size=1000", "seeds=[0]"] + data
         t = timed([run("configs/quick.yaml", tmp / f"pair{i}" / "out", small) for i in range(2)])
         record["runs"]["two small runs at once, automatic threads"] = round(t, 1)
         print(f"| two small runs at once, automatic threads | {t:.0f} s |", flush=True)

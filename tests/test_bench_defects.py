@@ -199,3 +199,11 @@ def test_rows_cite_the_recipe_they_used_and_smoke_recipes_say_so(tmp_path):
     _, rows, _, _ = load_run(tmp_path / "out")
     assert {r["params"].get("recipe") for r in rows if r["method"] == "FT"} == {"FT-v1.yaml (smoke-tuned: not a result)"}
     assert "Tuned recipes: `FT-v1.yaml (smoke-tuned: not a result)`" in summary.report.read_text()
+
+
+def test_a_test_set_larger_than_the_retain_set_fails_before_training(tmp_path):
+    """MIA-Efficacy would refuse it in every cell, after the references were trained."""
+    raw = {**TINY, "train_size": 300, "requests": [{"kind": "random", "fraction": 0.5}]}
+    with pytest.raises(ValueError, match=r"leaves 1\d\d retain samples, fewer than the \d+ test samples"):
+        run_experiment(parse_config(raw), tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".forgetkit-cache").exists()

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods import build_method
+from ..metrics.core import without_classes
 from ..metrics.evaluators import EVALUATORS
 from ..unlearn.weightings import build_weighting
 from .cell import evaluator_options
@@ -77,6 +78,14 @@ def check_data(ws: Workspace) -> None:
         for ri in range(len(cfg.requests)):
             ws.request(seed, ri)
     ws.build()
+    for seed in cfg.seeds:  # MIA-Efficacy's shadow members are the first |test| retain samples
+        for ri, spec in enumerate(cfg.requests):
+            retain = len(ws.splits(seed, ri)[1])
+            test = len(without_classes(ws.bundle.test, spec.classes if spec.kind == "class" else ()))
+            if retain < test:
+                raise ValueError(f"request {ri} leaves {retain} retain samples, fewer than the {test} test samples "
+                                 "MIA-Efficacy takes as many shadow members from (SalUn's protocol); set "
+                                 f"test_size <= {retain} or a larger train_size")
     users = _needs_heldout(cfg)
     if users:
         for seed in cfg.seeds:
