@@ -122,8 +122,8 @@ class ExperimentConfig(StrictModel):
     smoke: bool = False
     """set by ``--smoke``: data and budgets were shrunk; reports mark every number as not a result"""
     threads: int | None = Field(None, ge=1)
-    """torch threads per worker (default: the machine's cores divided among concurrent workers);
-    results depend on it, so every row records it"""
+    """torch threads per worker (default: OMP_NUM_THREADS, else 1 — measured fastest on CPU for the
+    small models here, see docs/performance.md); results depend on it, so every row records it"""
 
     @field_validator("requests", "methods", "seeds")
     @classmethod

@@ -65,7 +65,7 @@ class LocalExecutor:
         self.ws, self.prog, self.task = ws, prog, task
 
     def run(self, todo: list[Cell], on_row: OnRow) -> None:
-        set_threads(threads_per_worker(self.ws.cfg.threads, 1))
+        set_threads(threads_per_worker(self.ws.cfg.threads))
         self.ws.progress = self.prog.steps("training")
         for cell in todo:
             self.prog.describe(self.task, f"{cell.label} seed {cell.seed} request {cell.request}")
@@ -121,9 +121,8 @@ class RayExecutor:
 
     def _sweep(self, ray, todo: list[Cell], on_row: OnRow) -> None:
         cfg = self.ws.cfg
-        workers = max(1, int(ray.cluster_resources().get("CPU", 1) // max(self.cpus_per_task, 1e-9)))
         args = (json.dumps(cfg.model_dump()), (str(self.ws.cache.root), str(self.ws.out_dir)),
-                threads_per_worker(cfg.threads, workers) if self.address is None else (cfg.threads or 1))
+                threads_per_worker(cfg.threads))
         opts = {"num_cpus": self.cpus_per_task, "num_gpus": self._gpus(), "max_retries": self.max_retries}
         train, run_cell = ray.remote(**opts)(_ray_train), ray.remote(**opts)(_ray_cell)
 

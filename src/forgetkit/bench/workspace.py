@@ -31,23 +31,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+def threads_per_worker(threads: int | None) -> int:
+    """torch threads for each worker process: the configured number, else ``OMP_NUM_THREADS`` when
+    the environment sets it, else one.
 
-
-def threads_per_worker(threads: int | None, workers: int) -> int:
-    """torch threads for each of ``workers`` concurrent workers: the configured number, else
-    ``OMP_NUM_THREADS`` when the environment sets it (a scheduler or test runner that already split
-    the cores), else the cores divided among the workers — never oversubscribed, at least one."""
+    One, not cores ÷ workers: measured on the 2-core machine (``benchmarks/bench_threads.py``,
+    ``docs/performance.md``) the demo alone took 133 s with one thread and 145 s with two, and two
+    runs at once 55 s with one thread each against 89 s with two — small models gain nothing from
+    intra-op threads, and processes that each take every core oversubscribe. Use the cores by
+    running cells in parallel (``--executor ray``), or set ``threads`` for large models.
+    """
     if threads is not None:
         return threads
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
-    return max(1, available_cores() // max(1, workers))
+    return 1
 
 
 def set_threads(n: int) -> None:
