@@ -52,7 +52,7 @@ def main() -> None:
             record["runs"][f"demo, threads={threads}"] = round(t, 1)
             print(f"| demo (configs/quick.yaml), threads {threads} | {t:.0f} s |", flush=True)
         small = ["train_size=3000", "test_size=1000", "seeds=[0]"] + data
-        for label, sets in (("automatic threads", []), ("threads=1 each", ["threads=1"])):
+        for label, sets in (("threads=2 each", ["threads=2"]), ("threads=1 each", ["threads=1"])):
             t = timed([run("configs/quick.yaml", tmp / f"pair{i}{len(sets)}" / "out", small + sets) for i in range(2)])
             record["runs"][f"two small runs at once, {label}"] = round(t, 1)
             print(f"| two small runs at once, {label} | {t:.0f} s |", flush=True)
