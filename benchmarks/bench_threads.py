@@ -1,5 +1,5 @@
 """Thread benchmark: the demo (configs/quick.yaml, cold cache) at 1 and 2 torch threads, and two
-small runs side by side with the automatic setting vs everything-default torch threads.
+small runs side by side at two threads each vs one thread each.
 
 Each configuration runs in a fresh process with its own output and cache directory, so every model
 is trained; wall time is measured around the process. Writes a JSON record and prints table rows.
