@@ -315,13 +315,15 @@ def test_quiet_progress_prints_nothing(capsys):
 def test_real_sigint_mid_run_is_one_line_and_plain_progress_reached_the_pipe(tmp_path):
     """A real ``forgetkit run`` with stdout a pipe: plain progress lines arrive as cells finish, and
     SIGINT after the first one ends it with the one-line message and status 130."""
-    # long enough cells (on an idle machine the whole run used to finish before the signal arrived)
     raw = {**TINY, "seeds": list(range(3)), "methods": [{"name": "ga", "options": {"epochs": 3}},
-                                                         {"name": "ft", "options": {"epochs": 200}}]}
+                                                         {"name": "ft", "options": {"epochs": 30}}]}
     out = tmp_path / "out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # pytest-xdist workers ignore SIGINT, and a child inherits that (Python then installs no
+    # KeyboardInterrupt handler): restore the default, as in a user's shell
     p = subprocess.Popen([sys.executable, "-m", "forgetkit.cli", "run", _config(tmp_path, raw), "--out", str(out)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         lines = []
         while not any(line.startswith("[1/") for line in lines):

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from ..plugins import load_plugins
 from .cell import execute_cell, extra_references
 from .config import ExperimentConfig
 from .grid import Cell
@@ -81,6 +82,7 @@ def _workspace(cfg_json: str, dirs: tuple[str, str], threads: int) -> Workspace:
     """One Workspace per (config, cache, output) per worker process, so data is loaded once per worker."""
     key = hashlib.sha256((cfg_json + "\0".join(dirs)).encode()).hexdigest()
     if key not in _WORKSPACES:
+        load_plugins()  # a worker is a fresh process: installed plug-in methods and evaluators too
         set_threads(threads)
         _WORKSPACES[key] = Workspace(ExperimentConfig.model_validate(json.loads(cfg_json)), Path(dirs[0]),
                                      out_dir=Path(dirs[1]))

@@ -151,7 +151,7 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
     """One shuffled pass in batches of ``batch_size``; a last batch of a single sample is merged into
     the one before it (BatchNorm cannot normalise one sample in train mode, and torch would raise)."""
     batches = list(torch.randperm(n, generator=gen).split(batch_size)) if n else []
-    if len(batches) > 1 and len(batches[-1]) == 1:
+    if batch_size > 1 and len(batches) > 1 and len(batches[-1]) == 1:  # batch_size 1 is asked for
         batches[-2:] = [torch.cat(batches[-2:])]
     return batches
 
