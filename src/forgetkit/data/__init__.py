@@ -1,7 +1,13 @@
-"""Datasets, held-out splits and forget requests."""
-from . import images, tabular  # noqa: F401  (register loaders)
+"""Datasets, held-out splits and forget requests; importing this package imports every module in
+it, so a new loader module registers itself (one file plus its test)."""
+import importlib
+import pkgutil
+
 from .base import DATASETS, DataBundle, Split, as_float, heldout_split
 from .requests import ForgetRequest, class_request, longtail_request, random_request, validate_indices
+
+for _m in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_m.name}")
 
 
 def load_dataset(name: str, data_dir: str | None = None) -> DataBundle:
