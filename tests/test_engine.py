@@ -39,13 +39,8 @@ class Recorder(ForgetObjective, RetainObjective):
         return self.sign * F.cross_entropy(logits, batch.y, reduction="none")
 
 
-def record(mixing, epochs=1, forget_epochs=None, with_retain=True):
-    forget, retain = data()
-    ev = []
-    ctx = UnlearnContext(original=linear(), forget=forget, retain=retain if with_retain else None, num_classes=3)
-    parts = Parts(forget=Recorder(ev, "f", -1.0), retain=Recorder(ev, "r"), weighting=_Steps(ev))
-    run_engine(linear(), ctx, parts, LoopConfig(epochs=epochs, lr=0.01, batch_size=BS, mixing=mixing,
-                                               forget_epochs=forget_epochs))
+def group_steps(ev):
+    """Recorder events → one {"f": [...], "r": [...]} dict of sample ids per optimiser step."""
     steps, cur = [], None
     for e in ev:
         if e[0] == "step":
@@ -54,6 +49,16 @@ def record(mixing, epochs=1, forget_epochs=None, with_retain=True):
         else:
             cur[e[0]] += e[1]
     return steps
+
+
+def record(mixing, epochs=1, forget_epochs=None, with_retain=True):
+    forget, retain = data()
+    ev = []
+    ctx = UnlearnContext(original=linear(), forget=forget, retain=retain if with_retain else None, num_classes=3)
+    parts = Parts(forget=Recorder(ev, "f", -1.0), retain=Recorder(ev, "r"), weighting=_Steps(ev))
+    run_engine(linear(), ctx, parts, LoopConfig(epochs=epochs, lr=0.01, batch_size=BS, mixing=mixing,
+                                               forget_epochs=forget_epochs))
+    return group_steps(ev)
 
 
 class _Steps(Weighting):
@@ -342,13 +347,7 @@ def test_alternating_schedules_run_per_iteration():
 
 def test_forget_led_repeats_each_forget_batch_with_successive_retain_batches():
     ev, log = kinds("forget_led", epochs=2, forget_repeats=3)
-    steps, cur = [], None
-    for e in ev:
-        if e[0] == "step":
-            cur = {"f": [], "r": []}
-            steps.append(cur)
-        else:
-            cur[e[0]] += e[1]
+    steps = group_steps(ev)
     n_fb = math.ceil(N_F / BS)
     assert len(steps) == 2 * n_fb * 3 and log.steps == len(steps)
     for i in range(0, len(steps), 3):  # the same forget batch three times in a row
