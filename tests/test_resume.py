@@ -25,6 +25,10 @@ RAW = {"name": "resume", "dataset": "digits", "heldout_fraction": 0.1, "device":
        "seeds": [0]}
 
 
+SWEEP = {**RAW, "train_size": 1500, "test_size": 500}
+"""sized so that the kill points (mid-training, mid-rows) fall inside the run, whatever --smoke does"""
+
+
 def _row_count(db: Path) -> int:
     if not db.exists():
         return 0
@@ -36,8 +40,8 @@ def _row_count(db: Path) -> int:
 
 
 def _run_until(cfg_path: Path, out: Path, cache: Path, stop) -> int:
-    """Start ``forgetkit run --smoke``; SIGKILL it as soon as ``stop()`` is true. Returns the exit code."""
-    proc = subprocess.Popen([sys.executable, "-m", "forgetkit.cli", "run", str(cfg_path), "--smoke",
+    """Start ``forgetkit run``; SIGKILL it as soon as ``stop()`` is true. Returns the exit code."""
+    proc = subprocess.Popen([sys.executable, "-m", "forgetkit.cli", "run", str(cfg_path),
                              "--out", str(out), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     while proc.poll() is None:
         if stop is not None and stop():
@@ -51,7 +55,7 @@ def _run_until(cfg_path: Path, out: Path, cache: Path, stop) -> int:
 
 def test_sigkill_at_several_points_then_resume(tmp_path):
     cfg_path, out, cache = tmp_path / "sweep.yaml", tmp_path / "out", tmp_path / ".forgetkit-cache"
-    cfg_path.write_text(yaml.safe_dump(RAW))
+    cfg_path.write_text(yaml.safe_dump(SWEEP))
     db = out / "results.sqlite"
     deadline = random.Random(7).uniform(0.5, 2.0)
     started = {}
@@ -68,7 +72,7 @@ def test_sigkill_at_several_points_then_resume(tmp_path):
     assert codes[0] == -signal.SIGKILL, "the first run should have been killed while training"
     assert _run_until(cfg_path, out, cache, None) == 0
 
-    expected = {c.key for c in plan(parse_config(smoke(RAW)))}
+    expected = {c.key for c in plan(parse_config(SWEEP))}
     with sqlite3.connect(db) as con:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         keys = [k for (k,) in con.execute("SELECT key FROM results")]
