@@ -40,6 +40,10 @@ class Method:
     """the name reports show, spelled as the method's paper writes it (SalUn, NegGrad+); default: the registry key"""
     smoke_caps: ClassVar[dict[str, int | float]] = {}
     """upper bounds ``--smoke`` puts on options (a check that a preset runs, not a result)"""
+    tune_space: ClassVar[dict[str, dict[str, Any]]] = {}
+    """the declared search space of the leaderboard's equal tuning budget: lr and epochs (or the
+    method's step count) and at most two key hyper-parameters of its own; each entry is
+    ``{low, high[, log]}`` or ``{choices}`` as in a config's ``tune.space``"""
 
     def unlearn(self, model: nn.Module, ctx: UnlearnContext, weighting: Weighting | None = None,
                 progress: Callable[[int, int], None] | None = None) -> tuple[nn.Module, dict[str, Any]]:
