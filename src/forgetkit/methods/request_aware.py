@@ -1,0 +1,147 @@
+"""RA-Targets (ours): request-aware soft targets — each forget sample's target depends on whether
+its class leaves the training set whole or stays in part.
+
+Not from a paper; it combines two papers' ideas on forgetkit's engine:
+
+- classes removed **whole** (no retain sample left): the target of TRW — the original model's
+  distribution over the remaining classes, tilted toward similar ones ("On the Necessity of Output
+  Distribution Reweighting for Effective Class Unlearning", Eq. 2; built by
+  :mod:`forgetkit.methods.trw`'s functions, with its output similarity);
+- classes that **stay in part**: the unseen-data behaviour of the class, the target of forgetting
+  in FaLW ("Forgetting-Aware Loss Reweighting for Long-Tailed Unlearning", ICLR 2026). FaLW reads
+  that behaviour off the *current* model, and the statistics collapse with the class once
+  unlearning wipes it out (docs/falw.md, γ ≥ 1). Here it is read off the ORIGINAL model, once:
+  the forget sample ranked r-th of n_c in class c by the original's true-class probability gets
+  the level-(r + ½)/n_c quantile q of the original's true-class probabilities on held-out samples
+  of c, and the target is the original's output with the true-class mass set to q and the rest
+  spread in proportion to the original's other-class probabilities (classes removed whole get 0).
+
+Targets are fixed before the first step, so no collapse during unlearning can move them. Loss:
+soft cross-entropy to the targets on forget samples + CE on retain samples, one shuffled loader
+(engine mixing ``mixed``, as RL), so a run costs RL's steps plus two forward passes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..unlearn.context import UnlearnContext
+from ..unlearn.engine import Parts
+from ..unlearn.objectives import RetainCE, SoftTargetCE
+from .base import METHODS, EngineMethod
+from .trw import original_logits, output_similarity, tilted_targets
+
+
+def whole_and_partial(forget_y: torch.Tensor, retain_y: torch.Tensor | None,
+                      forget_classes=()) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(classes removed whole, classes forgotten in part) of a request.
+
+    A forget class is removed whole when the retain set holds none of its samples (or the request
+    names it as a class request); otherwise it stays in part.
+    """
+    kept = set() if retain_y is None else set(retain_y.cpu().tolist())
+    present = set(forget_y.cpu().tolist())
+    whole = {int(c) for c in forget_classes} | (present - kept)
+    return tuple(sorted(whole & present)), tuple(sorted(present - whole))
+
+
+def heldout_quantiles(p_forget: torch.Tensor, y_forget: torch.Tensor, p_held: torch.Tensor,
+                      y_held: torch.Tensor) -> torch.Tensor:
+    """q_i: the held-out true-class probability of y_i at the quantile of sample i's rank.
+
+    Within each class c, forget samples are ranked by ``p_forget`` (ties in order of position) and
+    the r-th of n_c (0-based) gets the linear-interpolation quantile at level (r + ½)/n_c of the
+    held-out probabilities ``p_held`` of class c.
+    """
+    q = torch.empty(len(p_forget), dtype=torch.float64)
+    for c in torch.unique(y_forget).tolist():
+        mine = torch.where(y_forget == c)[0]
+        held = p_held[y_held == c].double()
+        if len(held) == 0:
+            raise ValueError(f"the held-out split has no samples of class {c}, which this request forgets "
+                             "in part; RA-Targets needs unseen samples of every such class (raise heldout_fraction)")
+        order = torch.argsort(p_forget[mine].double(), stable=True)
+        levels = (torch.arange(len(mine), dtype=torch.float64) + 0.5) / len(mine)
+        q[mine[order]] = torch.quantile(held, levels)
+    return q.float()
+
+
+def partial_targets(logits: torch.Tensor, labels: torch.Tensor, q: torch.Tensor, excluded=()) -> torch.Tensor:
+    """Per sample: mass q_i on the true class, 1 − q_i over the other classes in proportion to
+    softmax(``logits``) restricted to them; ``excluded`` classes (removed whole) get 0."""
+    z = logits.detach().double().cpu().clone()
+    y = labels.cpu().view(-1, 1)
+    z[:, list(excluded)] = float("-inf")
+    others = torch.softmax(z.scatter(1, y, float("-inf")), 1)
+    qd = q.double().cpu().view(-1, 1)
+    return ((1 - qd) * others).scatter(1, y, qd).float()
+
+
+def request_aware_targets(logits: torch.Tensor, labels: torch.Tensor, held_logits: torch.Tensor | None,
+                          held_labels: torch.Tensor | None, whole, partial, *, beta: float) -> torch.Tensor:
+    """N_f × K targets from the original model's logits on the forget (and held-out) samples:
+    TRW's tilted target for samples of ``whole`` classes, :func:`partial_targets` at the held-out
+    quantiles for samples of ``partial`` classes."""
+    logits, labels = logits.detach().float().cpu(), labels.cpu()
+    out = torch.zeros_like(logits)
+    is_whole = torch.isin(labels, torch.as_tensor(list(whole), dtype=torch.long))
+    if is_whole.any():
+        scores = output_similarity(logits[is_whole], labels[is_whole], whole, logits.shape[1])
+        out[is_whole] = tilted_targets(logits[is_whole], labels[is_whole], scores, whole, beta=beta)
+    if partial:
+        if held_logits is None:
+            raise ValueError(f"classes {list(partial)} keep retain samples (forgotten in part), so RA-Targets needs a "
+                             "held-out split of unseen samples (set heldout_fraction > 0)")
+        rest = ~is_whole
+        p = torch.softmax(logits[rest], 1).gather(1, labels[rest].view(-1, 1)).squeeze(1)
+        held_labels = held_labels.cpu()
+        p_held = torch.softmax(held_logits.float().cpu(), 1).gather(1, held_labels.view(-1, 1)).squeeze(1)
+        q = heldout_quantiles(p, labels[rest], p_held, held_labels)
+        out[rest] = partial_targets(logits[rest], labels[rest], q, excluded=whole)
+    return out
+
+
+def context_targets(ctx: UnlearnContext, beta: float) -> torch.Tensor:
+    """The fixed targets of one request, from the original model of ``ctx``."""
+    whole, partial = whole_and_partial(ctx.forget.y, None if ctx.retain is None else ctx.retain.y,
+                                       ctx.forget_classes)
+    logits = original_logits(ctx.original, ctx.forget.x, ctx.device)
+    held = ctx.heldout if partial and ctx.heldout is not None and len(ctx.heldout) else None
+    held_logits = None if held is None else original_logits(ctx.original, held.x, ctx.device)
+    return request_aware_targets(logits, ctx.forget.y, held_logits, None if held is None else held.y,
+                                 whole, partial, beta=beta)
+
+
+@METHODS.register("request_aware")
+@dataclass
+class RequestAware(EngineMethod):
+    description: ClassVar[str] = ("soft targets by request shape: TRW's target for classes removed whole, the "
+                                  "original's unseen-data quantiles for classes kept in part (ours)")
+    paper_name: ClassVar[str] = "RA-Targets (ours)"
+    needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
+    supports_weighting: ClassVar[bool] = True
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 1e-3, "high": 1e-1, "log": True},
+        "epochs": {"choices": [2, 5, 10]},
+        "forget_weight": {"low": 0.5, "high": 4.0, "log": True},
+        "beta": {"choices": [0.0, 5.0, 10.0]},
+    }
+
+    epochs: int = 10
+    """unlearning epochs (RL's budget, so the two cost the same)"""
+    lr: float = 0.01
+    """SGD learning rate (RL's default)"""
+    beta: float = 10.0
+    """TRW tilt β for classes removed whole (TRW paper §B.7); 0 = plain renormalisation"""
+    forget_weight: float = 1.0
+    """α, multiplier of the forget term inside the merged batch"""
+
+    def parts(self, model, ctx):
+        return Parts(forget=SoftTargetCE(lambda c: context_targets(c, self.beta)), retain=RetainCE())
+
+    def loop(self):
+        cfg = super().loop()
+        cfg.forget_weight = self.forget_weight
+        return cfg

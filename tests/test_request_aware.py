@@ -1,0 +1,122 @@
+"""RA-Targets: whole/partial detection and the target math against per-sample loops."""
+import pytest
+import torch
+
+from forgetkit.data.base import Split
+from forgetkit.methods import build_method
+from forgetkit.methods.request_aware import (heldout_quantiles, partial_targets, request_aware_targets,
+                                             whole_and_partial)
+from forgetkit.methods.trw import output_similarity, tilted_targets
+from forgetkit.models import build_model
+from forgetkit.unlearn.context import UnlearnContext
+
+
+def test_whole_and_partial_by_retain_membership():
+    forget_y = torch.tensor([0, 0, 1, 2, 2])
+    retain_y = torch.tensor([1, 3, 3, 2])
+    assert whole_and_partial(forget_y, retain_y) == ((0,), (1, 2))
+    # random request: every class keeps retain samples
+    assert whole_and_partial(forget_y, torch.tensor([0, 1, 2, 3])) == ((), (0, 1, 2))
+    # class request: named classes are whole even if mislabelled copies were left in the retain set
+    assert whole_and_partial(forget_y, torch.tensor([0, 1, 2, 3]), forget_classes=(2,)) == ((2,), (0, 1))
+    # no retain set: nothing is kept
+    assert whole_and_partial(forget_y, None) == ((0, 1, 2), ())
+
+
+def slow_quantile(values, level):
+    """Linear-interpolation quantile, written out (position level·(m − 1) in the sorted values)."""
+    v = sorted(values)
+    pos = level * (len(v) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (pos - lo) * (v[hi] - v[lo])
+
+
+def test_heldout_quantiles_match_a_per_sample_loop():
+    g = torch.Generator().manual_seed(0)
+    y_f = torch.tensor([0, 1, 0, 0, 1, 2, 0])
+    p_f = torch.tensor([0.9, 0.2, 0.5, 0.5, 0.8, 0.7, 0.1])  # a tie inside class 0
+    y_h = torch.randint(0, 3, (40,), generator=g)
+    p_h = torch.rand(40, generator=g)
+    q = heldout_quantiles(p_f, y_f, p_h, y_h)
+    for i in range(len(y_f)):
+        same = [j for j in range(len(y_f)) if y_f[j] == y_f[i]]
+        # rank: samples of the class with smaller p, or equal p and an earlier position
+        rank = sum(1 for j in same if p_f[j] < p_f[i] or (p_f[j] == p_f[i] and j < i))
+        held = [p_h[j].item() for j in range(40) if y_h[j] == y_f[i]]
+        assert q[i].item() == pytest.approx(slow_quantile(held, (rank + 0.5) / len(same)), abs=1e-6)
+    # the original's ordering is kept: within a class, a lower p never gets a higher q
+    for c in range(3):
+        m = y_f == c
+        order = torch.argsort(p_f[m], stable=True)
+        assert torch.all(q[m][order].diff() >= 0)
+
+
+def test_heldout_quantiles_refuse_a_class_without_heldout_samples():
+    with pytest.raises(ValueError, match="no samples of class 2"):
+        heldout_quantiles(torch.tensor([0.5]), torch.tensor([2]), torch.tensor([0.4]), torch.tensor([1]))
+
+
+def test_partial_targets_match_a_per_sample_loop():
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(6, 5, generator=g) * 3
+    y = torch.tensor([0, 1, 1, 3, 4, 0])
+    q = torch.rand(6, generator=g)
+    t = partial_targets(logits, y, q, excluded=(2,))
+    for i in range(6):
+        p = torch.softmax(logits[i].double(), 0)
+        others = [k for k in range(5) if k != y[i] and k != 2]
+        total = sum(p[k] for k in others)
+        for k in range(5):
+            want = q[i].item() if k == y[i] else 0.0 if k == 2 else (1 - q[i].item()) * (p[k] / total).item()
+            assert t[i, k].item() == pytest.approx(want, abs=1e-6)
+    assert torch.allclose(t.sum(1), torch.ones(6))
+
+
+def test_partial_targets_are_finite_when_the_original_is_saturated():
+    t = partial_targets(torch.tensor([[200.0, 0.0, -5.0]]), torch.tensor([0]), torch.tensor([0.7]))
+    assert torch.isfinite(t).all() and t[0, 0].item() == pytest.approx(0.7)
+    assert t[0, 1].item() > t[0, 2].item()
+
+
+def test_mixed_request_gets_trw_targets_for_whole_and_quantile_targets_for_partial_classes():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(8, 4, generator=g) * 2
+    y = torch.tensor([0, 0, 0, 1, 1, 2, 0, 1])
+    held_logits = torch.randn(30, 4, generator=g) * 2
+    held_y = torch.randint(0, 4, (30,), generator=g)
+    t = request_aware_targets(logits, y, held_logits, held_y, whole=(0,), partial=(1, 2), beta=5.0)
+    w = y == 0
+    scores = output_similarity(logits[w], y[w], (0,), 4)
+    assert torch.allclose(t[w], tilted_targets(logits[w], y[w], scores, (0,), beta=5.0))
+    assert torch.all(t[:, 0] == 0)  # the class removed whole is never a target, not even for partial samples
+    p = torch.softmax(held_logits, 1).gather(1, held_y.view(-1, 1)).squeeze(1)
+    pf = torch.softmax(logits, 1).gather(1, y.view(-1, 1)).squeeze(1)
+    q = heldout_quantiles(pf[~w], y[~w], p, held_y)
+    assert torch.allclose(t[~w], partial_targets(logits[~w], y[~w], q, excluded=(0,)))
+    assert torch.allclose(t.sum(1), torch.ones(8))
+
+
+def test_partial_classes_without_heldout_split_are_refused():
+    with pytest.raises(ValueError, match="held-out split"):
+        request_aware_targets(torch.zeros(2, 3), torch.tensor([0, 1]), None, None, whole=(), partial=(0, 1), beta=1.0)
+
+
+def test_a_collapsed_model_cannot_move_the_targets():
+    """Targets come from the original in the context: the model being unlearned does not enter."""
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 4, 4), 3, hidden=8)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 255, (30, 1, 4, 4), generator=g, dtype=torch.uint8)
+    y = torch.arange(30) % 3
+    ctx = UnlearnContext(original=model, forget=Split(x[:6], y[:6]), retain=Split(x[6:20], y[6:20]),
+                         heldout=Split(x[20:], y[20:]), num_classes=3)
+    method = build_method("request_aware", epochs=1)
+    objective = method.parts(model, ctx).forget
+    objective.setup(ctx)
+    before = objective._t.clone()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    objective.setup(ctx)
+    assert torch.equal(before, objective._t)
