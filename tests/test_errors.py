@@ -75,7 +75,7 @@ CONFIG_CASES = [
     ("weighting-needs-heldout", lambda raw: raw.update(heldout_fraction=0.0, methods=[
         {"name": "ga", "weightings": ["falw"]}]), ValueError, "with weighting 'falw' needs a held-out set"),
     ("class-only-method-on-random-request", _set("methods.0", {"name": "svd"}), ValueError,
-     "forgets whole classes but the config has random requests"),
+     "forgets whole classes but the config has no class request"),
     ("cuda-without-gpu", _set("device", "cuda"), ValueError, "no CUDA GPU is available"),
 ]
 

@@ -21,15 +21,19 @@ from .grid import ORIGINAL, Cell
 from .workspace import Workspace, provenance
 
 
-def evaluator_options(cfg) -> list[tuple[str, dict]]:
-    """(name, options) of every evaluator a cell runs: ``standard`` (FA/RA/TA/MIA) first, then ``metrics.extra``."""
-    return [("standard", {"groups": cfg.metrics.groups})] + [
-        (name, dict(cfg.metrics.extra_options.get(name, {}))) for name in cfg.metrics.extra]
+def evaluator_options(cfg, request_kind: str | None = None) -> list[tuple[str, dict]]:
+    """(name, options) of every evaluator a cell runs: ``standard`` (FA/RA/TA/MIA) first, then ``metrics.extra``.
+
+    With ``request_kind``, only those that apply to it: whole-class evaluators score class requests only.
+    """
+    extra = [(name, dict(cfg.metrics.extra_options.get(name, {}))) for name in cfg.metrics.extra
+             if request_kind in (None, "class") or not EVALUATORS.get(name).class_requests_only]
+    return [("standard", {"groups": cfg.metrics.groups})] + extra
 
 
-def extra_references(cfg) -> int:
-    """Extra retrained references the configured evaluators declare they use (the most of any)."""
-    return max((EVALUATORS.get(n).references_for(o) for n, o in evaluator_options(cfg)), default=0)
+def extra_references(cfg, request_kind: str | None = None) -> int:
+    """Extra retrained references the evaluators that score a request declare they use (the most of any)."""
+    return max((EVALUATORS.get(n).references_for(o) for n, o in evaluator_options(cfg, request_kind)), default=0)
 
 
 def _method_and_weighting(cfg, cell: Cell):
@@ -43,7 +47,7 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
     cfg = ws.cfg
     req = ws.request(cell.seed, cell.request)
     row = {"key": cell.key, "experiment": cfg.name, "method": cell.label, "weighting": cell.weighting,
-           "request": req.name, "seed": cell.seed, "provenance": provenance(ws, cell.seed),
+           "request": cfg.requests[cell.request].name or req.name, "seed": cell.seed, "provenance": provenance(ws, cell.seed),
            "params": {"base_label": cell.base_label}, "error": None}
     trained_before = ws.models_trained
     try:
@@ -74,7 +78,7 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
                         ws.device, lambda m: ws.references(cell.seed, cell.request, m), unlearn_fn)
         metrics = {"time_s": seconds, "retrain_time_s": retrain_seconds}
         artifacts: dict = {}
-        for name, options in evaluator_options(cfg):
+        for name, options in evaluator_options(cfg, cfg.requests[cell.request].kind):
             for k, v in EVALUATORS.get(name)(view, **options).items():
                 if isinstance(v, (int, float, str, np.floating, np.integer)) and not isinstance(v, bool):
                     metrics[k] = v.item() if isinstance(v, np.generic) else v
@@ -102,7 +106,7 @@ def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: d
     """The deletion audit of this row's model (forget set vs the never-trained held-out split):
     its JSON goes to the artifacts, its report under ``<out>/audits/``, its headline to the metrics."""
     from ..audit_report import write_audit_report
-    from ..metrics.audit import audit
+    from ..metrics.audit import audit, encode_scores
 
     req = ws.request(cell.seed, cell.request)
     forget, retain = ws.splits(cell.seed, cell.request)
@@ -113,6 +117,7 @@ def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: d
                    num_classes=ws.bundle.num_classes, device=ws.device, seed=cell.seed,
                    forget_classes=req.classes if req.kind == "class" else ())
     artifacts["audit"] = result.to_dict()
+    artifacts["audit_scores"] = encode_scores(result.scores["after"])  # ``forgetkit audit RUN_DIR`` re-audits from these
     if ws.out_dir is not None:
         name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{cell.label}-{req.name}-seed{cell.seed}")
         write_audit_report(result, ws.out_dir / "audits" / name, method=cell.label, method_settings=params,

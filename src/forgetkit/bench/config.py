@@ -39,9 +39,11 @@ class ModelSpec(StrictModel):
 
 
 class RequestSpec(StrictModel):
-    kind: Literal["random", "class", "longtail"]
+    kind: Literal["random", "class", "longtail", "mixed"]
+    name: str | None = None
+    """the request shape's name in reports and the leaderboard (default: the request's own name)"""
     fraction: float | None = Field(None, gt=0, lt=1)
-    """random: fraction of the training set"""
+    """random: fraction of the training set; mixed: share of each partly forgotten class"""
     classes: list[int] | None = None
     """class: the classes to forget"""
     ratio: float | None = Field(None, gt=0, le=1)
@@ -52,12 +54,17 @@ class RequestSpec(StrictModel):
     """longtail: rank classes by index instead of a seeded permutation"""
     keep_one: bool = False
     """longtail: never remove a class entirely"""
+    whole: int | None = Field(None, ge=1)
+    """mixed: how many classes (seeded choice) are removed whole"""
+    partial: int | None = Field(None, ge=1)
+    """mixed: how many other classes (seeded choice) are forgotten in part"""
     role: Literal["report", "validation"] = "report"
     """validation requests are for tuning only and never reported"""
 
     @model_validator(mode="after")
     def _fields_for_kind(self):
-        need = {"random": ["fraction"], "class": ["classes"], "longtail": ["ratio", "gamma"]}[self.kind]
+        need = {"random": ["fraction"], "class": ["classes"], "longtail": ["ratio", "gamma"],
+                "mixed": ["whole", "partial", "fraction"]}[self.kind]
         for f in need:
             if getattr(self, f) is None:
                 raise ValueError(f"a {self.kind} request needs the field '{f}'")

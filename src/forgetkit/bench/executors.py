@@ -43,9 +43,9 @@ def _import_ray():
 
 def reference_jobs(cfg: ExperimentConfig, todo: list[Cell]) -> list[tuple]:
     """Distinct reference models the pending cells need: ("original", seed) / ("retrain", seed, ri, model_seed)."""
-    extra = extra_references(cfg)
     jobs: list[tuple] = []
     for cell in todo:
+        extra = extra_references(cfg, cfg.requests[cell.request].kind)
         wanted = [("original", cell.seed), ("retrain", cell.seed, cell.request, None)]
         wanted += [("retrain", cell.seed, cell.request, extra_reference_seed(i)) for i in range(extra)]
         jobs += [j for j in wanted if j not in jobs]

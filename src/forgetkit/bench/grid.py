@@ -71,12 +71,18 @@ def cell_label(spec: MethodSpec, weighting: str, n_weightings: int) -> tuple[str
     return f"{base} + {weighting_name(weighting)}", base
 
 
+def applies(method: str, request_kind: str) -> bool:
+    """A method that forgets whole classes only runs on class requests; every other one on all."""
+    return request_kind == "class" or not METHODS.get(method).class_only
+
+
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def plan(cfg: ExperimentConfig, roles: tuple[str, ...] = ("report",)) -> list[Cell]:
-    """Every cell of the grid for requests of the given roles (``validation`` ones are for tuning)."""
+    """Every cell of the grid for requests of the given roles (``validation`` ones are for tuning);
+    a class-only method has cells on the class requests only."""
     base = cfg.model_dump(exclude={"methods", "requests", "seeds", "weightings", "cache_dir", "device",
                                    "threads"})
     cells = []
@@ -88,6 +94,8 @@ def plan(cfg: ExperimentConfig, roles: tuple[str, ...] = ("report",)) -> list[Ce
             for ref in REFERENCES:
                 cells.append(Cell(seed, ri, None, ref, "-", ref, ref, _hash({**common, "method": ref.lower()})))
             for mi, spec in enumerate(cfg.methods):
+                if not applies(spec.name, req.kind):
+                    continue
                 ws = weightings_for(cfg, spec)
                 for w in ws:
                     key = _hash({**common, "method": spec.model_dump(), "weighting": w,

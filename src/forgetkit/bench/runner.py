@@ -40,7 +40,7 @@ class RunSummary:
 
 def preflight(cfg: ExperimentConfig) -> None:
     """Everything that can be checked from the config alone, before any data is loaded."""
-    class_requests = all(r.kind == "class" for r in cfg.requests)
+    class_requests = any(r.kind == "class" for r in cfg.requests)
     for spec in cfg.methods:
         method = build_method(spec.name, **spec.options)
         for w in weightings_for(cfg, spec):
@@ -48,15 +48,14 @@ def preflight(cfg: ExperimentConfig) -> None:
             if "heldout" in set(method.needs) | set(weighting.needs) and cfg.heldout_fraction == 0:
                 raise ValueError(f"{spec.name} with weighting {w!r} needs a held-out set, but heldout_fraction is 0")
         if method.class_only and not class_requests:
-            bad = next(r.kind for r in cfg.requests if r.kind != "class")
-            raise ValueError(f"method {spec.name!r} forgets whole classes but the config has {bad} requests; "
-                             "use kind: class")
+            raise ValueError(f"method {spec.name!r} forgets whole classes but the config has no class "
+                             "request; add one (kind: class) — it runs on the class requests only")
     for name, options in evaluator_options(cfg):
         evaluator = EVALUATORS.get(name)
         if evaluator.class_requests_only and not class_requests:
-            bad = next(r.kind for r in cfg.requests if r.kind != "class")
-            raise ValueError(f"evaluator {name!r} measures whole-class forgetting, but the config has {bad} "
-                             "requests; use kind: class requests or drop it from metrics.extra")
+            raise ValueError(f"evaluator {name!r} measures whole-class forgetting, but the config has no class "
+                             "request; add one (kind: class) — it scores class requests only — or drop it "
+                             "from metrics.extra")
         evaluator.check(options)
 
 

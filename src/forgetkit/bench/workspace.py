@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from ..cache import ModelCache
-from ..data import class_request, heldout_split, load_dataset, longtail_request, random_request
+from ..data import class_request, heldout_split, load_dataset, longtail_request, mixed_request, random_request
 from ..data.base import DataBundle, Split
 from ..data.requests import ForgetRequest
 from ..models import build_model
@@ -105,6 +105,8 @@ class Workspace:
             return random_request(y, spec.fraction, seed)
         if spec.kind == "class":
             return class_request(y, spec.classes, nc)
+        if spec.kind == "mixed":
+            return mixed_request(y, nc, spec.whole, spec.partial, spec.fraction, seed)
         return longtail_request(y, nc, spec.ratio, spec.gamma, seed, spec.natural_order, spec.keep_one)
 
     def build(self):

@@ -4,7 +4,8 @@ import importlib
 import pkgutil
 
 from .base import DATASETS, DataBundle, Split, as_float, heldout_split
-from .requests import ForgetRequest, class_request, longtail_request, random_request, validate_indices
+from .requests import (ForgetRequest, class_request, longtail_request, mixed_request, random_request,
+                       validate_indices)
 
 for _m in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_m.name}")
@@ -16,4 +17,4 @@ def load_dataset(name: str, data_dir: str | None = None) -> DataBundle:
 
 
 __all__ = ["DATASETS", "DataBundle", "Split", "ForgetRequest", "as_float", "heldout_split",
-           "load_dataset", "class_request", "longtail_request", "random_request", "validate_indices"]
+           "load_dataset", "class_request", "longtail_request", "mixed_request", "random_request", "validate_indices"]

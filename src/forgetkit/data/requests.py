@@ -1,7 +1,7 @@
 """Forget requests: which training indices a user asks the model to forget.
 
-Three kinds, all seeded with their own ``RandomState`` so a request is identical on every machine:
-random fraction, whole classes, and long-tailed (``N_k ∝ k^-γ`` with water-filling, the FaLW
+Four kinds, all seeded with their own ``RandomState`` so a request is identical on every machine:
+random fraction, whole classes, mixed (some classes whole, others in part) and long-tailed (``N_k ∝ k^-γ`` with water-filling, the FaLW
 paper's long-tailed forget sets: "Forgetting-Aware Loss Reweighting for Long-Tailed Unlearning").
 Infeasible requests raise ``ValueError`` saying why.
 """
@@ -18,7 +18,7 @@ class ForgetRequest:
 
     indices: np.ndarray
     name: str
-    kind: str  # "random" | "class" | "longtail" | "indices"
+    kind: str  # "random" | "class" | "longtail" | "mixed" | "indices"
     classes: tuple[int, ...] = ()  # forgotten classes for class requests
 
 
@@ -123,6 +123,32 @@ def longtail_request(y, num_classes: int, ratio: float, gamma: float, seed: int,
     picked = [rng.choice(np.flatnonzero(y == c), counts[c], replace=False) for c in range(num_classes) if counts[c]]
     idx = np.sort(np.concatenate(picked))
     return ForgetRequest(idx, f"longtail-r{ratio:g}-g{gamma:g}", "longtail")
+
+
+def mixed_request(y, num_classes: int, whole: int, partial: int, fraction: float, seed: int) -> ForgetRequest:
+    """``whole`` classes forgotten entirely and ``fraction`` of each of ``partial`` other classes.
+
+    The shape long-tailed requests at γ ≥ 1 already are (their head classes vanish, their tail
+    classes stay), named and controlled on its own; classes are a seeded choice.
+    """
+    y = np.asarray(y)
+    if whole + partial > num_classes - 1:
+        raise ValueError(f"mixed request: whole ({whole}) + partial ({partial}) classes must leave at least one "
+                         f"class untouched of {num_classes}")
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"mixed request: fraction must be in (0, 1), got {fraction}")
+    rng = np.random.RandomState(seed)
+    order = rng.permutation(num_classes)
+    picked = [np.flatnonzero(y == c) for c in order[:whole]]
+    for c in order[whole:whole + partial]:
+        members = np.flatnonzero(y == c)
+        k = int(round(fraction * len(members)))
+        if k == 0 or k == len(members):
+            raise ValueError(f"mixed request: fraction {fraction} of class {int(c)}'s {len(members)} samples "
+                             "must take some but not all of them")
+        picked.append(rng.choice(members, k, replace=False))
+    idx = np.sort(np.concatenate(picked))
+    return ForgetRequest(idx, f"mixed-w{whole}-p{partial}-f{fraction:g}", "mixed")
 
 
 def class_groups(forget_labels, num_classes: int, scheme: str = "thirds") -> dict[str, list[int]]:
