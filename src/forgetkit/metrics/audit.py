@@ -14,6 +14,8 @@ whether the prediction is right), so the audit never holds a copy of any model's
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
@@ -126,7 +128,7 @@ class AuditResult:
     settings: dict
     seconds: float
     scores: dict[str, dict[str, np.ndarray]] = field(repr=False)
-    """"after"/"before" → forget/heldout scores and labels, for histograms"""
+    """"after"/"before" → the per-sample arrays of :data:`SCORE_KEYS` (histograms, a run's store)"""
 
     @property
     def verdict(self) -> str:
@@ -441,25 +443,131 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
 
     models = {"after": model} | ({"before": original} if original is not None else {})
     names = {"after": "model", "before": "original"}
-    raw, accuracy = {}, {}
+    raw, extra_accuracy = {}, {}
+    yf, yh = forget.y.numpy(), heldout.y.numpy()
     for side, m in models.items():
         m.to(dev)
         phi_f, cor_f, num_classes = model_scores(m, forget, dev, num_classes, batch_size, names[side])
         phi_h, cor_h, _ = model_scores(m, heldout, dev, num_classes, batch_size, names[side])
-        raw[side] = (phi_f, cor_f, phi_h, cor_h)
-        accuracy.setdefault("forget", {})[side] = 100.0 * float(cor_f.mean())
-        accuracy.setdefault("heldout", {})[side] = 100.0 * float(cor_h.mean())
+        raw[side] = {"forget": phi_f, "forget_correct": cor_f, "heldout": phi_h, "heldout_correct": cor_h,
+                     "forget_y": yf, "heldout_y": yh}
         for split_name, s in (("retain", retain), ("test", test)):
             if s is not None and len(s):
-                accuracy.setdefault(split_name, {})[side] = 100.0 * float(
+                extra_accuracy.setdefault(split_name, {})[side] = 100.0 * float(
                     model_scores(m, s, dev, num_classes, batch_size, names[side])[1].mean())
+    result = audit_scores(raw["after"], raw.get("before"), num_classes=num_classes, forget_classes=removed,
+                          accuracy=extra_accuracy, alpha=alpha, margin=margin, tolerance=tolerance,
+                          min_samples=min_samples, n_boot=n_boot, seed=seed)
+    result.settings["device"] = str(dev)
+    result.seconds = time.perf_counter() - start
+    return result
 
-    yf, yh = forget.y.numpy(), heldout.y.numpy()
-    member_ref = raw["before"][0] if original is not None else None
+
+SCORE_KEYS = ("forget", "forget_correct", "forget_y", "heldout", "heldout_correct", "heldout_y")
+"""the per-sample arrays of one model that the audit's statistics need"""
+
+
+def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, forget_classes=(),
+                 accuracy: dict | None = None, alpha: float = 0.05, margin: float = 0.02, tolerance: float = 0.01,
+                 min_samples: int = 20, n_boot: int = 500, seed: int = 0) -> AuditResult:
+    """The audit from per-sample arrays instead of models (``forgetkit audit RUN_DIR`` re-audits a
+    finished run's rows this way, from the scores its store keeps).
+
+    ``after``/``before``: dicts with :data:`SCORE_KEYS` — the log-odds of the true class, whether
+    the prediction is right, and the labels, for forget and held-out samples under the model (after)
+    and the original (before, optional; same samples in the same order). ``accuracy``: further
+    split → {"after"/"before": %} rows for the report (retain, test). Other options as :func:`audit`.
+    """
+    start = time.perf_counter()
+    stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=margin)  # validates alpha and margin
+    if min_samples < 2 or n_boot < 1:
+        raise ValueError(f"min_samples must be >= 2 and n_boot >= 1, got {min_samples} and {n_boot}")
+    if not 0.0 <= tolerance < 1.0:
+        raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+    raw = {"after": _score_arrays(after, "after")}
+    if before is not None:
+        raw["before"] = _score_arrays(before, "before")
+        for k in ("forget_y", "heldout_y"):
+            if not np.array_equal(raw["before"][k], raw["after"][k]):
+                raise ValueError(f"before and after scores are not of the same samples ({k} differ)")
+    yf, yh = raw["after"]["forget_y"], raw["after"]["heldout_y"]
+    if len(yf) == 0 or len(yh) == 0:
+        raise ValueError("the forget or held-out scores are empty: there is nothing to audit")
+    missing = sorted(set(yf.tolist()) - set(yh.tolist()))
+    if missing:
+        raise ValueError(f"the held-out scores have no samples of forget class(es) {missing}")
+    if max(int(yf.max()), int(yh.max())) >= num_classes:
+        raise ValueError(f"labels go up to {max(int(yf.max()), int(yh.max()))} but num_classes is {num_classes}")
+    removed = sorted({int(c) for c in np.atleast_1d(np.asarray(forget_classes, dtype=np.int64))})
+    absent = sorted(set(removed) - set(yf.tolist()))
+    if absent:
+        raise ValueError(f"forget_classes {absent} have no samples in the forget set; a class removed whole "
+                         "must have all its training samples there")
+    accuracy = {"forget": {}, "heldout": {}} | {k: dict(v) for k, v in (accuracy or {}).items()}
+    for side, r in raw.items():
+        accuracy["forget"][side] = 100.0 * float(r["forget_correct"].mean())
+        accuracy["heldout"][side] = 100.0 * float(r["heldout_correct"].mean())
+    member_ref = raw["before"]["forget"] if before is not None else None
     kw = dict(alpha=alpha, margin=margin, tolerance=tolerance, min_samples=min_samples, n_boot=n_boot, seed=seed)
-    sides = {s: compare_side(r[0], r[1], yf, r[2], r[3], yh, removed=removed, member_ref=member_ref, **kw)
-             for s, r in raw.items()}
-    scores = {s: {"forget": r[0], "heldout": r[2], "forget_y": yf, "heldout_y": yh} for s, r in raw.items()}
-    settings = kw | {"interval_level": 1.0 - alpha, "score": SCORE_NAME, "device": str(dev), "forget_classes": removed}
+    sides = {s: compare_side(r["forget"], r["forget_correct"], yf, r["heldout"], r["heldout_correct"], yh,
+                             removed=removed, member_ref=member_ref, **kw) for s, r in raw.items()}
+    settings = kw | {"interval_level": 1.0 - alpha, "score": SCORE_NAME, "forget_classes": removed}
     return AuditResult(num_classes, sides["after"], sides.get("before"), accuracy, settings,
-                       time.perf_counter() - start, scores)
+                       time.perf_counter() - start, raw)
+
+
+def _score_arrays(d: dict, name: str) -> dict:
+    missing = [k for k in SCORE_KEYS if k not in d]
+    if missing:
+        raise ValueError(f"{name} scores lack {missing}; they need {list(SCORE_KEYS)}")
+    out = {k: np.asarray(d[k]).ravel() for k in SCORE_KEYS}
+    out["forget"], out["heldout"] = out["forget"].astype(np.float64), out["heldout"].astype(np.float64)
+    for k in ("forget_correct", "heldout_correct"):
+        out[k] = out[k].astype(bool)
+    for k in ("forget_y", "heldout_y"):
+        out[k] = out[k].astype(np.int64)
+    for part in ("forget", "heldout"):
+        n = {len(out[k]) for k in SCORE_KEYS if k.startswith(part)}
+        if len(n) != 1:
+            raise ValueError(f"{name} {part} arrays differ in length: {sorted(n)}")
+        if not np.isfinite(out[part]).all():
+            raise ValueError(f"{name} {part} scores contain NaN or inf")
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# per-sample scores in a run's store (compact: float32 scores, int16 labels, packed bits, base64)
+
+ENCODING = "base64 little-endian: forget/heldout float32, *_y int16, *_correct numpy.packbits"
+
+
+def encode_scores(scores: dict) -> dict:
+    """JSON-ready compact form of one model's :data:`SCORE_KEYS` arrays (about 5.5 bytes a sample)."""
+    d = _score_arrays(scores, "scores")
+    if max(int(d["forget_y"].max(initial=0)), int(d["heldout_y"].max(initial=0))) > np.iinfo(np.int16).max:
+        raise ValueError("labels above 32767 cannot be stored as int16")
+    b64 = lambda a: base64.b64encode(a.tobytes()).decode("ascii")  # noqa: E731
+    out = {"encoding": ENCODING, "n_forget": len(d["forget_y"]), "n_heldout": len(d["heldout_y"])}
+    for part in ("forget", "heldout"):
+        out[part] = b64(d[part].astype("<f4"))
+        out[f"{part}_y"] = b64(d[f"{part}_y"].astype("<i2"))
+        out[f"{part}_correct"] = b64(np.packbits(d[f"{part}_correct"]))
+    return out
+
+
+def decode_scores(stored: dict) -> dict:
+    """The arrays :func:`encode_scores` stored; a foreign or damaged entry is a ValueError."""
+    if not isinstance(stored, dict) or stored.get("encoding") != ENCODING:
+        raise ValueError("stored audit scores are not in the expected encoding "
+                         f"({ENCODING!r}); re-run the rows with this version of forgetkit")
+    try:
+        out = {}
+        for part in ("forget", "heldout"):
+            n = int(stored[f"n_{part}"])
+            raw = lambda k: base64.b64decode(stored[k], validate=True)  # noqa: E731
+            out[part] = np.frombuffer(raw(part), "<f4").astype(np.float64)
+            out[f"{part}_y"] = np.frombuffer(raw(f"{part}_y"), "<i2").astype(np.int64)
+            out[f"{part}_correct"] = np.unpackbits(np.frombuffer(raw(f"{part}_correct"), np.uint8), count=n).astype(bool)
+    except (KeyError, ValueError, TypeError, binascii.Error) as e:
+        raise ValueError(f"stored audit scores are damaged ({type(e).__name__}: {e})") from None
+    return _score_arrays(out, "stored")
