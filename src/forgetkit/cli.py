@@ -71,8 +71,22 @@ def _cmd_report(args) -> int:
     from . import influence  # noqa: F401  registers the soft-weighting experiment kind
     from .bench.experiments import kind_of_run
 
+    if args.leaderboard:
+        from .bench.leaderboard import write_leaderboard
+
+        if args.dir:
+            raise ValueError(f"report: give either a run directory ({args.dir}) or --leaderboard RUN_DIR ..., not both")
+        print(f"leaderboard: {write_leaderboard(args.leaderboard, Path(args.out or LEADERBOARD_OUT), reading=args.reading)}")
+        return 0
+    if not args.dir:
+        raise ValueError("report: give a run directory, or --leaderboard RUN_DIR [RUN_DIR ...] for docs/leaderboard.md")
+    if args.reading or args.out:
+        raise ValueError("report: --out and --reading belong to --leaderboard; a run's report is always <dir>/report.md")
     print(f"report: {kind_of_run(Path(args.dir)).rebuild_report(Path(args.dir))}")
     return 0
+
+
+LEADERBOARD_OUT = "docs/leaderboard.md"
 
 
 def _cmd_methods(args) -> int:
@@ -125,8 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--wait", action="store_true", help="if another process holds --out, wait for it instead of refusing")
     t.set_defaults(func=_cmd_tune)
-    rep = sub.add_parser("report", help="rebuild report.md and plots from a run directory's store")
-    rep.add_argument("dir")
+    rep = sub.add_parser("report", help="rebuild report.md and plots from a run directory's store, or the leaderboard")
+    rep.add_argument("dir", nargs="?")
+    rep.add_argument("--leaderboard", nargs="+", metavar="RUN_DIR",
+                     help="build the leaderboard (one run directory per data/model setting) instead")
+    rep.add_argument("--out", help=f"leaderboard Markdown (default {LEADERBOARD_OUT}); "
+                     "its Pareto plot goes beside it")
+    rep.add_argument("--reading", help="Markdown included verbatim as the leaderboard's closing section "
+                     "(default: a factual summary computed from the numbers)")
     rep.set_defaults(func=_cmd_report)
     m = sub.add_parser("methods", help="list methods, weightings, evaluators and datasets")
     m.set_defaults(func=_cmd_methods)
