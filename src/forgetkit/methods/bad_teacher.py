@@ -70,6 +70,12 @@ class CompetentTeacherKL(RetainObjective):
 class BadTeacher(EngineMethod):
     description: ClassVar[str] = "distil from the original on the retain set and a random model on the forget set"
     paper_name: ClassVar[str] = "Bad Teacher"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 1e-05, "high": 0.001, "log": True},
+        "epochs": {"low": 1, "high": 5},
+        "temperature": {"low": 1.0, "high": 8.0},
+        "retain_fraction": {"low": 0.1, "high": 1.0},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
 

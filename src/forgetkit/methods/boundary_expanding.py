@@ -93,6 +93,7 @@ class BoundaryUnlearning(EngineMethod):
 class BoundaryExpanding(BoundaryUnlearning):
     description: ClassVar[str] = "train the forget set into an extra shadow class, then prune that class"
     paper_name: ClassVar[str] = "BE"
+    tune_space: ClassVar[dict] = {"lr": {"low": 1e-05, "high": 0.01, "log": True}, "epochs": {"low": 1, "high": 10}}
 
     prune_shadow: bool = True
     """drop the shadow output afterwards (paper); False keeps C+1 outputs (SalUn code)"""

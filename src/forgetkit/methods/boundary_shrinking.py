@@ -69,6 +69,11 @@ class NeighbourLabelCE(ForgetObjective):
 class BoundaryShrinking(BoundaryUnlearning):
     description: ClassVar[str] = "train the forget set to the labels of its FGSM neighbours"
     paper_name: ClassVar[str] = "BS"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 1e-05, "high": 0.01, "log": True},
+        "epochs": {"low": 1, "high": 10},
+        "epsilon": {"low": 0.01, "high": 0.3, "log": True},
+    }
 
     epsilon: float = 0.1
     """FGSM step ε (L∞; [0, 1] pixel units for images, feature units for tabular data)"""

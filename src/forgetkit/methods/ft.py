@@ -17,6 +17,7 @@ from .base import METHODS, EngineMethod
 class FT(EngineMethod):
     description: ClassVar[str] = "fine-tune on the retain set (forgetting by catastrophic interference)"
     paper_name: ClassVar[str] = "FT"
+    tune_space: ClassVar[dict] = {"lr": {"low": 0.001, "high": 0.1, "log": True}, "epochs": {"low": 1, "high": 10}}
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     mixing: ClassVar[str] = "retain_only"
 

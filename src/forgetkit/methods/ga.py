@@ -18,6 +18,7 @@ from .base import METHODS, EngineMethod
 class GA(EngineMethod):
     description: ClassVar[str] = "gradient ascent on the forget set"
     paper_name: ClassVar[str] = "GA"
+    tune_space: ClassVar[dict] = {"lr": {"low": 1e-05, "high": 0.01, "log": True}, "epochs": {"low": 1, "high": 10}}
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "forget_only"
 

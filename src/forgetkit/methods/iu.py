@@ -108,6 +108,10 @@ def woodfisher_textbook(v: torch.Tensor, grads, n: int, damping: float, max_byte
 class IU(Method):
     description: ClassVar[str] = "influence unlearning: one WoodFisher inverse-Fisher step (closed form)"
     paper_name: ClassVar[str] = "IU"
+    tune_space: ClassVar[dict] = {
+        "alpha": {"low": 0.01, "high": 10.0, "log": True},
+        "damping": {"low": 0.01, "high": 10.0, "log": True},
+    }
     smoke_caps: ClassVar[dict[str, int | float]] = {"fisher_samples": 200}
     """the WoodFisher recursion is one rank-one update per sample: the smoke run's largest cost"""
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})

@@ -44,6 +44,11 @@ class EpochDecayingL1(DecayingL1):
 class L1Sparse(EngineMethod):
     description: ClassVar[str] = "fine-tune on the retain set with a decaying L1 penalty (sparsity-aided unlearning)"
     paper_name: ClassVar[str] = "ℓ1-sparse"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 0.001, "high": 0.1, "log": True},
+        "epochs": {"low": 1, "high": 10},
+        "alpha": {"low": 1e-06, "high": 0.001, "log": True},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     mixing: ClassVar[str] = "retain_only"
 

@@ -109,6 +109,11 @@ class ForgetAccuracyZero(StopRule):
 class L2UL(EngineMethod):
     description: ClassVar[str] = "adversarial examples + weight-importance anchor, forget set only"
     paper_name: ClassVar[str] = "L2UL"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 0.0001, "high": 0.01, "log": True},
+        "epochs": {"low": 1, "high": 20},
+        "reg_lamb": {"low": 0.1, "high": 10.0, "log": True},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget"})
     supports_weighting: ClassVar[bool] = True
     smoke_caps: ClassVar[dict[str, int | float]] = {"epochs": 1, "num_adv_images": 1, "pgd_iters": 10}

@@ -17,6 +17,11 @@ from .base import METHODS, EngineMethod
 class NegGradPlus(EngineMethod):
     description: ClassVar[str] = "retain descent and forget ascent in one step (α-weighted)"
     paper_name: ClassVar[str] = "NegGrad+"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 0.001, "high": 0.1, "log": True},
+        "epochs": {"low": 1, "high": 10},
+        "alpha": {"low": 0.5, "high": 0.999},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "paired"

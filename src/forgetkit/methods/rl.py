@@ -19,6 +19,7 @@ from .base import METHODS, EngineMethod
 class RL(EngineMethod):
     description: ClassVar[str] = "random labels on the forget set, true labels on the retain set"
     paper_name: ClassVar[str] = "RL"
+    tune_space: ClassVar[dict] = {"lr": {"low": 0.001, "high": 0.1, "log": True}, "epochs": {"low": 1, "high": 10}}
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
 

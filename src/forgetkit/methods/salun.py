@@ -49,6 +49,11 @@ def saliency_mask(model: nn.Module, forget: Split, fraction: float, batch_size: 
 class SalUn(RL):
     description: ClassVar[str] = "random labels (RL) on the top forget-gradient-saliency weights only"
     paper_name: ClassVar[str] = "SalUn"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 0.001, "high": 0.1, "log": True},
+        "epochs": {"low": 1, "high": 10},
+        "mask_ratio": {"low": 0.1, "high": 0.9},
+    }
 
     lr: float = 0.013
     """SGD learning rate (Unlearn-Saliency README, CIFAR-10 10% random)"""

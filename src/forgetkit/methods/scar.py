@@ -183,6 +183,11 @@ class ForgetAccuracyBelow(StopRule):
 class SCAR(EngineMethod):
     description: ClassVar[str] = "Mahalanobis push to the nearest wrong class + distillation on surrogate data"
     paper_name: ClassVar[str] = "SCAR"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 0.0001, "high": 0.01, "log": True},
+        "epochs": {"low": 1, "high": 30},
+        "lambda_distill": {"low": 0.5, "high": 10.0, "log": True},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain", "heldout"})
     """retain: class statistics (as coded); heldout: the default surrogate set"""
     mixing: ClassVar[str] = "forget_led"

@@ -28,6 +28,11 @@ class SCRUB(EngineMethod):
 
     description: ClassVar[str] = "teacher-student: max KL on the forget set, min KL + CE on the retain set"
     paper_name: ClassVar[str] = "SCRUB"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 0.0001, "high": 0.01, "log": True},
+        "epochs": {"low": 1, "high": 10},
+        "alpha": {"low": 0.0001, "high": 1.0, "log": True},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "sequential"

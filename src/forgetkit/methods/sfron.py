@@ -75,6 +75,11 @@ def fisher_ratio_mask(fisher_forget: dict, fisher_retain: dict, threshold: float
 class SFRon(EngineMethod):
     description: ClassVar[str] = "Fisher-ratio mask, adaptive forget weights, alternating forget/retain steps"
     paper_name: ClassVar[str] = "SFRon"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 0.001, "high": 0.1, "log": True},
+        "n_iters": {"low": 100, "high": 1500, "log": True},
+        "forget_alpha": {"low": 1.0, "high": 100.0, "log": True},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     mixing: ClassVar[str] = "alternating"

@@ -54,6 +54,10 @@ def dampening_factors(imp_full: torch.Tensor, imp_forget: torch.Tensor, alpha: f
 class SSD(Method):
     description: ClassVar[str] = "dampen weights far more important to the forget set than to all data (closed form)"
     paper_name: ClassVar[str] = "SSD"
+    tune_space: ClassVar[dict] = {
+        "alpha": {"low": 0.1, "high": 100.0, "log": True},
+        "lam": {"low": 0.1, "high": 10.0, "log": True},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
 
     alpha: float = 10.0

@@ -117,6 +117,10 @@ def retain_sample(retain: Split, forget_classes: tuple[int, ...], num_classes: i
 class SVD(Method):
     description: ClassVar[str] = "class unlearning by SVD projections of layer weights (gradient-free)"
     paper_name: ClassVar[str] = "SVD"
+    tune_space: ClassVar[dict] = {
+        "alpha_r": {"low": 1.0, "high": 1000.0, "log": True},
+        "alpha_f": {"low": 1.0, "high": 30.0, "log": True},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     class_only: ClassVar[bool] = True
 

@@ -127,6 +127,11 @@ def trw_targets(ctx: UnlearnContext, *, beta: float, temperature: float, pca_ran
 class TRW(EngineMethod):
     description: ClassVar[str] = "soft CE to the original model's tilted distribution over the remaining classes"
     paper_name: ClassVar[str] = "TRW"
+    tune_space: ClassVar[dict] = {
+        "lr": {"low": 0.0001, "high": 0.1, "log": True},
+        "epochs": {"low": 1, "high": 10},
+        "beta": {"low": 1.0, "high": 30.0, "log": True},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
     class_only: ClassVar[bool] = True

@@ -63,6 +63,11 @@ class NoiseCE(ForgetObjective):
 class UNSIR(Method):
     description: ClassVar[str] = "error-maximising noise for the forgotten classes, impair then repair"
     paper_name: ClassVar[str] = "UNSIR"
+    tune_space: ClassVar[dict] = {
+        "impair_lr": {"low": 0.001, "high": 0.1, "log": True},
+        "repair_lr": {"low": 0.001, "high": 0.1, "log": True},
+        "repair_epochs": {"low": 1, "high": 3},
+    }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     class_only: ClassVar[bool] = True
     smoke_caps: ClassVar[dict[str, int | float]] = {"noise_steps": 8, "noise_copies": 2, "retain_per_class": 200}
