@@ -1,4 +1,10 @@
-"""``forgetkit audit``: the retrain-free deletion audit on a user's own checkpoint and data files.
+"""``forgetkit audit``: the retrain-free deletion audit on a user's own checkpoint and data files, or
+on every row of a finished run (``forgetkit audit RUN_DIR``).
+
+A run keeps no unlearned checkpoints; with ``metrics.audit: true`` each row stores the per-sample
+scores the audit needs (``audit_scores``: the row model's log-odds of the true class, right/wrong
+and label, on the forget and held-out samples). ``forgetkit audit RUN_DIR`` re-audits every row from
+them, with the Original row of the same request and seed as "before", without running any model.
 
 Data files are ``.pt`` (``torch.save`` of ``{"x": ..., "y": ...}`` or an ``(x, y)`` pair) or ``.npz``
 (arrays ``x`` and ``y``); either may carry ``indices`` (positions in the training pool), which are
@@ -87,10 +93,130 @@ def load_checkpoint(path: str, model_name: str, in_shape, num_classes: int, opti
     return model.eval()
 
 
+def _safe_name(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, margin: float = 0.02,
+              min_samples: int = 20, n_boot: int = 500, tolerance: float = 0.01) -> list[dict]:
+    """Re-audit every stored row of a run from its ``audit_scores``; write ``<out>/<row>/audit.*``
+    (default ``RUN_DIR/audits``) and, with ``store``, put each result back into the run's store
+    (artifact ``audit``, metrics ``audit_auc``/``audit_verdict``) while holding the run's lock.
+
+    Every audit is computed before anything is written. Rows without stored scores (a run made
+    without ``metrics.audit: true``, or by an older forgetkit) are skipped and listed; a run where
+    no row has them is a ValueError. Returns one dict per row: key, method, request, seed, result,
+    paths (or skipped: the reason).
+    """
+    from .audit_report import write_audit_report
+    from .bench.grid import ORIGINAL
+    from .bench.store import ResultStore
+    from .metrics.audit import audit_scores, decode_scores
+
+    run = Path(run_dir)
+    db = run / "results.sqlite"
+    if not run.is_dir() or not db.is_file():
+        raise ValueError(f"{run} is not a run directory (no results.sqlite in it); give the --out of a forgetkit run")
+    out_dir = Path(out) if out else run / "audits"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file, not a directory")
+    with ResultStore(db) as st:
+        rows = st.rows(status="ok")
+        arts = {r["key"]: st.artifacts(r["key"]) for r in rows}
+    if not rows:
+        raise ValueError(f"{db} holds no finished rows to audit")
+    originals = {(r["request"], r["seed"]): r for r in rows if r["method"] == ORIGINAL}
+    done = []
+    for r in rows:
+        a = arts[r["key"]]
+        item = {"key": r["key"], "method": r["method"], "request": r["request"], "seed": r["seed"]}
+        if "audit_scores" not in a:
+            done.append(item | {"skipped": "no stored audit scores (run with metrics.audit: true)"})
+            continue
+        after = decode_scores(a["audit_scores"])
+        orig = originals.get((r["request"], r["seed"]))
+        before = None
+        if r["method"] != ORIGINAL and orig is not None and "audit_scores" in arts[orig["key"]]:
+            before = decode_scores(arts[orig["key"]]["audit_scores"])
+        stored = a.get("audit") or {}
+        removed = (stored.get("settings") or {}).get("forget_classes", [])
+        accuracy = {k: {s: v for s, v in sides.items() if s == "after" or before is not None}
+                    for k, sides in (stored.get("accuracy") or {}).items() if k in ("retain", "test")}
+        num_classes = int(r["provenance"].get("num_classes") or stored.get("num_classes"))
+        result = audit_scores(after, before, num_classes=num_classes, forget_classes=removed, accuracy=accuracy,
+                              alpha=alpha, margin=margin, tolerance=tolerance, min_samples=min_samples,
+                              n_boot=n_boot, seed=int(r["seed"]))
+        result.settings["source"] = "stored scores (float32) of the run's store"
+        done.append(item | {"result": result, "row": r})
+    audited = [d for d in done if "result" in d]
+    if not audited:
+        raise ValueError(f"no row of {run} has stored audit scores: run it with metrics.audit: true "
+                         "(forgetkit run CONFIG --set metrics.audit=true --out RUN_DIR; finished rows are kept)")
+    names = _class_names(run)
+    for d in audited:
+        r = d["row"]
+        d["paths"] = write_audit_report(d["result"], out_dir / _safe_name(f"{r['method']}-{r['request']}-seed{r['seed']}"),
+                                        method=r["method"], method_settings=r["params"],
+                                        unlearn_seconds=r["metrics"].get("time_s"), class_names=names)
+    if store:
+        from .locks import DirectoryLock
+
+        with DirectoryLock(run), ResultStore(db) as st:
+            for d in audited:
+                r, res = d.pop("row"), d["result"]
+                a = dict(arts[r["key"]]) | {"audit": res.to_dict()}
+                metrics = dict(r["metrics"]) | {"audit_auc": res.overall.auc, "audit_verdict": res.verdict}
+                st.put(key=r["key"], experiment=r["experiment"], method=r["method"], weighting=r["weighting"],
+                       request=r["request"], seed=r["seed"], status=r["status"], metrics=metrics,
+                       params=r["params"], provenance=r["provenance"], error=r["error"], artifacts=a)
+    for d in done:
+        d.pop("row", None)
+    return done
+
+
+def _class_names(run: Path) -> list[str] | None:
+    """The dataset's class names, from the run's config (None when the data cannot be read)."""
+    import json
+
+    from .data import load_dataset
+
+    try:
+        cfg = json.loads((run / "experiment.json").read_text())["config"]
+        return list(load_dataset(cfg["dataset"], cfg.get("data_dir")).class_names) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def run_audit_dir(args) -> int:
+    """``forgetkit audit RUN_DIR``: re-audit every row of a run and print one line per row."""
+    for name in ("checkpoint", "model", "forget", "heldout", "original", "retain", "test"):
+        if getattr(args, name):
+            raise ValueError(f"--{name} is for auditing a checkpoint; with RUN_DIR the rows' stored scores are used")
+    done = audit_run(args.run_dir, out=args.out, store=not args.no_store, alpha=args.alpha, margin=args.margin,
+                     min_samples=args.min_samples, n_boot=args.n_boot)
+    for d in done:
+        head = f"{d['method']} / {d['request']} / seed {d['seed']}"
+        if "skipped" in d:
+            print(f"{head}: skipped, {d['skipped']}")
+        else:
+            o = d["result"].overall
+            print(f"{head}: {d['result'].verdict} (AUC {o.auc:.3f} [{o.ci_low:.3f}, {o.ci_high:.3f}])")
+    audited = [d for d in done if "paths" in d]
+    print(f"{len(audited)} rows audited; reports under {Path(audited[0]['paths']['audit.md']).parent.parent}"
+          + ("" if args.no_store else "; results stored in the run's results.sqlite"))
+    return 0
+
+
 def run_audit(args) -> int:
     """The ``forgetkit audit`` command: load, audit, write the report, print the verdict."""
     from .audit_report import write_audit_report
     from .metrics.audit import audit
+
+    if args.run_dir:
+        return run_audit_dir(args)
+    missing = [f"--{n}" for n in ("checkpoint", "model", "forget", "heldout") if not getattr(args, n)]
+    if missing:
+        raise ValueError(f"give RUN_DIR (a run's --out) or a checkpoint to audit: {', '.join(missing)} missing")
 
     forget, fi = load_data(args.forget, "forget")
     heldout, hi = load_data(args.heldout, "heldout")
@@ -126,12 +252,17 @@ def run_audit(args) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``audit`` to the ``forgetkit`` command's subparsers."""
-    a = subparsers.add_parser("audit", help="retrain-free deletion audit of a checkpoint on forget vs held-out data")
-    a.add_argument("--checkpoint", required=True, help="state_dict of the model after unlearning (.pt)")
-    a.add_argument("--model", required=True, help="forgetkit architecture name (see forgetkit.models), e.g. mlp")
+    a = subparsers.add_parser("audit", help="retrain-free deletion audit: every row of a run (RUN_DIR), or a "
+                              "checkpoint on forget vs held-out data")
+    a.add_argument("run_dir", nargs="?", metavar="RUN_DIR",
+                   help="a run's --out: re-audit every row from its stored scores (needs metrics.audit: true)")
+    a.add_argument("--no-store", action="store_true", help="with RUN_DIR: write the reports only, leave the store "
+                   "untouched (works while the run is still going)")
+    a.add_argument("--checkpoint", help="state_dict of the model after unlearning (.pt)")
+    a.add_argument("--model", help="forgetkit architecture name (see forgetkit.models), e.g. mlp")
     a.add_argument("--model-option", action="append", metavar="KEY=VALUE", help="architecture option, e.g. hidden=256")
-    a.add_argument("--forget", required=True, help="forget samples (.pt or .npz with x, y[, indices])")
-    a.add_argument("--heldout", required=True, help="held-out samples never trained on (.pt or .npz)")
+    a.add_argument("--forget", help="forget samples (.pt or .npz with x, y[, indices])")
+    a.add_argument("--heldout", help="held-out samples never trained on (.pt or .npz)")
     a.add_argument("--original", help="state_dict of the model before unlearning: adds the 'before' column")
     a.add_argument("--retain", help="retain samples, for accuracy before/after")
     a.add_argument("--test", help="test samples, for accuracy before/after")
@@ -140,7 +271,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--class-names", help="comma-separated class names for the report")
     a.add_argument("--method", help="unlearning method used, for the report")
     a.add_argument("--unlearn-seconds", type=float, help="time the unlearning took, for the report")
-    a.add_argument("--out", help="report directory (default audit-<checkpoint name>)")
+    a.add_argument("--out", help="report directory (default audit-<checkpoint name>; with RUN_DIR: RUN_DIR/audits)")
     a.add_argument("--alpha", type=float, default=0.05, help="family-wise false-alarm rate over all classes")
     a.add_argument("--margin", type=float, default=0.02, help="AUC distance from 0.5 that matters")
     a.add_argument("--min-samples", type=int, default=20, help="forget and held-out samples a class needs for a verdict")

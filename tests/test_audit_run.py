@@ -1,0 +1,113 @@
+"""``forgetkit audit RUN_DIR``: every row of a finished run re-audited from its stored scores."""
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from forgetkit.audit_cli import audit_run
+from forgetkit.bench.config import parse_config
+from forgetkit.bench.runner import run_experiment
+from forgetkit.bench.store import ResultStore
+from forgetkit.cli import main
+from forgetkit.metrics.audit import audit_scores, decode_scores, encode_scores
+
+RUN = {"name": "audit-run", "dataset": "digits", "device": "cpu", "threads": 1, "heldout_fraction": 0.2,
+       "model": {"name": "mlp", "options": {"hidden": 32, "depth": 1}},
+       "train": {"epochs": 3, "lr": 0.1, "batch_size": 64},
+       "requests": [{"kind": "random", "fraction": 0.1}, {"kind": "class", "classes": [3]}],
+       "methods": [{"name": "ft", "options": {"epochs": 1}}], "seeds": [0], "metrics": {"audit": True}}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    summary = run_experiment(parse_config(RUN), out, show_progress=False)
+    assert not summary.failed
+    return out
+
+
+def _rows(out):
+    with ResultStore(out / "results.sqlite") as st:
+        return [(r, st.artifacts(r["key"])) for r in st.rows()]
+
+
+def test_scores_round_trip_compactly():
+    rng = np.random.default_rng(0)
+    d = {"forget": rng.normal(size=101) * 10, "forget_correct": rng.random(101) > 0.3, "forget_y": rng.integers(0, 10, 101),
+         "heldout": rng.normal(size=57), "heldout_correct": rng.random(57) > 0.5, "heldout_y": rng.integers(0, 10, 57)}
+    enc = encode_scores(d)
+    assert len(json.dumps(enc)) < 8 * (101 + 57) + 300  # about 5.5 bytes a sample, not a JSON list of floats
+    back = decode_scores(json.loads(json.dumps(enc)))
+    for k in ("forget_correct", "heldout_correct", "forget_y", "heldout_y"):
+        assert np.array_equal(back[k], d[k])
+    assert np.allclose(back["forget"], d["forget"], rtol=1e-6) and back["forget"].dtype == np.float64
+    with pytest.raises(ValueError, match="damaged"):
+        decode_scores(enc | {"forget": "not base64!"})
+    with pytest.raises(ValueError, match="encoding"):
+        decode_scores({"forget": [1.0]})
+
+
+def test_every_row_is_reaudited_from_the_store_and_matches_the_audit_made_during_the_run(run, tmp_path):
+    before = {r["key"]: (r, a) for r, a in _rows(run)}
+    done = audit_run(run, out=tmp_path / "re")
+    assert len(done) == len(before) == 6 and not [d for d in done if "skipped" in d]
+    for d in done:
+        r, a = before[d["key"]]
+        res, old = d["result"], a["audit"]
+        # float32 scores: the same AUC as the float64 audit of the run, to rounding
+        assert res.overall.auc == pytest.approx(old["after"]["overall"]["auc"], abs=1e-3)
+        assert res.verdict == old["verdict"]
+        assert (res.before is None) == (r["method"] == "Original")
+        for name in ("audit.md", "audit.html", "audit.json"):
+            assert d["paths"][name].is_file()
+        assert json.loads(d["paths"]["audit.json"].read_text())["verdict"] == res.verdict
+    cls = [d for d in done if d["result"].settings["forget_classes"] == [3] and d["method"] == "FT"][0]
+    assert cls["result"].per_class[0].removed  # the class removed whole is still judged by its own rule
+    after = {r["key"]: (r, a) for r, a in _rows(run)}
+    assert all(after[k][1]["audit"]["settings"]["source"].startswith("stored scores") for k in after)
+    assert {k: after[k][0]["metrics"]["FA"] for k in after} == {k: before[k][0]["metrics"]["FA"] for k in before}
+
+
+def test_cli_on_a_run_dir_and_a_margin_that_changes_verdicts(run, tmp_path, capsys):
+    assert main(["audit", str(run), "--out", str(tmp_path / "cli"), "--margin", "0.4"]) == 0
+    out = capsys.readouterr().out
+    assert "6 rows audited" in out and "Original /" in out
+    rows = _rows(run)
+    assert all(a["audit"]["settings"]["margin"] == 0.4 for _, a in rows)
+    assert all(r["metrics"]["audit_verdict"] == a["audit"]["verdict"] for r, a in rows)
+    assert len(list((tmp_path / "cli").glob("*/audit.html"))) == 6
+
+
+def test_no_store_leaves_the_store_untouched(run, tmp_path):
+    db = run / "results.sqlite"
+    snap = sqlite3.connect(db).execute("SELECT key, metrics FROM results ORDER BY key").fetchall()
+    audit_run(run, out=tmp_path / "ns", store=False, margin=0.3)
+    assert sqlite3.connect(db).execute("SELECT key, metrics FROM results ORDER BY key").fetchall() == snap
+
+
+def test_bad_run_dirs_are_refused_and_nothing_written(run, tmp_path, capsys):
+    assert main(["audit", str(tmp_path / "nowhere")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    assert main(["audit", str(run), "--checkpoint", "x.pt"]) == 2
+    assert "--checkpoint is for auditing a checkpoint" in capsys.readouterr().err
+    assert main(["audit"]) == 2
+    assert "give RUN_DIR" in capsys.readouterr().err
+    # a run made without metrics.audit keeps no scores: a clear error, no report directory
+    plain = tmp_path / "plain"
+    run_experiment(parse_config(RUN | {"name": "plain", "metrics": {}, "requests": RUN["requests"][:1]}), plain,
+                   show_progress=False)
+    with pytest.raises(ValueError, match="metrics.audit: true"):
+        audit_run(plain)
+    assert not (plain / "audits").exists()
+
+
+def test_before_and_after_must_describe_the_same_samples():
+    d = {"forget": np.zeros(30), "forget_correct": np.ones(30, bool), "forget_y": np.zeros(30, int),
+         "heldout": np.zeros(30), "heldout_correct": np.ones(30, bool), "heldout_y": np.zeros(30, int)}
+    with pytest.raises(ValueError, match="same samples"):
+        audit_scores(d, d | {"forget_y": np.ones(30, int)}, num_classes=2)
+    with pytest.raises(ValueError, match="differ in length"):
+        audit_scores(d | {"forget_y": np.zeros(29, int)}, num_classes=2)
+    with pytest.raises(ValueError, match="num_classes"):
+        audit_scores(d, num_classes=0)
