@@ -3,8 +3,10 @@
     min_θ  α·Σ_{i∈D_f} w_i·ℓ_forget(x_i; θ) + β·L_retain(D_r; θ) + λ·R(θ, θ_o),   only coordinates in M move
 
 Named methods (``forgetkit.methods``) are presets of the parts passed to :func:`run_engine`.
-Data stays resident on the device; on CUDA the forward pass runs under bf16 autocast with
-channels-last images. Masked coordinates are restored after each masked step and their optimiser
+Tensor splits stay resident on the device (the fast path); a split streamed from a ``Dataset``
+(:class:`~.streaming.StreamSplit`) is read batch by batch, transforms applied at every read, in
+the order the same plan gives the resident path. On CUDA the forward pass runs under bf16
+autocast with channels-last images. Masked coordinates are restored after each masked step and their optimiser
 state (momentum, Adam moments) zeroed, so they stay bit-for-bit fixed under weight decay and momentum.
 A :class:`StopRule` may end a run early; the optimiser (SGD, Adam, AdamW) and the learning-rate
 schedule (built-in or any ``torch.optim.lr_scheduler``) come from :class:`~.optim.Optimisation`.
@@ -24,6 +26,7 @@ from .masks import Mask
 from .objectives import Batch, ForgetObjective, RetainObjective
 from .optim import Optimisation, build_optimizer, build_scheduler, builtin_lr, cosine_decay
 from .regularisers import Regulariser
+from .streaming import StepReader
 from .weightings import Uniform, Weighting
 
 MIXINGS = ("mixed", "sequential", "paired", "forget_only", "retain_only", "alternating", "forget_led")
@@ -315,6 +318,7 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
     log = EngineLog()
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else _NoCast()
     planner = _Planner(cfg, n_f, n_r, gen)
+    reader = StepReader(forget, retain, ctx.seed)
     total_it, total_steps = planner.total_iterations, planner.total_steps()
     frozen = [p.detach().clone() for p, _ in masked] if not alternating else None
     sched_it = 0
@@ -324,7 +328,10 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
         model.train(cfg.train_mode)
         use_forget = cfg.forget_epochs is None or epoch < cfg.forget_epochs
         loss_sum, n_steps = torch.zeros((), device=dev), 0  # summed on the device: no per-step sync
-        for f_pos, r_pos, it in planner.epoch(epoch, use_forget):
+        steps = planner.epoch(epoch, use_forget)
+        # steps past the run's end are never read (a streamed split would read them for nothing)
+        steps = [s for s in steps if s[2] < total_it] if alternating else steps[:max(0, total_it - log.steps)]
+        for (f_pos, r_pos, it), (x_f, x_r) in zip(steps, reader.epoch(steps, epoch)):
             it = it if alternating else log.steps  # iteration = step, except in alternating mixing
             if it >= total_it:
                 break
@@ -340,9 +347,9 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
                 parts.weighting.before_step(model, ctx, log.steps)
             model.train(cfg.train_mode)
             f_pos, r_pos = f_pos.to(dev), r_pos.to(dev)
-            xs = [as_float(forget.x[f_pos])] if nf else []  # each split scaled on its own: their dtypes may differ
+            xs = [as_float(x_f)] if nf else []  # each split scaled on its own: their dtypes may differ
             if len(r_pos):
-                xs.append(as_float(retain.x[r_pos]))
+                xs.append(as_float(x_r))
             x = torch.cat(xs) if len(xs) > 1 else xs[0]
             if dev.type == "cuda" and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)

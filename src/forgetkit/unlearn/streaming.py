@@ -1,0 +1,199 @@
+"""Splits streamed from a map-style torch ``Dataset``: every read runs the dataset's transforms again.
+
+The resident path keeps a split as tensors (fast, but a ``Dataset`` is read once, so a random
+augmentation is drawn once, and it must fit in memory). A :class:`StreamSplit` keeps only the
+dataset, the positions of its samples in it and their labels (read once, when the input is
+checked); inputs are read batch by batch when the engine or a method asks for them, through a
+``DataLoader`` that keeps the user's workers, collate function and pinned memory. The engine
+plans the same steps on both paths, so the same data in the same order gives the same model.
+
+Code outside the engine reads a streamed split's inputs by position only (``split.x[pos]``,
+``split.x.split(n)``); anything that needs the whole input tensor (``split.x.to(...)``) raises
+:class:`StreamingUnsupported`, which names the split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+LOADER_OPTIONS = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn",
+                  "multiprocessing_context", "prefetch_factor")
+"""the settings of a user's DataLoader the streaming path keeps (its sampler and batch size are
+the engine's: the engine plans the order and the method sets the batch size)"""
+
+
+class StreamingUnsupported(ValueError):
+    """Code asked a streamed split for its whole input tensor."""
+
+
+@dataclass
+class StreamOptions:
+    """How a streamed split is read: the user's DataLoader settings (see :data:`LOADER_OPTIONS`)."""
+
+    num_workers: int = 0
+    collate_fn: Callable | None = None
+    pin_memory: bool = False
+    timeout: float = 0
+    worker_init_fn: Callable | None = None
+    multiprocessing_context: Any = None
+    prefetch_factor: int | None = None
+
+    @classmethod
+    def of(cls, loader: DataLoader) -> "StreamOptions":
+        """The settings of ``loader`` that the streaming path keeps."""
+        opts = {k: getattr(loader, k, None) for k in LOADER_OPTIONS}
+        opts["num_workers"] = opts["num_workers"] or 0
+        if not opts["num_workers"]:
+            opts["prefetch_factor"] = None  # torch refuses a prefetch factor without workers
+        return cls(**{k: v for k, v in opts.items() if v is not None})
+
+    def loader(self, dataset: Dataset, batches: list[list], collate: Callable, seed: int) -> DataLoader:
+        """A loader over ``batches`` (lists of keys into ``dataset``) in the given order.
+
+        Its own generator (seeded) draws the worker seeds, so the global RNG is not touched.
+        """
+        extra = {"prefetch_factor": self.prefetch_factor} if self.num_workers and self.prefetch_factor else {}
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=collate, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, timeout=self.timeout, worker_init_fn=self.worker_init_fn,
+                          multiprocessing_context=self.multiprocessing_context if self.num_workers else None,
+                          generator=torch.Generator().manual_seed(seed), **extra)
+
+    def collate(self, items: list) -> Any:
+        return (self.collate_fn or default_collate)(items)
+
+
+@dataclass
+class StreamSplit:
+    """Samples ``indices`` of ``dataset``, read when used; ``y`` holds their labels (read once)."""
+
+    dataset: Dataset
+    indices: torch.Tensor
+    y: torch.Tensor
+    sample_shape: tuple[int, ...]
+    name: str = "data"
+    options: StreamOptions = field(default_factory=StreamOptions)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    sensitive: None = None
+
+    def __post_init__(self):
+        self.indices = torch.as_tensor(self.indices, dtype=torch.long)
+        if len(self.indices) != len(self.y):
+            raise ValueError(f"{self.name}: {len(self.indices)} positions but {len(self.y)} labels")
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def x(self) -> "StreamedInputs":
+        return StreamedInputs(self)
+
+    def subset(self, idx) -> "StreamSplit":
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        return replace(self, indices=self.indices[idx], y=self.y[idx.to(self.y.device)])
+
+    def to(self, device) -> "StreamSplit":
+        """The same split, with labels and the batches it reads on ``device`` (the data stays where it is)."""
+        return replace(self, y=self.y.to(device), device=torch.device(device))
+
+    def read(self, pos) -> torch.Tensor:
+        """Inputs of the samples at positions ``pos`` of this split, read (and transformed) now."""
+        keys = self.indices[torch.as_tensor(pos, dtype=torch.long).cpu()].tolist()
+        if not keys:
+            return torch.empty(0, *self.sample_shape)
+        return self.options.collate([self.dataset[i] for i in keys])[0].to(self.device)
+
+
+class StreamedInputs:
+    """The inputs of a :class:`StreamSplit`: read by position (``x[pos]``, ``x.split(n)``), never whole."""
+
+    def __init__(self, split: StreamSplit):
+        self._split = split
+
+    def __len__(self) -> int:
+        return len(self._split)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self._split), *self._split.sample_shape))
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self._split.sample_shape)
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def __getitem__(self, pos) -> torch.Tensor:
+        if isinstance(pos, slice):
+            pos = torch.arange(len(self._split))[pos]
+        elif isinstance(pos, int):
+            return self._split.read([pos])[0]
+        return self._split.read(pos)
+
+    def split(self, size: int):
+        """Consecutive batches of ``size`` samples, read one at a time."""
+        return (self[idx] for idx in torch.arange(len(self._split)).split(size))
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise StreamingUnsupported(
+            f"{self._split.name}: this split is streamed from a Dataset, so its inputs are read by position "
+            f"(x[positions], x.split(n)); the code asked for x.{name}, which needs the whole tensor in memory: "
+            "pass data_path='resident' (the data must fit in memory)")
+
+
+class _Tagged(Dataset):
+    """Items of two streamed splits under keys (0, i) for forget position i, (1, i) for retain position i."""
+
+    def __init__(self, forget: StreamSplit | None, retain: StreamSplit | None):
+        self.splits = (forget, retain)
+
+    def __getitem__(self, key):
+        which, i = key
+        return which, self.splits[which].dataset[i]
+
+
+class StepReader:
+    """Inputs of each planned step: ``(x_forget, x_retain)`` as read (None where a step has none).
+
+    Resident splits are indexed on the device; streamed splits are read through one DataLoader per
+    epoch whose batches are the planned steps, so workers read ahead while the model trains.
+    """
+
+    def __init__(self, forget, retain, seed: int):
+        self.forget, self.retain, self.seed = forget, retain, seed
+        streamed = [isinstance(s, StreamSplit) for s in (forget, retain) if s is not None]
+        if any(streamed) and not all(streamed):
+            raise ValueError("forget and retain must both be streamed or both be resident")
+        self.streaming = any(streamed)
+        if self.streaming:
+            given = forget if forget is not None else retain
+            self.options, self.device = given.options, given.device
+            self._tagged = _Tagged(forget, retain)
+
+    def _collate(self, items):
+        groups = ([it for w, it in items if w == 0], [it for w, it in items if w == 1])
+        return tuple(self.options.collate(g)[0] if g else None for g in groups)
+
+    def epoch(self, steps, epoch: int):
+        """Yields ``(x_forget, x_retain)`` for each ``(f_pos, r_pos, it)`` of ``steps``, in order."""
+        if not self.streaming:
+            for f_pos, r_pos, _ in steps:
+                yield (self.forget.x[f_pos.to(self.forget.x.device)] if len(f_pos) else None,
+                       self.retain.x[r_pos.to(self.retain.x.device)] if len(r_pos) else None)
+            return
+        batches = [self._keys(f_pos, r_pos) for f_pos, r_pos, _ in steps]
+        loader = self.options.loader(self._tagged, batches, self._collate, self.seed * 7919 + epoch)
+        non_blocking = self.options.pin_memory and self.device.type == "cuda"
+        for xf, xr in loader:
+            yield (None if xf is None else xf.to(self.device, non_blocking=non_blocking),
+                   None if xr is None else xr.to(self.device, non_blocking=non_blocking))
+
+    def _keys(self, f_pos, r_pos) -> list[tuple[int, int]]:
+        keys = [(0, i) for i in self.forget.indices[f_pos].tolist()] if len(f_pos) else []
+        return keys + ([(1, i) for i in self.retain.indices[r_pos].tolist()] if len(r_pos) else [])
