@@ -42,7 +42,8 @@ def test_chosen_params_are_the_best_trials(tuned):
     study = optuna.load_study(study_name="tune-test/ga", storage=f"sqlite:///{out / 'tune.sqlite'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3
-    _, raw, mi = prepare(RAW, out, smoke=True)
+    _, raw, spaces = prepare(RAW, out, smoke=True)
+    (mi,) = spaces
     for t in done:  # each trial's value is the rule recomputed from its stored validation rows
         assert math.isclose(trial_score(validation_config(raw, mi, t.params), out / "trials"), t.value)
     best = min(done, key=lambda t: t.value)
@@ -56,6 +57,7 @@ def test_report_and_recipe(tuned):
     out, report = tuned
     text = report.read_text()
     assert "avg_gap_on_validation" in text and '"lr"' in text and "Trials: 3 completed" in text
+    assert "## ga" in text and "final/report.md" in text
     recipe = yaml.safe_load((out / "recipes" / "ga-v1.yaml").read_text())
     assert recipe["version"] == 1 and recipe["tuned"]["trials"] == 3
     assert recipe["tuned"]["rule"] == "avg_gap_on_validation" and len(recipe["tuned"]["config_hash"]) == 16
@@ -76,7 +78,12 @@ def test_bad_tune_sections(tmp_path):
     for bad, fragment in [({"method": "nope", "space": {"lr": {"low": 1, "high": 2}}}, "is not a method label"),
                           ({"method": "ga", "space": {"nope": {"low": 1, "high": 2}}}, "has no such option"),
                           ({"method": "ga", "space": {"lr": {"low": 1e-4, "high": 1e-2}}, "rule": "x"}, "unknown rule"),
-                          ({"method": "ga", "space": {"lr": {"low": 1e-4, "high": 1e-2}}, "budget": 3}, "unknown field")]:
+                          ({"method": "ga", "space": {"lr": {"low": 1e-4, "high": 1e-2}}, "budget": 3}, "unknown field"),
+                          ({"methods": "all", "method": "ga"}, "either 'method'"),
+                          ({"methods": ["nope"]}, "are not method labels"),
+                          ({"methods": "all", "space": {"lr": {"low": 1, "high": 2}}}, "goes with a single"),
+                          ({"methods": "all", "seeds": [0]}, "also reported seeds"),
+                          ({"methods": "all", "seeds": "x"}, "list of integer seeds")]:
         with pytest.raises(ValueError, match=fragment):
             tune({**RAW, "tune": bad}, tmp_path / "out")
     no_validation = {**RAW, "requests": RAW["requests"][:1]}
@@ -84,3 +91,44 @@ def test_bad_tune_sections(tmp_path):
         tune(no_validation, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert {c.request for c in plan(parse_config(split_tune(RAW)[1]))} == {0}  # run skips validation
+
+
+LEADERBOARD = {**{k: v for k, v in RAW.items() if k != "tune"},
+               "name": "lb-test",
+               "requests": [{"kind": "random", "fraction": 0.1, "name": "random 10 %"},
+                            {"kind": "class", "classes": [1], "name": "one class"},
+                            {"kind": "random", "fraction": 0.15, "role": "validation"},
+                            {"kind": "class", "classes": [2], "role": "validation"}],
+               "methods": [{"name": "ga", "options": {"epochs": 1}}, {"name": "svd"}],
+               "metrics": {"extra": ["mia_nn"], "extra_options": {"mia_nn": {"references": 2}}},
+               "seeds": [0]}
+
+
+def test_every_method_gets_the_same_budget_and_a_tuned_row(tmp_path):
+    recipes = tmp_path / "recipes"
+    raw = {**LEADERBOARD, "tune": {"methods": "all", "trials": 2, "seeds": [100], "recipes": str(recipes),
+                                   "rule": "avg_gap_and_mia_nn_on_validation"}}
+    report = tune(raw, tmp_path / "tune", n_trials=2)
+    text = report.read_text()
+    assert "## ga" in text and "## svd" in text and text.count("Trials: 2 completed") == 2
+    assert sorted(p.name for p in recipes.iterdir()) == ["ga-v1.yaml", "svd-v1.yaml"]
+    assert set(yaml.safe_load((recipes / "ga-v1.yaml").read_text())["options"]) >= {"lr", "epochs"}
+    with ResultStore(tmp_path / "tune" / "trials" / "results.sqlite") as store:
+        trial_rows = store.rows()
+    assert {r["seed"] for r in trial_rows} == {100}
+    assert {r["request"] for r in trial_rows if r["method"] == "SVD"} == {"class2"}
+    assert {r["request"] for r in trial_rows} & {"random 10 %", "one class"} == set()
+
+    from forgetkit.bench.tune import with_tuned_rows
+    labels = [m["label"] for m in with_tuned_rows(raw)["methods"] if "label" in m]
+    assert labels == ["GA-tuned", "SVD-tuned"]
+    assert "tune" not in with_tuned_rows(raw)
+
+
+def test_trial_score_adds_the_mia_nn_gap_on_class_requests():
+    from forgetkit.bench.tune import row_score
+
+    assert row_score({"AvgGap": 2.0, "MIA_NN_gap": 7.0}, "class", "avg_gap_and_mia_nn_on_validation") == 3.0
+    assert row_score({"AvgGap": 2.0, "MIA_NN_gap": 7.0}, "random", "avg_gap_and_mia_nn_on_validation") == 2.0
+    assert row_score({"AvgGap": 2.0, "MIA_NN_gap": 7.0}, "class", "avg_gap_on_validation") == 2.0
+    assert math.isinf(row_score({"AvgGap": 2.0}, "class", "avg_gap_and_mia_nn_on_validation"))

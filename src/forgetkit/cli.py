@@ -62,7 +62,8 @@ def _cmd_tune(args) -> int:
     args.store = out / "tune.sqlite"
     check_output_paths(out, raw.get("cache_dir") or out / ".forgetkit-cache")
     with _locked(out, args.wait):
-        report = tune(raw, out, n_trials=args.trials, smoke=args.smoke, show_progress=not args.quiet)
+        report = tune(raw, out, n_trials=args.trials, smoke=args.smoke, show_progress=not args.quiet,
+                      only=args.methods.split(",") if args.methods else None)
     print(f"report: {report}")
     return 0
 
@@ -134,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config")
     t.add_argument("--out", help="output directory (default runs/tune-<config name>)")
     t.add_argument("--trials", type=int, help="total trials of the study (default: tune.trials)")
+    t.add_argument("--methods", help="comma-separated labels: tune only these of a `methods:` section "
+                                     "(to split the studies between processes)")
     t.add_argument("--smoke", action="store_true", help="shrink data and epochs")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field")
     t.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -49,7 +49,9 @@ def _run_forget(raw: dict, out: Path, *, smoke: bool = False, show_progress: boo
                 executor_options: dict | None = None) -> RunSummary:
     from .config import parse_config, smoke as shrink
     from .runner import run_experiment
+    from .tune import with_tuned_rows
 
+    raw = with_tuned_rows(raw)
     return run_experiment(parse_config(shrink(raw) if smoke else raw), out, show_progress=show_progress,
                           executor=executor, executor_options=executor_options)
 

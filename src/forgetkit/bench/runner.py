@@ -32,7 +32,8 @@ MIN_HELDOUT_PER_CLASS = 2
 class RunSummary:
     """What a run produced: the report, how many cells it planned, and every failed cell."""
 
-    report: Path
+    report: Path | None
+    """report.md; None when the run was asked for no report (tuning trials)"""
     cells: int
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(row label with request and seed, first line of its error)"""
@@ -97,8 +98,8 @@ def check_data(ws: Workspace) -> None:
 
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress: bool = True,
-                   executor: str = "local", executor_options: dict | None = None) -> RunSummary:
-    """Run every cell not yet in the store, then write the report."""
+                   executor: str = "local", executor_options: dict | None = None, report: bool = True) -> RunSummary:
+    """Run every cell not yet in the store, then write the report (unless ``report`` is False)."""
     from .progress import Progress
     from .report import write_report
 
@@ -126,4 +127,4 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
         build_executor(executor, ws, prog, task, **(executor_options or {})).run(todo, on_row)
         failed = [(f"{r['method']} / {r['request']} / seed {r['seed']}", str(r["error"]).splitlines()[0])
                   for r in store.rows(status="failed") if r["key"] in {c.key for c in cells}]
-    return RunSummary(write_report(out_dir), len(cells), failed)
+    return RunSummary(write_report(out_dir) if report else None, len(cells), failed)

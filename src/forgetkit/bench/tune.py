@@ -1,10 +1,14 @@
 """Hyper-parameter search with a declared selection rule, and versioned recipes of its outcome.
 
-A config's ``tune:`` section names one method (by label), its search space, the number of trials
-and the rule. Trials run only on the ``role: validation`` requests (turned into reported ones for
-the trial runs), so the reported requests never influence the choice; the chosen settings are then
-run on the reported requests and seeds. The Optuna study lives in SQLite beside the results, so an
-interrupted ``tune`` resumes where it stopped.
+A config's ``tune:`` section names one method (``method:`` a label, with its ``space``) or several
+(``methods: all`` or a list of labels, each searched over its declared ``Method.tune_space``), the
+number of trials (the same for every method: an equal budget) and the rule. Trials run only on
+the ``role: validation`` requests that apply to the method (turned into reported ones for the trial
+runs), on ``tune.seeds`` when given, so the reported requests never influence the choice. One
+method: the chosen settings are then run on the reported requests. Several (the leaderboard): each
+choice is written to ``tune.recipes`` and ``forgetkit run`` on the same config runs a
+``<label>-tuned`` row beside every reference-default row. Optuna studies live in SQLite beside
+the results, so an interrupted ``tune`` resumes where it stopped.
 """
 from __future__ import annotations
 
@@ -19,9 +23,14 @@ import yaml
 from .config import ExperimentConfig, load_raw, parse_config, smoke as smoke_raw
 from .store import ResultStore
 
-RULES = {"avg_gap_on_validation": "lowest mean Avg. Gap to Retrain over the validation requests and seeds"}
-TUNE_KEYS = {"method", "space", "trials", "rule"}
+RULES = {"avg_gap_on_validation": "lowest mean Avg. Gap to Retrain over the validation requests and seeds",
+         "avg_gap_and_mia_nn_on_validation": "lowest mean gap to Retrain over the validation requests and seeds: "
+                                             "Avg. Gap, and on class requests the mean of the five gaps FA, RA, TA, "
+                                             "MIA-Efficacy and MIA-NN"}
+TUNE_KEYS = {"method", "methods", "space", "trials", "rule", "seeds", "recipes"}
 SMOKE_TRIALS = 3
+TUNED_SUFFIX = "-tuned"
+"""a tuned row's label: the reference-default row's label plus this"""
 
 
 def split_tune(raw: dict) -> tuple[dict, dict]:
@@ -36,34 +45,74 @@ def split_tune(raw: dict) -> tuple[dict, dict]:
     return spec, raw
 
 
-def check_spec(spec: dict, cfg: ExperimentConfig) -> int:
-    """Validate the tune section against the experiment; returns the index of the tuned method."""
+def check_spec(spec: dict, cfg: ExperimentConfig) -> dict[int, dict]:
+    """Validate the tune section against the experiment; returns {tuned method index: its search space}."""
     from ..methods import METHODS
+    from .grid import applies
 
     labels = [m.display for m in cfg.methods]
-    if spec.get("method") not in labels:
-        raise ValueError(f"tune.method: {spec.get('method')!r} is not a method label of the config; "
-                         f"labels: {labels}")
-    mi = labels.index(spec["method"])
-    options = set(METHODS.get(cfg.methods[mi].name).__dataclass_fields__)
-    space = spec.get("space")
-    if not isinstance(space, dict) or not space:
-        raise ValueError("tune.space: give at least one option, e.g. {lr: {low: 1e-4, high: 1e-1, log: true}}")
-    for name, dim in space.items():
-        if name not in options:
-            raise ValueError(f"tune.space.{name}: method {cfg.methods[mi].name!r} has no such option; "
-                             f"options: {sorted(options)}")
-        if not isinstance(dim, dict) or not ({"choices"} <= set(dim) or {"low", "high"} <= set(dim)):
-            raise ValueError(f"tune.space.{name}: give either 'choices' or 'low' and 'high'")
-    if spec.get("rule", "avg_gap_on_validation") not in RULES:
-        raise ValueError(f"tune.rule: unknown rule {spec['rule']!r}; known: {sorted(RULES)}")
+    if ("method" in spec) == ("methods" in spec):
+        raise ValueError("tune: give either 'method' (one label, with 'space') or 'methods' (all, or a list of "
+                         "labels, each searched over its declared tune_space)")
+    if "method" in spec:
+        if spec["method"] not in labels:
+            raise ValueError(f"tune.method: {spec.get('method')!r} is not a method label of the config; "
+                             f"labels: {labels}")
+        mi = labels.index(spec["method"])
+        space = spec.get("space")
+        if not isinstance(space, dict) or not space:
+            raise ValueError("tune.space: give at least one option, e.g. {lr: {low: 1e-4, high: 1e-1, log: true}}")
+        spaces = {mi: space}
+    else:
+        if "space" in spec:
+            raise ValueError("tune.space goes with a single 'method'; with 'methods' each method is searched over "
+                             "its declared tune_space (`Method.tune_space`)")
+        wanted = spec["methods"]
+        if wanted == "all":
+            wanted = labels
+        if not isinstance(wanted, list) or not wanted or not all(isinstance(w, str) for w in wanted):
+            raise ValueError(f"tune.methods: give 'all' or a list of method labels, got {spec['methods']!r}")
+        unknown = [w for w in wanted if w not in labels]
+        if unknown:
+            raise ValueError(f"tune.methods: {unknown} are not method labels of the config; labels: {labels}")
+        spaces = {labels.index(w): METHODS.get(cfg.methods[labels.index(w)].name).tune_space for w in wanted}
+        empty = [labels[mi] for mi, sp in spaces.items() if not sp]
+        if empty:
+            raise ValueError(f"tune.methods: {empty} declare no tune_space; give them one or leave them out")
+    for mi, space in spaces.items():
+        options = set(METHODS.get(cfg.methods[mi].name).__dataclass_fields__)
+        for name, dim in space.items():
+            if name not in options:
+                raise ValueError(f"tune.space.{name}: method {cfg.methods[mi].name!r} has no such option; "
+                                 f"options: {sorted(options)}")
+            if not isinstance(dim, dict) or not ({"choices"} <= set(dim) or {"low", "high"} <= set(dim)):
+                raise ValueError(f"tune.space.{name}: give either 'choices' or 'low' and 'high'")
+    rule = spec.get("rule", "avg_gap_on_validation")
+    if rule not in RULES:
+        raise ValueError(f"tune.rule: unknown rule {rule!r}; known: {sorted(RULES)}")
     trials = spec.get("trials", 20)
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"tune.trials: must be a positive integer, got {trials!r}")
-    if not any(r.role == "validation" for r in cfg.requests):
+    seeds = spec.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds
+                              or not all(isinstance(x, int) and not isinstance(x, bool) for x in seeds)):
+        raise ValueError(f"tune.seeds: give a list of integer seeds for the trials, got {seeds!r}")
+    if seeds is not None and set(seeds) & set(cfg.seeds):
+        raise ValueError(f"tune.seeds {sorted(set(seeds) & set(cfg.seeds))} are also reported seeds; tune on "
+                         "seeds that are never reported")
+    validation = [r for r in cfg.requests if r.role == "validation"]
+    if not validation:
         raise ValueError("tune needs at least one request with 'role: validation' to select on; "
                          "the reported requests are never used for selection")
-    return mi
+    for mi in spaces:
+        if not any(applies(cfg.methods[mi].name, r.kind) for r in validation):
+            raise ValueError(f"tune: no validation request applies to {labels[mi]!r} (it forgets whole classes); "
+                             "add a class request with role: validation")
+    if rule == "avg_gap_and_mia_nn_on_validation" and any(r.kind == "class" for r in validation) \
+            and "mia_nn" not in cfg.metrics.extra:
+        raise ValueError("tune.rule avg_gap_and_mia_nn_on_validation needs the MIA-NN gap: add mia_nn to "
+                         "metrics.extra")
+    return spaces
 
 
 def _suggest(trial, name: str, dim: dict):
@@ -81,35 +130,50 @@ def with_options(raw: dict, mi: int, options: dict) -> dict:
     return raw
 
 
-def validation_config(raw: dict, mi: int, options: dict) -> ExperimentConfig:
-    """The trial experiment: only the tuned method, only the validation requests (run as reported)."""
+def validation_config(raw: dict, mi: int, options: dict, seeds: list[int] | None = None) -> ExperimentConfig:
+    """The trial experiment: only the tuned method, only the validation requests that apply to it
+    (run as reported), on ``seeds`` when given."""
+    from .grid import applies
+
     trial = with_options(raw, mi, options)
     trial["name"] = f"{raw['name']}-tune"
     trial["methods"] = [trial["methods"][mi]]
-    trial["requests"] = [{**r, "role": "report"} for r in raw["requests"] if r.get("role") == "validation"]
+    trial["requests"] = [{**r, "role": "report"} for r in raw["requests"]
+                         if r.get("role") == "validation" and applies(trial["methods"][0]["name"], r["kind"])]
+    if seeds is not None:
+        trial["seeds"] = list(seeds)
     return parse_config(trial)
 
 
-def trial_score(cfg: ExperimentConfig, out_dir: Path) -> float:
-    """The rule's value for the trial config's method rows: mean AvgGap; inf if any row failed."""
+def row_score(metrics: dict, request_kind: str, rule: str) -> float:
+    """One validation row's value under the rule (inf where a needed metric is missing)."""
+    gap = metrics.get("AvgGap", math.inf)
+    if rule == "avg_gap_and_mia_nn_on_validation" and request_kind == "class":
+        return (4 * gap + metrics.get("MIA_NN_gap", math.inf)) / 5
+    return gap
+
+
+def trial_score(cfg: ExperimentConfig, out_dir: Path, rule: str = "avg_gap_on_validation") -> float:
+    """The rule's value for the trial config's method rows: their mean row score; inf if any row failed."""
     from .derived import with_derived
     from .grid import plan
 
-    keys = {c.key for c in plan(cfg) if not c.is_reference}
+    cells = {c.key: cfg.requests[c.request].kind for c in plan(cfg) if not c.is_reference}
     with ResultStore(out_dir / "results.sqlite") as store:
         stored = store.rows()
         artifacts = {r["key"]: store.artifacts(r["key"]) for r in stored if r["status"] == "ok"}
-    rows = [r for r in with_derived(stored, artifacts, cfg.metrics.deviation_tau) if r["key"] in keys]
-    gaps = [r["metrics"].get("AvgGap", math.inf) if r["status"] == "ok" else math.inf for r in rows]
-    return sum(gaps) / len(gaps) if gaps and len(rows) == len(keys) else math.inf
+    rows = [r for r in with_derived(stored, artifacts, cfg.metrics.deviation_tau) if r["key"] in cells]
+    scores = [row_score(r["metrics"], cells[r["key"]], rule) if r["status"] == "ok" else math.inf for r in rows]
+    return sum(scores) / len(scores) if scores and len(rows) == len(cells) else math.inf
 
 
 def config_hash(raw: dict) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def prepare(config: str | Path | dict, out_dir: str | Path, *, smoke: bool = False) -> tuple[dict, dict, int]:
-    """(tune section, validated experiment as a plain dict, tuned method index); checks everything first.
+def prepare(config: str | Path | dict, out_dir: str | Path, *, smoke: bool = False
+            ) -> tuple[dict, dict, dict[int, dict]]:
+    """(tune section, validated experiment as a plain dict, {tuned method index: space}); checks everything first.
 
     ``smoke`` shrinks the experiment as ``run --smoke`` does and caps the study at 3 trials.
     """
@@ -117,56 +181,96 @@ def prepare(config: str | Path | dict, out_dir: str | Path, *, smoke: bool = Fal
     if smoke:
         raw = smoke_raw(raw)
     cfg = parse_config(raw)
-    mi = check_spec(spec, cfg)
+    spaces = check_spec(spec, cfg)
     if smoke:
         spec["trials"] = min(spec.get("trials", SMOKE_TRIALS), SMOKE_TRIALS)
     raw = cfg.model_dump(exclude_none=True)
     if not cfg.cache_dir:
         raw["cache_dir"] = str(Path(out_dir) / ".forgetkit-cache")
-    return spec, raw, mi
+    return spec, raw, spaces
 
 
 def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None = None, smoke: bool = False,
-         show_progress: bool = False) -> Path:
-    """Run (or resume) the study, re-run the best settings on the reported requests; returns tune_report.md."""
+         show_progress: bool = False, only: list[str] | None = None) -> Path:
+    """Run (or resume) every study and write the recipes; returns tune_report.md.
+
+    One ``method``: its best settings are also run on the reported requests (``final/``).
+    ``only``: tune just these labels of a ``methods`` section (to split the work between processes).
+    """
     import optuna
 
     from .runner import run_experiment
 
     if n_trials is not None and (isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1):
         raise ValueError(f"--trials must be a positive number of trials, got {n_trials!r}")
-    spec, raw, mi = prepare(config, out_dir, smoke=smoke)
+    spec, raw, spaces = prepare(config, out_dir, smoke=smoke)
     cfg = parse_config(raw)
+    labels = [m.display for m in cfg.methods]
+    if only:
+        unknown = [w for w in only if w not in [labels[mi] for mi in spaces]]
+        if unknown:
+            raise ValueError(f"--methods: {unknown} are not tuned by this config; tuned: "
+                             f"{[labels[mi] for mi in spaces]}")
+        spaces = {mi: sp for mi, sp in spaces.items() if labels[mi] in only}
     n_trials = spec.get("trials", 20) if n_trials is None else n_trials
     rule = spec.get("rule", "avg_gap_on_validation")
     out_dir = Path(out_dir)
     trials_dir = out_dir / "trials"
+    recipes_dir = out_dir / "recipes" if smoke or not spec.get("recipes") else Path(spec["recipes"])
     out_dir.mkdir(parents=True, exist_ok=True)
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=f"{cfg.name}/{spec['method']}", direction="minimize",
-                                storage=f"sqlite:///{out_dir / 'tune.sqlite'}", load_if_exists=True,
-                                sampler=optuna.samplers.TPESampler(seed=0))
-    _fail_stale(study)
+    outcomes = []
+    for mi, space in spaces.items():
+        study = optuna.create_study(study_name=f"{cfg.name}/{labels[mi]}", direction="minimize",
+                                    storage=f"sqlite:///{out_dir / 'tune.sqlite'}", load_if_exists=True,
+                                    sampler=optuna.samplers.TPESampler(seed=0))
+        _fail_stale(study)
 
-    def objective(trial) -> float:
-        params = {name: _suggest(trial, name, dim) for name, dim in spec["space"].items()}
-        trial_cfg = validation_config(raw, mi, params)
-        run_experiment(trial_cfg, trials_dir, show_progress=show_progress)
-        return trial_score(trial_cfg, trials_dir)
+        def objective(trial, mi=mi, space=space) -> float:
+            params = {name: _suggest(trial, name, dim) for name, dim in space.items()}
+            trial_cfg = validation_config(raw, mi, params, spec.get("seeds"))
+            run_experiment(trial_cfg, trials_dir, show_progress=show_progress, report=False)
+            return trial_score(trial_cfg, trials_dir, rule)
 
-    done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-    if n_trials > done:
-        study.optimize(objective, n_trials=n_trials - done)
-    best = study.best_trial
-    final_raw = with_options(raw, mi, best.params)
-    final_report = run_experiment(parse_config(final_raw), out_dir / "final", show_progress=show_progress).report
-    recipe = save_recipe(out_dir / "recipes", cfg.methods[mi].model_dump(exclude_none=True), best.params,
-                         {"config": cfg.name, "config_hash": config_hash(raw), "rule": rule, "smoke": smoke,
-                          "trials": len(_complete(study)), "best_value": best.value,
-                          "space": spec["space"], "validation_requests": [
-                              r for r in raw["requests"] if r.get("role") == "validation"]})
-    return write_tune_report(out_dir, study, spec, rule, final_report, recipe, smoke)
+        done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        if n_trials > done:
+            study.optimize(objective, n_trials=n_trials - done)
+        best = study.best_trial
+        recipe = save_recipe(recipes_dir, cfg.methods[mi].model_dump(exclude_none=True), best.params,
+                             {"config": cfg.name, "config_hash": config_hash(raw), "rule": rule, "smoke": smoke,
+                              "trials": len(_complete(study)), "best_value": best.value, "space": space,
+                              "seeds": spec.get("seeds") or cfg.seeds,
+                              "validation_requests": validation_config(raw, mi, {}).model_dump(
+                                  exclude_none=True)["requests"]})
+        outcomes.append((labels[mi], study, space, recipe))
+    final_report = None
+    if "method" in spec:
+        final_raw = with_options(raw, next(iter(spaces)), outcomes[0][1].best_params)
+        final_report = run_experiment(parse_config(final_raw), out_dir / "final", show_progress=show_progress).report
+    return write_tune_report(out_dir, outcomes, rule, final_report, smoke)
+
+
+def with_tuned_rows(raw: dict) -> dict:
+    """A config with a ``tune:`` section, without it, plus a ``<label>-tuned`` entry beside every method
+    that has a recipe in ``tune.recipes`` (its latest version): the leaderboard's tuned rows next to
+    the reference-default ones. The section of a single ``method`` only drops out."""
+    from .grid import paper_name
+
+    raw = copy.deepcopy(raw)
+    spec = raw.pop("tune", None) or {}
+    if not spec.get("recipes"):
+        return raw
+    tuned = []
+    for m in raw.get("methods", []):
+        label = m.get("label") or m["name"]
+        versions = sorted(Path(spec["recipes"]).glob(f"{label}-v*.yaml"),
+                          key=lambda p: int(p.stem.rsplit("-v", 1)[1]) if p.stem.rsplit("-v", 1)[1].isdigit() else -1)
+        if versions:
+            shown = m.get("label") or paper_name(m["name"])
+            tuned.append(apply_recipe({"methods": [{**copy.deepcopy(m), "label": label}]}, versions[-1])["methods"][0]
+                         | {"label": shown + TUNED_SUFFIX})
+    raw["methods"] = raw.get("methods", []) + tuned
+    return raw
 
 
 def _complete(study) -> list:
@@ -224,27 +328,32 @@ def apply_recipe(raw: dict, recipe_path: str | Path) -> dict:
     return raw
 
 
-def write_tune_report(out_dir: Path, study, spec: dict, rule: str, final_report: Path, recipe: Path,
+def write_tune_report(out_dir: Path, outcomes: list, rule: str, final_report: Path | None,
                       smoke: bool = False) -> Path:
-    """tune_report.md: the rule, the search space, the number of trials, every trial, the choice."""
-    trials = _complete(study)
-    names = list(spec["space"])
-    lines = [f"# Tuning {spec['method']}" + (" (smoke run)" if smoke else ""), ""]
+    """tune_report.md: the rule, and per tuned method its search space, every trial and the choice."""
+    lines = ["# Tuning" + (" (smoke run)" if smoke else ""), ""]
     if smoke:
-        lines += ["> **Smoke run**: data, epochs and trials were shrunk by `--smoke`; the recipe below is "
-                  "marked smoke-tuned and is not a tuning result.", ""]
-    lines += [
-             f"- Selection rule: `{rule}` — {RULES[rule]}; the reported requests are never used to select.",
-             f"- Search space: `{json.dumps(spec['space'])}`",
-             f"- Trials: {len(trials)} completed (Optuna TPE, seed 0; study in `tune.sqlite`)",
-             f"- Chosen: `{json.dumps(study.best_params)}` (trial {study.best_trial.number}, "
-             f"value {study.best_value:.4g})",
-             f"- Recipe: `{recipe.relative_to(out_dir)}`",
-             f"- Report of the chosen settings on the reported requests: `{final_report.relative_to(out_dir)}`",
-             "", "| trial | " + " | ".join(names) + " | value |", "|---" * (len(names) + 2) + "|"]
-    for t in trials:
-        cells = [f"{t.params[n]:.4g}" if isinstance(t.params[n], float) else str(t.params[n]) for n in names]
-        lines.append(f"| {t.number} | " + " | ".join(cells) + f" | {t.value:.4g} |")
+        lines += ["> **Smoke run**: data, epochs and trials were shrunk by `--smoke`; the recipes below are "
+                  "marked smoke-tuned and are not a tuning result.", ""]
+    lines += [f"- Selection rule: `{rule}` — {RULES[rule]}; the reported requests are never used to select.",
+              "- Sampler: Optuna TPE, seed 0; studies in `tune.sqlite`.", ""]
+    if final_report is not None:
+        lines += [f"- Report of the chosen settings on the reported requests: "
+                  f"`{final_report.relative_to(out_dir)}`", ""]
+    for label, study, space, recipe in outcomes:
+        trials = _complete(study)
+        names = list(space)
+        lines += [f"## {label}", "",
+                  f"- Search space: `{json.dumps(space)}`",
+                  f"- Trials: {len(trials)} completed",
+                  f"- Chosen: `{json.dumps(study.best_params)}` (trial {study.best_trial.number}, "
+                  f"value {study.best_value:.4g})",
+                  f"- Recipe: `{recipe}`",
+                  "", "| trial | " + " | ".join(names) + " | value |", "|---" * (len(names) + 2) + "|"]
+        for t in trials:
+            cells = [f"{t.params[n]:.4g}" if isinstance(t.params[n], float) else str(t.params[n]) for n in names]
+            lines.append(f"| {t.number} | " + " | ".join(cells) + f" | {t.value:.4g} |")
+        lines.append("")
     path = out_dir / "tune_report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
