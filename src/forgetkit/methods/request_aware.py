@@ -31,7 +31,7 @@ from ..unlearn.context import UnlearnContext
 from ..unlearn.engine import Parts
 from ..unlearn.objectives import RetainCE, SoftTargetCE
 from .base import METHODS, EngineMethod
-from .trw import original_logits, output_similarity, tilted_targets
+from .trw import COMBINE, original_logits, output_similarity, tilted_targets
 
 
 def whole_and_partial(forget_y: torch.Tensor, retain_y: torch.Tensor | None,
@@ -79,39 +79,64 @@ def partial_targets(logits: torch.Tensor, labels: torch.Tensor, q: torch.Tensor,
     return ((1 - qd) * others).scatter(1, y, qd).float()
 
 
+def retain_log_ratio(forget_y: torch.Tensor, retain_y: torch.Tensor | None, num_classes: int) -> torch.Tensor:
+    """log(n_retain,k / n_train,k) per class k: the log prior ratio of the retrain set to the
+    original training set (−inf for classes removed whole; 0 for classes the request leaves alone)."""
+    n_f = torch.bincount(forget_y.cpu(), minlength=num_classes).double()
+    n_r = (torch.zeros(num_classes, dtype=torch.float64) if retain_y is None
+           else torch.bincount(retain_y.cpu(), minlength=num_classes).double())
+    total = n_f + n_r
+    return torch.where(total > 0, torch.log(n_r / total.clamp(min=1)), torch.zeros_like(total))
+
+
 def request_aware_targets(logits: torch.Tensor, labels: torch.Tensor, held_logits: torch.Tensor | None,
-                          held_labels: torch.Tensor | None, whole, partial, *, beta: float) -> torch.Tensor:
-    """N_f × K targets from the original model's logits on the forget (and held-out) samples:
-    TRW's tilted target for samples of ``whole`` classes, :func:`partial_targets` at the held-out
-    quantiles for samples of ``partial`` classes."""
+                          held_labels: torch.Tensor | None, whole, partial, *, beta: float,
+                          shift: torch.Tensor | None = None) -> torch.Tensor:
+    """N_f × K targets from the original model's logits on the forget (and held-out) samples.
+
+    ``shift`` (K,) is added to every logit first: κ·:func:`retain_log_ratio` moves the original's
+    posteriors to the retrain set's class priors (prior correction, Saerens et al., Neural
+    Computation 2002), so a class that keeps few samples gets less mass, as after retraining.
+    Samples of ``whole`` classes get TRW's tilted target, samples of ``partial`` classes
+    :func:`partial_targets` at the held-out quantiles (both on the shifted logits).
+    """
     logits, labels = logits.detach().float().cpu(), labels.cpu()
+    k = logits.shape[1]
+    shift = torch.zeros(k) if shift is None else shift.float().cpu().clone()
+    shift[list(whole)] = 0.0  # whole classes are masked out below; keep their logits finite
+    logits = logits + shift
     out = torch.zeros_like(logits)
     is_whole = torch.isin(labels, torch.as_tensor(list(whole), dtype=torch.long))
     if is_whole.any():
-        scores = output_similarity(logits[is_whole], labels[is_whole], whole, logits.shape[1])
+        scores = output_similarity(logits[is_whole], labels[is_whole], whole, k)
         out[is_whole] = tilted_targets(logits[is_whole], labels[is_whole], scores, whole, beta=beta)
     if partial:
         if held_logits is None:
             raise ValueError(f"classes {list(partial)} keep retain samples (forgotten in part), so RA-Targets needs a "
                              "held-out split of unseen samples (set heldout_fraction > 0)")
         rest = ~is_whole
-        p = torch.softmax(logits[rest], 1).gather(1, labels[rest].view(-1, 1)).squeeze(1)
         held_labels = held_labels.cpu()
-        p_held = torch.softmax(held_logits.float().cpu(), 1).gather(1, held_labels.view(-1, 1)).squeeze(1)
+        held_logits = held_logits.float().cpu() + shift
+        held_logits[:, list(whole)] = float("-inf")
+        masked = logits.clone()
+        masked[:, list(whole)] = float("-inf")
+        p = torch.softmax(masked[rest], 1).gather(1, labels[rest].view(-1, 1)).squeeze(1)
+        p_held = torch.softmax(held_logits, 1).gather(1, held_labels.view(-1, 1)).squeeze(1)
         q = heldout_quantiles(p, labels[rest], p_held, held_labels)
         out[rest] = partial_targets(logits[rest], labels[rest], q, excluded=whole)
     return out
 
 
-def context_targets(ctx: UnlearnContext, beta: float) -> torch.Tensor:
+def context_targets(ctx: UnlearnContext, beta: float, prior_power: float) -> torch.Tensor:
     """The fixed targets of one request, from the original model of ``ctx``."""
-    whole, partial = whole_and_partial(ctx.forget.y, None if ctx.retain is None else ctx.retain.y,
-                                       ctx.forget_classes)
+    retain_y = None if ctx.retain is None else ctx.retain.y
+    whole, partial = whole_and_partial(ctx.forget.y, retain_y, ctx.forget_classes)
     logits = original_logits(ctx.original, ctx.forget.x, ctx.device)
     held = ctx.heldout if partial and ctx.heldout is not None and len(ctx.heldout) else None
     held_logits = None if held is None else original_logits(ctx.original, held.x, ctx.device)
+    shift = prior_power * retain_log_ratio(ctx.forget.y, retain_y, logits.shape[1])
     return request_aware_targets(logits, ctx.forget.y, held_logits, None if held is None else held.y,
-                                 whole, partial, beta=beta)
+                                 whole, partial, beta=beta, shift=shift)
 
 
 @METHODS.register("request_aware")
@@ -125,8 +150,8 @@ class RequestAware(EngineMethod):
     tune_space: ClassVar[dict] = {
         "lr": {"low": 1e-3, "high": 1e-1, "log": True},
         "epochs": {"choices": [2, 5, 10]},
-        "forget_weight": {"low": 0.5, "high": 4.0, "log": True},
-        "beta": {"choices": [0.0, 5.0, 10.0]},
+        "forget_weight": {"low": 1.0, "high": 10.0, "log": True},
+        "prior_power": {"low": 0.5, "high": 4.0},
     }
 
     epochs: int = 10
@@ -135,13 +160,28 @@ class RequestAware(EngineMethod):
     """SGD learning rate (RL's default)"""
     beta: float = 10.0
     """TRW tilt β for classes removed whole (TRW paper §B.7); 0 = plain renormalisation"""
-    forget_weight: float = 1.0
-    """α, multiplier of the forget term inside the merged batch"""
+    prior_power: float = 2.0
+    """κ: the original's logits get κ·log(n_retain,k / n_train,k) before the targets are built
+    (prior correction; 1 = Bayes' rule for the retrain set's class priors, 0 = none; 2 measured
+    closer to Retrain on the selection seed, docs/methods.md)"""
+    forget_weight: float = 3.0
+    """λ_f, multiplier of the forget term (3: measured on the selection seed, docs/methods.md)"""
+    combine: str = "pooled"
+    """pooled: one shuffled pass over D_r ∪ D_f averaged per batch (engine ``mixed``, as RL);
+    sum_of_means: mean retain CE + λ_f·mean forget soft CE (engine ``paired``, as TRW)"""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prior_power < 0:
+            raise ValueError(f"prior_power must be >= 0, got {self.prior_power}")
+        if self.combine not in COMBINE:
+            raise ValueError(f"combine must be one of {sorted(COMBINE)}, got {self.combine!r}")
 
     def parts(self, model, ctx):
-        return Parts(forget=SoftTargetCE(lambda c: context_targets(c, self.beta)), retain=RetainCE())
+        return Parts(forget=SoftTargetCE(lambda c: context_targets(c, self.beta, self.prior_power)), retain=RetainCE())
 
     def loop(self):
         cfg = super().loop()
+        cfg.mixing = COMBINE[self.combine]
         cfg.forget_weight = self.forget_weight
         return cfg
