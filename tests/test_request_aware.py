@@ -1,11 +1,13 @@
 """RA-Targets: whole/partial detection and the target math against per-sample loops."""
+import math
+
 import pytest
 import torch
 
 from forgetkit.data.base import Split
 from forgetkit.methods import build_method
 from forgetkit.methods.request_aware import (heldout_quantiles, partial_targets, request_aware_targets,
-                                             whole_and_partial)
+                                             retain_log_ratio, whole_and_partial)
 from forgetkit.methods.trw import output_similarity, tilted_targets
 from forgetkit.models import build_model
 from forgetkit.unlearn.context import UnlearnContext
@@ -79,22 +81,54 @@ def test_partial_targets_are_finite_when_the_original_is_saturated():
     assert t[0, 1].item() > t[0, 2].item()
 
 
-def test_mixed_request_gets_trw_targets_for_whole_and_quantile_targets_for_partial_classes():
+def masked_true_probs(logits, y, excluded):
+    """Per sample, the softmax over the classes not excluded, at the sample's own class (a loop)."""
+    out = []
+    for z, c in zip(logits.tolist(), y.tolist()):
+        e = [math.exp(v) if k not in excluded else 0.0 for k, v in enumerate(z)]
+        out.append(e[c] / sum(e))
+    return torch.tensor(out)
+
+
+@pytest.mark.parametrize("shift", [None, torch.tensor([0.0, -1.5, -0.2, 0.0])])
+def test_mixed_request_gets_trw_targets_for_whole_and_quantile_targets_for_partial_classes(shift):
     g = torch.Generator().manual_seed(2)
     logits = torch.randn(8, 4, generator=g) * 2
     y = torch.tensor([0, 0, 0, 1, 1, 2, 0, 1])
     held_logits = torch.randn(30, 4, generator=g) * 2
     held_y = torch.randint(0, 4, (30,), generator=g)
-    t = request_aware_targets(logits, y, held_logits, held_y, whole=(0,), partial=(1, 2), beta=5.0)
+    t = request_aware_targets(logits, y, held_logits, held_y, whole=(0,), partial=(1, 2), beta=5.0, shift=shift)
+    z, zh = (logits, held_logits) if shift is None else (logits + shift, held_logits + shift)
     w = y == 0
-    scores = output_similarity(logits[w], y[w], (0,), 4)
-    assert torch.allclose(t[w], tilted_targets(logits[w], y[w], scores, (0,), beta=5.0))
+    scores = output_similarity(z[w], y[w], (0,), 4)
+    assert torch.allclose(t[w], tilted_targets(z[w], y[w], scores, (0,), beta=5.0))
     assert torch.all(t[:, 0] == 0)  # the class removed whole is never a target, not even for partial samples
-    p = torch.softmax(held_logits, 1).gather(1, held_y.view(-1, 1)).squeeze(1)
-    pf = torch.softmax(logits, 1).gather(1, y.view(-1, 1)).squeeze(1)
-    q = heldout_quantiles(pf[~w], y[~w], p, held_y)
-    assert torch.allclose(t[~w], partial_targets(logits[~w], y[~w], q, excluded=(0,)))
+    q = heldout_quantiles(masked_true_probs(z[~w], y[~w], {0}), y[~w], masked_true_probs(zh, held_y, {0}), held_y)
+    assert torch.allclose(t[~w], partial_targets(z[~w], y[~w], q, excluded=(0,)), atol=1e-6)
     assert torch.allclose(t.sum(1), torch.ones(8))
+
+
+def test_retain_log_ratio_matches_counts():
+    forget_y = torch.tensor([0, 0, 0, 1, 2, 2])
+    retain_y = torch.tensor([1, 1, 1, 2, 2, 3])
+    r = retain_log_ratio(forget_y, retain_y, 5)
+    want = [float("-inf"), math.log(3 / 4), math.log(2 / 4), 0.0, 0.0]  # class 4: in neither split
+    assert r.tolist() == pytest.approx(want)
+
+
+def test_prior_correction_lowers_the_target_of_a_class_that_keeps_few_samples():
+    """Class 1 keeps 1 of 10 samples, class 2 keeps 9 of 10: only class 1's targets drop."""
+    g = torch.Generator().manual_seed(4)
+    y = torch.tensor([1] * 9 + [2])
+    logits = torch.randn(10, 3, generator=g) + 3 * torch.nn.functional.one_hot(y, 3)
+    held_y = torch.tensor([1, 2] * 10)
+    held_logits = torch.randn(20, 3, generator=g) + 3 * torch.nn.functional.one_hot(held_y, 3)
+    shift = retain_log_ratio(y, torch.tensor([0] * 10 + [1] + [2] * 9), 3)
+    plain = request_aware_targets(logits, y, held_logits, held_y, (), (1, 2), beta=0.0)
+    moved = request_aware_targets(logits, y, held_logits, held_y, (), (1, 2), beta=0.0, shift=2 * shift)
+    ones = y == 1
+    assert torch.all(moved[ones, 1] < plain[ones, 1] - 0.05)
+    assert torch.all((moved[~ones, 2] - plain[~ones, 2]).abs() < 0.05)
 
 
 def test_partial_classes_without_heldout_split_are_refused():
@@ -120,3 +154,9 @@ def test_a_collapsed_model_cannot_move_the_targets():
             p.zero_()
     objective.setup(ctx)
     assert torch.equal(before, objective._t)
+
+
+@pytest.mark.parametrize("options, field", [({"prior_power": -1.0}, "prior_power"), ({"combine": "sum"}, "combine")])
+def test_bad_options_name_the_field(options, field):
+    with pytest.raises(ValueError, match=field):
+        build_method("request_aware", **options)
