@@ -111,3 +111,21 @@ def test_before_and_after_must_describe_the_same_samples():
         audit_scores(d | {"forget_y": np.zeros(29, int)}, num_classes=2)
     with pytest.raises(ValueError, match="num_classes"):
         audit_scores(d, num_classes=0)
+
+
+def test_a_class_absent_from_the_retain_set_is_judged_as_removed_whole():
+    """A steep long-tailed or mixed request empties some classes: with ``retain`` the audit finds them."""
+    import torch
+
+    from forgetkit.data.base import Split
+    from forgetkit.metrics.audit import audit
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(300, 1, 4, 4, generator=g), torch.arange(300) % 3
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    forget = Split(x[:120], y[:120])
+    retain = Split(x[120:200][y[120:200] != 1], y[120:200][y[120:200] != 1])  # class 1 has nothing left
+    r = audit(model, forget, Split(x[200:], y[200:]), retain=retain, n_boot=10)
+    assert r.settings["forget_classes"] == [1]
+    assert [e.cls for e in r.per_class if e.removed] == [1]
+    assert audit(model, forget, Split(x[200:], y[200:]), n_boot=10).settings["forget_classes"] == []

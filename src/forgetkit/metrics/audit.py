@@ -415,6 +415,8 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     distance from 0.5 below which a difference is not worth flagging, and within which the interval must lie for "faithful". ``forget_classes``:
     classes removed whole (every training sample of them is in ``forget``); a retrained model never
     predicts them, so they are judged by how often the model still does, against ``tolerance``.
+    With ``retain``, every forget class absent from it is removed whole too (the head classes of a
+    steep long-tailed request, the whole part of a mixed one).
     ``min_samples``: forget and held-out samples a class needs for a verdict. ``n_boot``: bootstrap
     resamples per class.
     """
@@ -431,11 +433,14 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=margin)  # validates alpha and margin
     check_inputs(forget, heldout, retain=retain, test=test, forget_indices=forget_indices,
                  heldout_indices=heldout_indices, check_duplicates=check_duplicates)
-    removed = sorted({int(c) for c in np.atleast_1d(np.asarray(forget_classes, dtype=np.int64))})
-    absent = sorted(set(removed) - set(forget.y.tolist()))
+    removed = {int(c) for c in np.atleast_1d(np.asarray(forget_classes, dtype=np.int64))}
+    absent = sorted(removed - set(forget.y.tolist()))
     if absent:
         raise ValueError(f"forget_classes {absent} have no samples in the forget set; a class removed whole "
                          "must have all its training samples there")
+    if retain is not None:  # a class with no sample left to train on is removed whole, whatever the request's kind
+        removed |= set(forget.y.tolist()) - set(retain.y.tolist())
+    removed = sorted(removed)
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
     dev = torch.device(device)

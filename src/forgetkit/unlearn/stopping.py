@@ -51,7 +51,7 @@ class Indistinguishable(StopRule):
 
     The statistic is Σ_c w_c·AUC_c over the classes of the forget set (w_c: forget share), each
     AUC separating forget from held-out samples of class c by the true-class confidence. Classes
-    removed whole (``ctx.forget_classes``) are judged as the audit judges them: by the share of
+    removed whole (``ctx.forget_classes``, and any forget class absent from ``ctx.retain``) are judged as the audit judges them: by the share of
     their subsampled forget and held-out samples still predicted as their class, which must fall to
     ``tolerance``. It needs a held-out split (``ctx.heldout``) that the original never trained on.
     """
@@ -115,6 +115,8 @@ class Indistinguishable(StopRule):
         self._xh, self._yh = ctx.heldout.x[h].to(dev), ctx.heldout.y[h].to(dev)
         self._cf, self._ch = yf[f], yh[h]
         removed = {int(c) for c in ctx.forget_classes}
+        if ctx.retain is not None:  # no sample of the class left to train on: removed whole, whatever the request
+            removed |= set(classes.tolist()) - set(ctx.retain.y.cpu().numpy().tolist())
         self._removed = np.array(sorted(removed & set(np.unique(self._cf).tolist())), dtype=np.int64)
         self._classes = np.array([c for c in np.unique(self._cf) if int(c) not in removed], dtype=np.int64)
         self.history, self.stopped_at = [], None
