@@ -10,13 +10,15 @@ import copy
 import math
 import os
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler, SequentialSampler,
+                              TensorDataset)
 
 from .data.base import DataBundle, Split, as_float
 from .data.requests import ForgetRequest, validate_indices
@@ -25,6 +27,7 @@ from .methods.base import EngineMethod
 from .options import validate_options
 from .unlearn.context import UnlearnContext
 from .unlearn.objectives import ForgetObjective, RetainObjective
+from .unlearn.streaming import StreamingUnsupported, StreamOptions, StreamSplit
 from .unlearn.weightings import WEIGHTINGS, build_weighting
 
 CORE_METRICS = ("FA", "RA", "TA", "MIA")
@@ -33,6 +36,12 @@ MIN_HELDOUT_PER_CLASS = 2
 """a held-out class needs two samples for a spread; fewer gives FaLW a zero or undefined σ"""
 MEMORY_FRACTION = 0.5
 """materialise a Dataset or DataLoader only when it takes at most this share of physical memory"""
+DATA_PATHS = ("auto", "resident", "streaming")
+"""how ``unlearn`` reads the training data: chosen by :func:`choose_data_path`, or forced"""
+SCAN_BATCH = 256
+"""samples per batch of the up-front check of a streamed split"""
+TRANSFORM_ATTRIBUTES = ("transform", "transforms", "target_transform")
+"""attributes through which torchvision-style datasets hold their transforms"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,13 +95,19 @@ def _from_dataset(data: Dataset, name: str) -> Split:
     return _stacked(xs, ys, name, torch.stack)
 
 
-def _from_loader(loader: DataLoader, name: str, ordered: bool) -> Split:
-    if ordered and isinstance(getattr(loader, "sampler", None), RandomSampler):
+def _check_loader_order(loader: DataLoader, name: str) -> None:
+    """A training DataLoader must not shuffle or drop samples: the forget indices refer to its order."""
+    if isinstance(getattr(loader, "sampler", None), RandomSampler):
         raise ValueError(f"{name}: the DataLoader shuffles, so forget indices would not point at fixed "
                          "samples; pass DataLoader(..., shuffle=False) (the order the indices refer to)")
-    if ordered and getattr(loader, "drop_last", False):
+    if getattr(loader, "drop_last", False):
         raise ValueError(f"{name}: the DataLoader has drop_last=True, so samples the forget indices refer to "
                          "would be missing; pass drop_last=False")
+
+
+def _from_loader(loader: DataLoader, name: str, ordered: bool) -> Split:
+    if ordered:
+        _check_loader_order(loader, name)
     xs, ys = [], []
     for b, batch in enumerate(loader):
         x, y = _pair(batch, name, f"DataLoader batch {b}")
@@ -159,6 +174,126 @@ def as_split(data, name: str = "data", ordered: bool = False) -> Split:
                     f"or a DataLoader, got {type(data).__name__}")
 
 
+def has_transform(data) -> bool:
+    """True when a Dataset, or one it wraps (``Subset.dataset``, ``ConcatDataset.datasets``), holds a
+    transform in one of :data:`TRANSFORM_ATTRIBUTES` (an empty list of transforms holds none)."""
+    for attr in TRANSFORM_ATTRIBUTES:
+        t = getattr(data, attr, None)
+        if t is not None and not (isinstance(t, (list, tuple)) and not t):
+            return True
+    inner = [getattr(data, "dataset", None), *(getattr(data, "datasets", None) or [])]
+    return any(isinstance(d, Dataset) and has_transform(d) for d in inner)
+
+
+def _dataset_fits(data: Dataset, name: str) -> bool:
+    """Whether all samples of ``data``, each the size of item 0, take at most MEMORY_FRACTION of RAM."""
+    n = len(data)  # type: ignore[arg-type]
+    if not n:
+        return True
+    x0 = _tensor(_pair(data[0], name, "Dataset item 0")[0], name, "item 0's input")
+    return n * x0.element_size() * x0.numel() <= _memory_limit()
+
+
+def choose_data_path(data, data_path: str, method: str, name: str = "train") -> str:
+    """``"resident"`` or ``"streaming"``: how :func:`unlearn` reads the training data ``data`` for ``method``.
+
+    ``"auto"``: tensors (a Split or an ``(x, y)`` pair) are resident. A DataLoader, a Dataset holding
+    a transform (:func:`has_transform`) or a Dataset too large for ``MEMORY_FRACTION`` of RAM is
+    streamed, so transforms run at every read; any other Dataset is read into memory once (the fast
+    path, same result). A method that cannot stream (``Method.streams`` False) gets resident data:
+    with a warning when the data holds a transform (then drawn once per sample), refused when it
+    does not fit. ``"resident"`` / ``"streaming"`` force a path; streaming a method that cannot
+    stream is refused, naming the method.
+    """
+    if not isinstance(data_path, str) or data_path not in DATA_PATHS:
+        raise ValueError(f"data_path must be one of {DATA_PATHS}, got {data_path!r}")
+    streams = getattr(METHODS.get(method), "streams", False)
+    refusal = (f"method {method!r} cannot stream: it needs its splits as whole tensors in memory; pass "
+               "data_path='resident' (the data must fit in memory) or a method that streams (" +
+               ", ".join(n for n in METHODS.names() if getattr(METHODS.get(n), "streams", False)) + ")")
+    if data_path == "resident":
+        return "resident"
+    if data_path == "streaming":
+        if not streams:
+            raise ValueError(refusal)
+        return "streaming"
+    if not isinstance(data, (DataLoader, Dataset)):  # tensors; anything else is refused by as_split
+        return "resident"
+    loader = isinstance(data, DataLoader)
+    dataset = data.dataset if loader else data
+    fits = isinstance(dataset, IterableDataset) or _dataset_fits(dataset, name)
+    if not (loader or has_transform(dataset) or not fits):
+        return "resident"
+    if streams:
+        return "streaming"
+    if not fits:
+        raise ValueError(f"{name}: the data does not fit in memory and {refusal}")
+    if has_transform(dataset):
+        warnings.warn(f"method {method!r} does not stream, so {name} is read into memory once and its "
+                      "transforms run once per sample; pass data_path='resident' to choose this knowingly",
+                      stacklevel=3)
+    return "resident"
+
+
+def _stream_source(data, name: str) -> tuple[Dataset, StreamOptions, str]:
+    """The map-style dataset a streamed split reads by position, how to read it, and what to call a batch."""
+    if isinstance(data, Split):
+        return TensorDataset(data.x, data.y), StreamOptions(), "batch"
+    if isinstance(data, (tuple, list)):
+        x, y = _pair(data, name, "the data")
+        return TensorDataset(_tensor(x, name, "x"), _tensor(y, name, "y")), StreamOptions(), "batch"
+    if isinstance(data, DataLoader):
+        _check_loader_order(data, name)
+        if isinstance(data.dataset, IterableDataset):
+            raise ValueError(f"{name}: streaming reads samples by position, which an iterable dataset does not "
+                             "have; pass data_path='resident' to read it into memory once")
+        if not isinstance(data.sampler, SequentialSampler) or type(data.batch_sampler) is not BatchSampler:
+            raise ValueError(f"{name}: the DataLoader has its own sampler ({type(data.sampler).__name__}, "
+                             f"{type(data.batch_sampler).__name__}); streaming reads loader.dataset by position "
+                             "in the engine's order: pass a DataLoader without a sampler, or a Subset of the dataset")
+        return data.dataset, StreamOptions.of(data), "DataLoader batch"
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        if len(data):  # type: ignore[arg-type]
+            _pair(data[0], name, "Dataset item 0")
+        return data, StreamOptions(), "Dataset batch"
+    raise TypeError(f"{name} must be a forgetkit Split, an (x, y) pair of tensors, a map-style torch Dataset "
+                    f"or a DataLoader, got {type(data).__name__}")
+
+
+def _scan(dataset: Dataset, options: StreamOptions, name: str, what: str, forget_idx) -> StreamSplit:
+    """Read ``dataset`` once, in batches, for the up-front checks; keep only its labels."""
+    n = len(dataset)  # type: ignore[arg-type]
+    batches = [list(range(i, min(n, i + SCAN_BATCH))) for i in range(0, n, SCAN_BATCH)]
+    check, ys, shape = _InputCheck(name, None, forget_idx), [], None
+    loader = options.loader(dataset, batches, options.collate, seed=0)
+    it = iter(loader)
+    for b, keys in enumerate(batches):
+        try:
+            batch = next(it)
+        except RuntimeError as e:
+            raise ValueError(f"{name}: samples of {what} {b} cannot form one batch ({e}); inputs must share "
+                             "one shape and each label must be one integer") from None
+        x, y = _pair(batch, name, f"{what} {b}")
+        split = _labels_checked(_tensor(x, name, f"{what} {b}'s input"), _tensor(y, name, f"{what} {b}'s labels"),
+                                name)
+        if shape is None:
+            shape = tuple(split.x.shape[1:])
+            check.shape = shape
+        check.add(keys[0], split.x, split.y)
+        ys.append(split.y)
+    check.finish()
+    y = torch.cat(ys) if ys else torch.empty(0, dtype=torch.long)
+    return StreamSplit(dataset, torch.arange(n), y, shape or (), name, options)
+
+
+def _resident(split):
+    """A streamed split read into memory (for evaluation); a resident one as it is."""
+    if not isinstance(split, StreamSplit):
+        return split
+    x = torch.cat([c.cpu() for c in split.x.split(SCAN_BATCH)]) if len(split) else torch.empty(0, *split.sample_shape)
+    return Split(x, split.y.cpu())
+
+
 def _first_bad(mask: torch.Tensor, k: int = 5) -> list[int]:
     return torch.nonzero(mask).flatten()[:k].tolist()
 
@@ -168,30 +303,57 @@ def _check_inputs(split: Split, name: str, shape: tuple | None = None, forget_id
 
     ``forget_idx``: the forget indices into this split, so an error can say which bad samples are forget samples.
     """
-    x = split.x
-    if shape is not None and tuple(x.shape[1:]) != shape:
-        raise ValueError(f"{name}: samples have shape {tuple(x.shape[1:])}, but the training data's are {shape}")
-    if len(split) and split.y.min() < 0:
-        raise ValueError(f"{name}: labels must be >= 0, found {split.y.min().item()} at samples "
-                         f"{_first_bad(split.y < 0)}")
-    if x.is_floating_point() and len(x):
-        bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
-        if bad.any():
+    check = _InputCheck(name, shape, forget_idx)
+    check.add(0, split.x, split.y)
+    check.finish()
+
+
+class _InputCheck:
+    """The checks of :func:`_check_inputs`, gathered chunk by chunk (a streamed split is read in batches),
+    then reported in one order: shape, negative labels, NaN/inf, image range."""
+
+    def __init__(self, name: str, shape: tuple | None = None, forget_idx=None):
+        self.name, self.shape, self.forget_idx = name, shape, forget_idx
+        self.min_label, self.neg, self.bad = None, [], []
+        self.lo, self.hi, self.dtype, self.dim, self.floating = math.inf, -math.inf, None, None, False
+
+    def add(self, offset: int, x: torch.Tensor, y: torch.Tensor) -> None:
+        name = self.name
+        if self.shape is not None and tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"{name}: samples have shape {tuple(x.shape[1:])}, but the training data's are {self.shape}")
+        self.dtype, self.dim, self.floating = x.dtype, x.dim(), x.is_floating_point()
+        if len(y):
+            self.min_label = int(y.min()) if self.min_label is None else min(self.min_label, int(y.min()))
+            self.neg.append(torch.nonzero(y < 0).flatten() + offset)
+        if x.is_floating_point() and len(x):
+            bad = ~torch.isfinite(x.reshape(len(x), -1)).all(1)
+            self.bad.append(torch.nonzero(bad).flatten() + offset)
+            good = x[~bad]
+            if x.dim() == 4 and len(good):
+                self.lo, self.hi = min(self.lo, good.min().item()), max(self.hi, good.max().item())
+
+    def finish(self) -> None:
+        name = self.name
+        if self.min_label is not None and self.min_label < 0:
+            raise ValueError(f"{name}: labels must be >= 0, found {self.min_label} at samples "
+                             f"{torch.cat(self.neg)[:5].tolist()}")
+        bad = torch.cat(self.bad) if self.bad else torch.empty(0, dtype=torch.long)
+        if len(bad):
             where = ""
-            if forget_idx is not None:
-                in_forget = np.intersect1d(torch.nonzero(bad).flatten().numpy(), forget_idx)
+            if self.forget_idx is not None:
+                in_forget = np.intersect1d(bad.numpy(), self.forget_idx)
                 where = f", forget samples among them: {in_forget[:5].tolist()}" if len(in_forget) else ", none in the forget set"
-            raise ValueError(f"{name}: samples {_first_bad(bad)} contain NaN or inf ({int(bad.sum())} in all{where}); "
+            raise ValueError(f"{name}: samples {bad[:5].tolist()} contain NaN or inf ({len(bad)} in all{where}); "
                              "clean or drop them before unlearning")
-    if x.dim() == 4:
-        if x.is_floating_point():
-            lo, hi = (x.min().item(), x.max().item()) if len(x) else (0.0, 0.0)
-            if lo < -1e-6 or hi > 1 + 1e-6:
-                raise ValueError(f"{name}: images must be uint8 or float in [0, 1], got float values in "
-                                 f"[{lo:g}, {hi:g}]; divide 0..255 images by 255 and put any normalisation "
-                                 "inside the model")
-        elif x.dtype != torch.uint8:
-            raise ValueError(f"{name}: images must be uint8 or float in [0, 1], got {x.dtype}")
+        if self.dim == 4:
+            if self.floating:
+                lo, hi = (self.lo, self.hi) if self.lo <= self.hi else (0.0, 0.0)
+                if lo < -1e-6 or hi > 1 + 1e-6:
+                    raise ValueError(f"{name}: images must be uint8 or float in [0, 1], got float values in "
+                                     f"[{lo:g}, {hi:g}]; divide 0..255 images by 255 and put any normalisation "
+                                     "inside the model")
+            elif self.dtype != torch.uint8:
+                raise ValueError(f"{name}: images must be uint8 or float in [0, 1], got {self.dtype}")
 
 
 def _check_labels(split: Split, name: str, num_classes: int) -> None:
@@ -527,14 +689,17 @@ class UnlearnResult:
 def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_classes: int | None = None,
             heldout=None, test=None, reference: nn.Module | None = None, weighting: str = "uniform",
             weighting_options: dict | None = None, forget_classes=(), seed: int = 0, device=None,
-            progress: Callable[[int, int], None] | None = None, forget_loss=None, retain_loss=None,
-            **method_options) -> UnlearnResult:
+            progress: Callable[[int, int], None] | str | None = None, forget_loss=None, retain_loss=None,
+            data_path: str = "auto", **method_options) -> UnlearnResult:
     """Unlearn ``forget_indices`` of ``train`` from ``model`` with a registered method.
 
     ``train``/``heldout``/``test``: a :class:`Split`, an ``(x, y)`` pair (images uint8 N×C×H×W or
     float in [0, 1]; tabular float; integer labels), a map-style ``Dataset`` or a ``DataLoader``
-    yielding ``(x, y)`` (materialised once; a training DataLoader must not shuffle, since the
-    indices refer to its order). The input model is not modified; the copy stays on the model's
+    yielding ``(x, y)`` (a training DataLoader must not shuffle, since the indices refer to its
+    order). ``data_path``: ``"auto"`` streams a DataLoader, a Dataset with a transform or one too
+    large for memory (transforms run at every read) and keeps tensors resident;
+    ``"resident"``/``"streaming"`` force a path (:func:`choose_data_path`); ``heldout`` and ``test``
+    are always read into memory once. The input model is not modified; the copy stays on the model's
     device unless ``device`` ("cpu", "cuda", "auto") is given. ``num_classes`` defaults to the
     model's output size. ``progress(step, total)`` is called after each optimiser step.
     ``forget_loss``/``retain_loss``: ``fn(logits, y) -> per-sample losses`` (minimised) replacing
@@ -555,9 +720,22 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
         raise ValueError("metrics against a reference need a test set (test=...)")
     dev = resolve_device(device, model)
 
-    train = as_split(train, "train", ordered=True)
-    idx = validate_indices(forget_indices, len(train))
-    _check_inputs(train, "train", forget_idx=idx)
+    path = choose_data_path(train, data_path, name)
+    if path == "streaming":
+        dataset, stream_options, what = _stream_source(train, "train")
+        idx = validate_indices(forget_indices, len(dataset))  # type: ignore[arg-type]
+        train = _scan(dataset, stream_options, "train", what, idx)
+    else:
+        train = as_split(train, "train", ordered=True)
+        idx = validate_indices(forget_indices, len(train))
+        _check_inputs(train, "train", forget_idx=idx)
+    if path == "streaming" and test is not None:
+        x0 = train.x[:1]
+        try:
+            _check_fits("train", len(train), x0.element_size() * x0.numel())
+        except ValueError as e:
+            raise ValueError(f"{e}: with test=..., the streamed forget and retain sets are read into memory to "
+                             "be scored; pass test=None and score a subset with forgetkit.evaluate") from None
     shape = tuple(train.x.shape[1:])
     held = as_split(heldout, "heldout") if heldout is not None else None
     test_s = as_split(test, "test") if test is not None else None
@@ -583,16 +761,24 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
 
     retain_idx = np.setdiff1d(np.arange(len(train)), idx)
     kind = "image" if train.x.dim() == 4 else "tabular"
-    ctx = UnlearnContext(original=model, forget=train.subset(idx), retain=train.subset(retain_idx),
+    forget_s, retain_s = train.subset(idx), train.subset(retain_idx)
+    if isinstance(train, StreamSplit):  # errors name the split a method reads
+        forget_s, retain_s = replace(forget_s, name="forget"), replace(retain_s, name="retain")
+    ctx = UnlearnContext(original=model, forget=forget_s, retain=retain_s,
                          heldout=held, num_classes=num_classes, device=dev, seed=seed, kind=kind,
                          forget_classes=tuple(int(c) for c in forget_classes))
     torch.manual_seed(seed)
     start = time.perf_counter()
-    out, info = m.unlearn(model, ctx, w, progress)
+    try:
+        out, info = m.unlearn(model, ctx, w, progress)
+    except StreamingUnsupported as e:
+        raise StreamingUnsupported(f"method {name!r} cannot run on streamed data: {e}") from None
     seconds = time.perf_counter() - start
+    info = {**info, "data_path": path}
     if test_s is None:
         return UnlearnResult(out, {}, info, {}, seconds)
-    table = evaluate({"original": model, "unlearned": out}, forget=ctx.forget, retain=ctx.retain, test=test_s,
+    table = evaluate({"original": model, "unlearned": out}, forget=_resident(ctx.forget),
+                     retain=_resident(ctx.retain), test=test_s,
                      reference=reference, num_classes=num_classes, forget_classes=ctx.forget_classes)
     metrics = dict(table["unlearned"])
     if reference is not None:

@@ -34,6 +34,10 @@ class Method:
     """True when the method only makes sense for images (refuses tabular data)"""
     class_only: ClassVar[bool] = False
     """True when the method needs whole-class forget requests"""
+    streams: ClassVar[bool] = True
+    """True when the method reads its splits only in batches (the engine's steps, ``split.x[positions]``,
+    ``split.x.split(n)``), so ``forgetkit.unlearn`` can stream a Dataset to it; False when it needs
+    whole input tensors in memory (streaming is then refused, naming the method)"""
     description: ClassVar[str] = ""
     """one line for ``forgetkit methods``"""
     paper_name: ClassVar[str] = ""

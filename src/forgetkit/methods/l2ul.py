@@ -115,6 +115,7 @@ class L2UL(EngineMethod):
         "reg_lamb": {"low": 0.1, "high": 10.0, "log": True},
     }
     needs: ClassVar[frozenset] = frozenset({"forget"})
+    streams: ClassVar[bool] = False  # its preparation holds the forget inputs as one float tensor on the device
     supports_weighting: ClassVar[bool] = True
     smoke_caps: ClassVar[dict[str, int | float]] = {"epochs": 1, "num_adv_images": 1, "pgd_iters": 10}
     """the attack is 2,000 passes per forget sample at the defaults: without these caps it dominates a smoke run"""

@@ -189,6 +189,7 @@ class SCAR(EngineMethod):
         "lambda_distill": {"low": 0.5, "high": 10.0, "log": True},
     }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain", "heldout"})
+    streams: ClassVar[bool] = False  # its preparation holds the forget inputs as one float tensor on the device
     """retain: class statistics (as coded); heldout: the default surrogate set"""
     mixing: ClassVar[str] = "forget_led"
 

@@ -59,6 +59,7 @@ class SSD(Method):
         "lam": {"low": 0.1, "high": 10.0, "log": True},
     }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
+    streams: ClassVar[bool] = False  # its importances read the retain and forget inputs concatenated in memory
 
     alpha: float = 10.0
     """selection weighting α: dampen where forget importance exceeds α × full importance"""

@@ -69,6 +69,7 @@ class UNSIR(Method):
         "repair_epochs": {"low": 1, "high": 3},
     }
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
+    streams: ClassVar[bool] = False  # holds its retain sample as one float tensor beside the learnt noise
     class_only: ClassVar[bool] = True
     smoke_caps: ClassVar[dict[str, int | float]] = {"noise_steps": 8, "noise_copies": 2, "retain_per_class": 200}
 
