@@ -7,6 +7,7 @@ with the field's name wherever it comes from (a config file, a method option, th
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -129,9 +130,62 @@ class Optimisation:
         return {f.name: getattr(self, f.name) for f in fields(Optimisation)}
 
 
-def build_optimizer(params, opt: Optimisation) -> torch.optim.Optimizer:
-    """The torch optimiser ``opt`` names, over ``params``."""
+class LoopSGD:
+    """SGD with momentum and weight decay as a plain loop: torch.optim.SGD's single-tensor update (the
+    one it runs on CPU), step for step the same numbers, without a ``torch.optim.Optimizer``.
+
+    Why: constructing any torch.optim optimiser imports ``torch._dynamo`` (its ``add_param_group``,
+    ``zero_grad`` and ``step`` are wrapped by ``torch._disable_dynamo``), about a second of CPU on a
+    process's first call. ``param_groups`` (their ``lr`` is set by the built-in schedules) and
+    ``state[p]["momentum_buffer"]`` (zeroed under a mask by the engine) are kept as torch keeps them.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        params = list(params)
+        if not params:
+            raise ValueError("optimizer got an empty parameter list")
+        self.param_groups = [{"params": params, "lr": lr, "momentum": momentum, "weight_decay": weight_decay}]
+        self.state: dict = defaultdict(dict)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for g in self.param_groups:
+            lr, momentum, wd = g["lr"], g["momentum"], g["weight_decay"]
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if wd != 0:
+                    grad = grad.add(p, alpha=wd)
+                if momentum != 0:
+                    buf = self.state[p].get("momentum_buffer")
+                    if buf is None:
+                        buf = self.state[p]["momentum_buffer"] = grad.detach().clone()
+                    else:
+                        buf.mul_(momentum).add_(grad)
+                    grad = buf
+                p.add_(grad, alpha=-lr)
+
+
+def build_optimizer(params, opt: Optimisation):
+    """The optimiser ``opt`` names, over ``params``: torch.optim's, except plain SGD on CPU under a
+    built-in schedule, which is :class:`LoopSGD` (the same update, without importing torch._dynamo;
+    a torch scheduler needs a real ``torch.optim.Optimizer``, and on GPUs torch's multi-tensor
+    kernels are faster)."""
+    params = list(params)
     if opt.optimizer == "sgd":
+        if opt.schedule in BUILTIN_SCHEDULES and all(p.device.type == "cpu" for p in params):
+            return LoopSGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
         return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
     cls = torch.optim.Adam if opt.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
