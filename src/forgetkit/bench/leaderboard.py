@@ -28,9 +28,7 @@ from ..methods import METHODS
 from ..unlearn.weightings import WEIGHTINGS
 from .grid import ORIGINAL, RETRAIN, paper_name, weighting_name
 from .report import load_run
-
-TUNED_SUFFIX = "-tuned"
-"""a tuned row's label is its untuned row's label plus this (``RL`` and ``RL-tuned``)"""
+from .tune import TUNED_SUFFIX
 LEVEL = 0.95
 """coverage of the intervals over seeds"""
 ALPHA = 0.05
@@ -493,7 +491,8 @@ def plot_panels(panels: list[Panel], path: Path) -> None:
         ax.set_xscale("log")
         ax.set_xlabel("mean unlearning time (s, log scale)", fontsize=10)
         ax.set_ylabel("mean Avg. Gap to Retrain ↓", fontsize=10)
-        ax.set_title(f"{p.setting}: {len(p.shapes)} shape(s)", fontsize=11)
+        ax.set_title(f"{p.setting}: " + (", ".join(p.shapes) if len(p.shapes) <= 3 else f"{len(p.shapes)} shapes"),
+                     fontsize=11)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
