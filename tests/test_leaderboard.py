@@ -327,3 +327,35 @@ def test_every_pair_of_seeds_ranks_the_same_as_the_means(runs):
             assert (means[x] < means[y]) == (r.ranks[x] < r.ranks[y])
         assert {e.label for e in shape.entries.values()} == {"Retrain", "Original", "FT", "RL", "RL-tuned"}
         assert all(len(e.ok) == 2 for e in shape.entries.values())
+
+
+def test_bad_leaderboard_inputs_are_refused_with_one_line_and_write_nothing(runs, capsys, tmp_path):
+    """docs/errors.md, "Leaderboard": every refusal is one line, exit 2, and no file is written."""
+    from forgetkit.bench.store import ResultStore
+
+    good = str(runs / "lb-tiny")
+    other = tmp_path / "soft"
+    shutil.copytree(runs / "lb-tiny", other)
+    meta = json.loads((other / "experiment.json").read_text())
+    (other / "experiment.json").write_text(json.dumps({**meta, "experiment_type": "soft-weighting"}))
+    (tmp_path / "nostore").mkdir()
+    (tmp_path / "nostore" / "experiment.json").write_text(json.dumps(meta))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "experiment.json").write_text(json.dumps(meta))
+    ResultStore(tmp_path / "empty" / "results.sqlite").close()
+    (tmp_path / "blank.md").write_text("\n  \n")
+    (tmp_path / "outdir").mkdir()
+    out = str(tmp_path / "out" / "lb.md")
+    cases = [
+        (["report", good, "--leaderboard", good], "not both"),
+        (["report", "--leaderboard", good, "--out", out, "--reading", str(tmp_path / "blank.md")], "is empty"),
+        (["report", "--leaderboard", good, "--out", str(tmp_path / "outdir")], "is a directory"),
+        (["report", "--leaderboard", good, str(other), "--out", out], "is a 'soft-weighting' run"),
+        (["report", "--leaderboard", str(tmp_path / "nostore"), "--out", out], "no results store at"),
+        (["report", "--leaderboard", str(tmp_path / "empty"), "--out", out], "has no finished rows yet"),
+    ]
+    for argv, fragment in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("forgetkit: error: ") and fragment in err[0], (argv, err)
+    assert not (tmp_path / "out").exists() and list((tmp_path / "outdir").iterdir()) == []
