@@ -100,7 +100,8 @@ LEADERBOARD = {**{k: v for k, v in RAW.items() if k != "tune"},
                             {"kind": "random", "fraction": 0.15, "role": "validation"},
                             {"kind": "class", "classes": [2], "role": "validation"}],
                "methods": [{"name": "ga", "options": {"epochs": 1}}, {"name": "svd"}],
-               "metrics": {"extra": ["mia_nn"], "extra_options": {"mia_nn": {"references": 2}}},
+               "metrics": {"extra": ["mia_nn", "js_divergence"], "extra_options": {"mia_nn": {"references": 2}},
+                           "audit": True},
                "seeds": [0]}
 
 
@@ -118,6 +119,10 @@ def test_every_method_gets_the_same_budget_and_a_tuned_row(tmp_path):
     assert {r["seed"] for r in trial_rows} == {100}
     assert {r["request"] for r in trial_rows if r["method"] == "SVD"} == {"class2"}
     assert {r["request"] for r in trial_rows} & {"random 10 %", "one class"} == set()
+    methods = [r for r in trial_rows if r["method"] in ("GA", "SVD")]
+    assert all("MIA_NN_gap" in r["metrics"] for r in methods if r["request"].startswith("class"))
+    assert not any("JS_retrain" in r["metrics"] for r in methods)  # trials compute what the rule reads
+    assert not (tmp_path / "tune" / "trials" / "audits").exists()
 
     from forgetkit.bench.tune import with_tuned_rows
     labels = [m["label"] for m in with_tuned_rows(raw)["methods"] if "label" in m]

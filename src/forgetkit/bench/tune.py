@@ -130,9 +130,10 @@ def with_options(raw: dict, mi: int, options: dict) -> dict:
     return raw
 
 
-def validation_config(raw: dict, mi: int, options: dict, seeds: list[int] | None = None) -> ExperimentConfig:
+def validation_config(raw: dict, mi: int, options: dict, seeds: list[int] | None = None,
+                      rule: str = "avg_gap_on_validation") -> ExperimentConfig:
     """The trial experiment: only the tuned method, only the validation requests that apply to it
-    (run as reported), on ``seeds`` when given."""
+    (run as reported), on ``seeds`` when given, with only the metrics ``rule`` reads."""
     from .grid import applies
 
     trial = with_options(raw, mi, options)
@@ -142,7 +143,15 @@ def validation_config(raw: dict, mi: int, options: dict, seeds: list[int] | None
                          if r.get("role") == "validation" and applies(trial["methods"][0]["name"], r["kind"])]
     if seeds is not None:
         trial["seeds"] = list(seeds)
+    trial["metrics"] = _rule_metrics(trial.get("metrics") or {}, rule)
     return parse_config(trial)
+
+
+def _rule_metrics(metrics: dict, rule: str) -> dict:
+    """A trial computes what its rule reads and nothing more: no audit, no attack but MIA-NN for its rule."""
+    keep = ["mia_nn"] if rule == "avg_gap_and_mia_nn_on_validation" and "mia_nn" in metrics.get("extra", []) else []
+    options = {k: v for k, v in (metrics.get("extra_options") or {}).items() if k in keep}
+    return {**metrics, "extra": keep, "extra_options": options, "audit": False}
 
 
 def row_score(metrics: dict, request_kind: str, rule: str) -> float:
@@ -228,7 +237,7 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
 
         def objective(trial, mi=mi, space=space) -> float:
             params = {name: _suggest(trial, name, dim) for name, dim in space.items()}
-            trial_cfg = validation_config(raw, mi, params, spec.get("seeds"))
+            trial_cfg = validation_config(raw, mi, params, spec.get("seeds"), rule)
             run_experiment(trial_cfg, trials_dir, show_progress=show_progress, report=False)
             return trial_score(trial_cfg, trials_dir, rule)
 
@@ -240,7 +249,7 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
                              {"config": cfg.name, "config_hash": config_hash(raw), "rule": rule, "smoke": smoke,
                               "trials": len(_complete(study)), "best_value": best.value, "space": space,
                               "seeds": spec.get("seeds") or cfg.seeds,
-                              "validation_requests": validation_config(raw, mi, {}).model_dump(
+                              "validation_requests": validation_config(raw, mi, {}, rule=rule).model_dump(
                                   exclude_none=True)["requests"]})
         outcomes.append((labels[mi], study, space, recipe))
     final_report = None
