@@ -701,7 +701,9 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
     ``"resident"``/``"streaming"`` force a path (:func:`choose_data_path`); ``heldout`` and ``test``
     are always read into memory once. The input model is not modified; the copy stays on the model's
     device unless ``device`` ("cpu", "cuda", "auto") is given. ``num_classes`` defaults to the
-    model's output size. ``progress(step, total)`` is called after each optimiser step.
+    model's output size. ``progress(step, total)`` is called after each optimiser step;
+    ``progress="metrics"`` prints each epoch's loss and forget/retain accuracy instead (on at most
+    512 fixed samples of each, eval mode, fp32; one line at the end for methods without epochs).
     ``forget_loss``/``retain_loss``: ``fn(logits, y) -> per-sample losses`` (minimised) replacing
     the method's own term. With ``test``, the result holds the original's and the unlearned
     model's FA/RA/TA/MIA (as :func:`evaluate` scores them); with ``reference`` (retrained without
@@ -714,8 +716,16 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
         m = with_losses(m, name, forget_loss, retain_loss)
     w_opts = validate_options(WEIGHTINGS.get(weighting), weighting_options or {}, f"weighting {weighting!r} options")
     w = build_weighting(weighting, **w_opts)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"progress must be a function (step, total) -> None, got {type(progress).__name__}")
+    printer = None
+    if isinstance(progress, str):
+        if progress != "metrics":
+            raise ValueError(f"progress must be a function (step, total) -> None or 'metrics', got {progress!r}")
+        from .bench.progress import EpochMetrics
+
+        printer = progress = EpochMetrics()
+    elif progress is not None and not callable(progress):
+        raise TypeError(f"progress must be a function (step, total) -> None or 'metrics', "
+                        f"got {type(progress).__name__}")
     if reference is not None and test is None:
         raise ValueError("metrics against a reference need a test set (test=...)")
     dev = resolve_device(device, model)
@@ -775,6 +785,8 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
         raise StreamingUnsupported(f"method {name!r} cannot run on streamed data: {e}") from None
     seconds = time.perf_counter() - start
     info = {**info, "data_path": path}
+    if printer is not None and not printer.lines:  # a method without engine epochs: one line at the end
+        printer.line(out, ctx, f"{name} done")
     if test_s is None:
         return UnlearnResult(out, {}, info, {}, seconds)
     table = evaluate({"original": model, "unlearned": out}, forget=_resident(ctx.forget),

@@ -277,7 +277,11 @@ def _forget_weight(cfg: LoopConfig, it: int, total: int) -> float:
 
 def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopConfig,
                progress: Callable[[int, int], None] | None = None) -> EngineLog:
-    """Unlearn ``model`` in place; returns the log. Raises :class:`DivergenceError` on NaN/Inf."""
+    """Unlearn ``model`` in place; returns the log. Raises :class:`DivergenceError` on NaN/Inf.
+
+    ``progress(step, total)`` is called after each optimiser step; a progress object that also has
+    ``epoch_end(model, ctx, epoch, record)`` is called after each epoch with that epoch's log record.
+    """
     dev = ctx.device
     model.to(dev)
     if dev.type == "cuda":
@@ -397,6 +401,9 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
             raise DivergenceError(f"parameter norm {biggest:.3g} exceeds {cfg.max_param_norm:g}", log.steps)
         mean_loss = loss_sum.item() / max(1, n_steps)
         log.epochs.append({"epoch": epoch, "loss": mean_loss, **parts.weighting.end_epoch(epoch)})
+        epoch_end = getattr(progress, "epoch_end", None)
+        if epoch_end is not None:  # live feedback (progress="metrics"): the callback restores the mode
+            epoch_end(model, ctx, epoch, log.epochs[-1])
         if log.stopped_at is not None:
             break
         if sched is not None and cfg.schedule_per == "epoch":
