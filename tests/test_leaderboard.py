@@ -219,6 +219,9 @@ def test_render_shows_both_rows_recipes_failures_n_lt_2_and_computes_the_summary
     assert "TRW vs RL on class shapes (equal tuning): TRW had the lower Avg. Gap in 3 of 3" in doc
     assert "FaLW vs RL on mixed shapes: not measured" in doc
     assert "Pareto-optimal in tiny-setting over 2 shape(s): " in doc
+    # RL (its tuned row) ranks best on the one shape set every ranked method shares
+    assert "Best mean rank under equal tuning, over the 2 of 2 (setting, shape) pairs it was ranked on: **RL**" in doc
+    assert "RL against each other method under equal tuning" in doc and "TRW 0 of 3 (0 %)" in doc
 
 
 def test_render_includes_the_reading_verbatim_instead_of_the_summary():
@@ -230,8 +233,14 @@ def test_render_includes_the_reading_verbatim_instead_of_the_summary():
 
 def test_head_to_head_counts_pairs_under_equal_tuning():
     h = head_to_head(_settings(), "FaLW", "RL", ("longtail",))
-    assert h == {"wins": 2, "pairs": 3, "mean": pytest.approx(-0.5), "shapes": 1, "sig_a": 0, "sig_b": 0}
+    assert h == {"wins": 2, "pairs": 3, "mean": pytest.approx(-0.5), "shapes": 1, "sig_a": 0, "sig_b": 0,
+                 "time_ratio": pytest.approx(2.0)}  # FaLW 2 s, RL-tuned 1 s
     assert head_to_head(_settings(), "TRW", "FaLW", ("class",)) is None
+    # every shape: lt-g1 (FaLW vs RL-tuned) and one-class (TRW has no FaLW gap there: FaLW failed)
+    assert head_to_head(_settings(), "RL", "FaLW")["pairs"] == 3
+    h = head_to_head(_settings(), "TRW", "RL")
+    assert (h["wins"], h["pairs"], h["time_ratio"]) == (3, 3, pytest.approx(0.5))
+    assert h["sig_a"] == (paired_p([1.0, 1.5, 1.2], [4.0, 4.0, 4.0]) < 0.05)
 
 
 # -- end to end on two tiny real runs ------------------------------------------------------------

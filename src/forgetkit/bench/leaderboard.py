@@ -366,6 +366,8 @@ def shape_table(shape: Shape, ranked: Ranked) -> list[str]:
                   "1.0×" if e.label == RETRAIN else "–" if e.label == ORIGINAL or speed is None else f"{speed:.1f}×"]
         n_all = len(e.ok) + len(e.failed)
         seeds = str(len(e.ok)) if not e.failed else f"{len(e.ok)} of {n_all} ({len(e.failed)} failed)"
+        if e.label != RETRAIN and len(gaps) < len(e.ok):
+            seeds += f"; gap on {len(gaps)} (no Retrain row for the others)"
         lines.append("| " + " | ".join([rank, e.name, recipe, gap, test, *metrics, *timing, seeds,
                                         ", ".join(f"`{c}`" for c in e.commits())]) + " |")
         notes += [f"- {e.name}, seed {s}: failed — {msg}" for s, msg in e.errors().items()]
@@ -523,13 +525,14 @@ def pareto_lines(panels: list[Panel]) -> list[str]:
 # the automatic reading
 
 
-def head_to_head(settings: list[Setting], a: str, b: str, kinds: tuple[str, ...]) -> dict | None:
-    """Under equal tuning: ``a`` − ``b`` Avg. Gap per (setting, shape, seed) on shapes of ``kinds``;
-    None when no shape has both."""
-    diffs, shapes, sig_a, sig_b = [], 0, 0, 0
+def head_to_head(settings: list[Setting], a: str, b: str, kinds: tuple[str, ...] | None = None) -> dict | None:
+    """Under equal tuning: ``a`` − ``b`` Avg. Gap per (setting, shape, seed) on shapes of ``kinds``
+    (None: every shape), with the ratio of their mean times over those shapes; None when no shape
+    has both."""
+    diffs, shapes, sig_a, sig_b, times = [], 0, 0, 0, []
     for st in settings:
         for s in st.shapes.values():
-            if s.kind not in kinds:
+            if kinds is not None and s.kind not in kinds:
                 continue
             members = league(s, tuned=True)
             if a not in members or b not in members:
@@ -539,6 +542,7 @@ def head_to_head(settings: list[Setting], a: str, b: str, kinds: tuple[str, ...]
             if not seeds:
                 continue
             shapes += 1
+            times.append((_time(members[a])[0], _time(members[b])[0]))
             d = [ga[k] - gb[k] for k in seeds]
             diffs += d
             p = paired_p([ga[k] for k in seeds], [gb[k] for k in seeds])
@@ -547,8 +551,9 @@ def head_to_head(settings: list[Setting], a: str, b: str, kinds: tuple[str, ...]
                 sig_b += np.mean(d) > 0
     if not diffs:
         return None
+    ta, tb = (float(np.mean([t[i] for t in times])) for i in (0, 1))
     return {"wins": int(sum(x < 0 for x in diffs)), "pairs": len(diffs), "mean": float(np.mean(diffs)),
-            "shapes": shapes, "sig_a": int(sig_a), "sig_b": int(sig_b)}
+            "shapes": shapes, "sig_a": int(sig_a), "sig_b": int(sig_b), "time_ratio": ta / tb if tb > 0 else math.nan}
 
 
 def automatic_reading(settings: list[Setting]) -> list[str]:
@@ -558,13 +563,20 @@ def automatic_reading(settings: list[Setting]) -> list[str]:
     _, defaults, tuned = mean_rank_table(shapes)
     n = len(shapes)
     full = {b: r for b, r in tuned.items() if r[1] == max((x[1] for x in tuned.values()), default=0)}
-    out = ["*No reading was given (`--reading FILE`); these lines are computed from the tables above.*", ""]
+    out = ["*No reading was given (`--reading FILE`); these lines are computed from the tables above. Under "
+           "equal tuning a method's name stands for its tuned row where it has one.*", ""]
     if full:
         best = min(full, key=lambda b: (full[b][0], b))
         out.append(f"- Best mean rank under equal tuning, over the {full[best][1]} of {n} (setting, shape) pairs "
                    f"it was ranked on: **{best}** ({full[best][0]:.2f}); next: "
                    + ", ".join(f"{b} ({full[b][0]:.2f})" for b in sorted(full, key=lambda b: (full[b][0], b))[1:4])
                    + ".")
+        rivals = [(b, h) for b in sorted(tuned) if b != best and (h := head_to_head(settings, best, b)) is not None]
+        if rivals:
+            out.append(f"- {best} against each other method under equal tuning, (shape, seed) pairs where its Avg. "
+                       "Gap was lower, and its mean time relative to theirs: "
+                       + "; ".join(f"{b} {h['wins']} of {h['pairs']} ({100 * h['wins'] / h['pairs']:.0f} %), "
+                                   f"{h['time_ratio']:.2f}× time" for b, h in rivals) + ".")
     part = {b: r for b, r in tuned.items() if b not in full}
     if part:
         out.append("- Ranked on fewer shapes (their mean is over those only): "
