@@ -141,6 +141,23 @@ def test_streamed_data_is_checked_up_front(problem):
         unlearn(model, sampled, FORGET, method="rl")
 
 
+class Endless(torch.utils.data.IterableDataset):
+    def __init__(self, x, y):
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return iter(zip(self.x, self.y))
+
+
+def test_streaming_refusals_before_anything_runs(problem, monkeypatch):
+    model, x, y, held = problem
+    with pytest.raises(ValueError, match="train: streaming reads samples by position, which an iterable dataset"):
+        unlearn(model, DataLoader(Endless(x, y), batch_size=8), FORGET, method="rl", data_path="streaming")
+    monkeypatch.setattr(api, "_memory_limit", lambda: 1000.0)
+    with pytest.raises(ValueError, match=r"with test=\.\.\., the streamed forget and retain sets are read into memory"):
+        unlearn(model, TensorDataset(x, y), FORGET, method="rl", data_path="streaming", test=held)
+
+
 def test_streamed_inputs_refuse_whole_tensor_use():
     split = StreamSplit(TensorDataset(torch.zeros(5, 2), torch.zeros(5)), torch.arange(5), torch.zeros(5), (2,), "forget")
     assert split.x[torch.tensor([0, 3])].shape == (2, 2) and split.x.shape == (5, 2) and split.x.dim() == 2
