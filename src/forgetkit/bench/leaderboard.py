@@ -40,6 +40,8 @@ CLAIMS = (("FaLW", "RL", ("longtail",), "long-tailed"),
           ("TRW", "RL", ("class",), "class"))
 """(method, baseline, request kinds, shape word): paper claims the automatic summary checks"""
 READING_TITLE = "What holds under equal tuning"
+LABELLED = 12
+"""a crowded Pareto panel names only its Pareto-optimal rows and this many closest to Retrain"""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -481,13 +483,15 @@ def plot_panels(panels: list[Panel], path: Path) -> None:
     nrows = -(-len(panels) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 4.4 * nrows), squeeze=False)
     for ax, p in zip(axes.flat, panels):
+        closest = set(sorted(p.points, key=lambda k: p.points[k][1])[:LABELLED])
         for name, (t, g) in p.points.items():
             on = name in p.front
             ax.scatter(t, g, s=60 if on else 35, marker="o" if p.tuned.get(name) else "s",
                        facecolors=("tab:red" if on else "tab:blue") if p.tuned.get(name) else "none",
                        edgecolors="tab:red" if on else "tab:blue", zorder=3)
-            ax.annotate(name, (t, g), fontsize=8, xytext=(4, 3), textcoords="offset points",
-                        fontweight="bold" if on else "normal")
+            if on or name in closest or len(p.points) <= LABELLED:
+                ax.annotate(name, (t, g), fontsize=8, xytext=(4, 3), textcoords="offset points",
+                            fontweight="bold" if on else "normal")
         front = sorted((p.points[n] for n in p.front))
         ax.step([x for x, _ in front], [y for _, y in front], where="post", color="tab:red", lw=1, alpha=0.6)
         ax.set_xscale("log")
