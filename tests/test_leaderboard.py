@@ -224,6 +224,30 @@ def test_render_shows_both_rows_recipes_failures_n_lt_2_and_computes_the_summary
     assert "RL against each other method under equal tuning" in doc and "TRW 0 of 3 (0 %)" in doc
 
 
+def test_smoke_tuned_recipes_get_their_own_banner():
+    st = _settings()
+    st[0].shapes["lt-g1"].entries["RL-tuned"].ok[0]["params"]["recipe"] = "RL-v3.yaml (smoke-tuned: not a result)"
+    doc = render(st, None, None)
+    assert "> **Smoke-tuned recipes** (`RL-v3.yaml (smoke-tuned: not a result)`)" in doc
+    assert "Smoke-tuned" not in render(_settings(), None, None)
+
+
+def test_an_unfinished_run_says_how_many_cells_have_a_row(runs, tmp_path):
+    import sqlite3
+
+    from forgetkit.bench.leaderboard import load_setting
+
+    assert "unfinished" not in load_setting(runs / "lb-tiny").description
+    part = tmp_path / "part"
+    shutil.copytree(runs / "lb-tiny", part)
+    with sqlite3.connect(part / "results.sqlite") as db:
+        db.execute("DELETE FROM results WHERE method = 'FT' AND seed = 1")
+    st = load_setting(part)
+    n = len(json.loads((part / "experiment.json").read_text())["planned_keys"])
+    assert f"⚠ unfinished run: {n - 2} of {n} planned cells have a row" in st.description
+    assert [len(s.entries["FT"].ok) for s in st.shapes.values()] == [1, 1]
+
+
 def test_render_includes_the_reading_verbatim_instead_of_the_summary():
     reading = "Under equal tuning, **nothing** beats Retrain.\n\n| a | b |\n|---|---|\n"
     doc = render(_settings(), None, reading)
