@@ -11,7 +11,9 @@ only), batch 256, through ``forgetkit.unlearn`` with the training data given as
   (the path's own cost: per-sample reads, collation, the up-front check pass);
 * ``stream, ToTensor-like``: a Dataset whose transform scales each uint8 image to float (what
   torchvision's ``ToTensor`` does), so the transform's cost is included;
-* ``DataLoader, 1 worker``: the transform Dataset in a ``DataLoader(num_workers=1)``.
+* ``DataLoader, 1 worker``: the transform Dataset in a ``DataLoader(num_workers=1)``;
+* ``resident + metrics``: resident, with the live per-epoch accuracy line (``progress="metrics"``,
+  lines discarded here) to show its cost.
 
 Times are the unlearning itself (``result.seconds``) and the whole call (input checks included),
 median of ``--repeats``. The first two give the same model bit for bit (checked here).
@@ -27,6 +29,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 import forgetkit
+from forgetkit.bench.progress import EpochMetrics
 from forgetkit.data import load_dataset
 from forgetkit.models import build_model
 from forgetkit.train import TrainRecipe, train_classifier
@@ -63,6 +66,7 @@ def main() -> None:
         "stream, no transform": lambda: (TensorDataset(x, y), {"data_path": "streaming"}),
         "stream, ToTensor-like": lambda: (Scaled(x, y), {}),
         "DataLoader, 1 worker": lambda: (DataLoader(Scaled(x, y), batch_size=256, num_workers=1), {}),
+        "resident + metrics": lambda: ((x, y), {"progress": EpochMetrics(write=lambda line: None)}),
     }
     print(f"MNIST-5k train {len(y)} images, forget {len(forget)}, MLP, {args.epochs} epochs, batch 256, "
           f"torch {torch.__version__}, {torch.get_num_threads()} thread")

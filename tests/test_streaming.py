@@ -217,3 +217,17 @@ def test_a_plugin_that_claims_to_stream_but_needs_whole_tensors_is_named(problem
     with pytest.raises(StreamingUnsupported, match=r"method 'whole_tensor' cannot run on streamed data: forget: "
                                                    r"this split is streamed .* asked for x.to"):
         unlearn(model, TensorDataset(x, y), FORGET, method="whole_tensor", data_path="streaming")
+
+
+def test_step_reader_mixes_a_resident_and_a_streamed_split():
+    """A method may swap in a resident split of its own (e.g. learnt noise) beside a streamed one."""
+    from forgetkit.data.base import Split
+    from forgetkit.unlearn.streaming import StepReader
+
+    x, y = torch.arange(40.).reshape(10, 4), torch.arange(10)
+    retain = StreamSplit(TensorDataset(x, y), torch.arange(5, 10), y[5:], (4,), "retain")
+    reader = StepReader(Split(x[:5], y[:5]), retain, seed=0)
+    empty = torch.empty(0, dtype=torch.long)
+    steps = [(torch.tensor([0, 1]), torch.tensor([2, 3]), 0), (empty, torch.tensor([4]), 1), (torch.tensor([4]), empty, 2)]
+    got = [tuple(None if v is None else v[:, 0].tolist() for v in pair) for pair in reader.epoch(steps, 0)]
+    assert got == [([0.0, 4.0], [28.0, 32.0]), (None, [36.0]), ([16.0], None)]

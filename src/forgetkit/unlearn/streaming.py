@@ -162,38 +162,41 @@ class StepReader:
     """Inputs of each planned step: ``(x_forget, x_retain)`` as read (None where a step has none).
 
     Resident splits are indexed on the device; streamed splits are read through one DataLoader per
-    epoch whose batches are the planned steps, so workers read ahead while the model trains.
+    epoch whose batches are the planned steps, so workers read ahead while the model trains. A run
+    may mix the two (a method that swaps in a resident split of its own, e.g. learnt noise).
     """
 
     def __init__(self, forget, retain, seed: int):
         self.forget, self.retain, self.seed = forget, retain, seed
-        streamed = [isinstance(s, StreamSplit) for s in (forget, retain) if s is not None]
-        if any(streamed) and not all(streamed):
-            raise ValueError("forget and retain must both be streamed or both be resident")
-        self.streaming = any(streamed)
-        if self.streaming:
-            given = forget if forget is not None else retain
-            self.options, self.device = given.options, given.device
+        self.streamed = tuple(isinstance(s, StreamSplit) for s in (forget, retain))
+        given = [s for s, st in zip((forget, retain), self.streamed) if st]
+        if given:
+            self.options, self.device = given[0].options, given[0].device
             self._tagged = _Tagged(forget, retain)
 
     def _collate(self, items):
         groups = ([it for w, it in items if w == 0], [it for w, it in items if w == 1])
         return tuple(self.options.collate(g)[0] if g else None for g in groups)
 
+    def _keys(self, f_pos, r_pos) -> list[tuple[int, int]]:
+        keys = [(0, i) for i in self.forget.indices[f_pos].tolist()] if self.streamed[0] and len(f_pos) else []
+        return keys + ([(1, i) for i in self.retain.indices[r_pos].tolist()] if self.streamed[1] and len(r_pos) else [])
+
+    def _resident(self, split, pos):
+        return split.x[pos.to(split.x.device)] if len(pos) else None
+
     def epoch(self, steps, epoch: int):
         """Yields ``(x_forget, x_retain)`` for each ``(f_pos, r_pos, it)`` of ``steps``, in order."""
-        if not self.streaming:
-            for f_pos, r_pos, _ in steps:
-                yield (self.forget.x[f_pos.to(self.forget.x.device)] if len(f_pos) else None,
-                       self.retain.x[r_pos.to(self.retain.x.device)] if len(r_pos) else None)
-            return
-        batches = [self._keys(f_pos, r_pos) for f_pos, r_pos, _ in steps]
-        loader = self.options.loader(self._tagged, batches, self._collate, self.seed * 7919 + epoch)
-        non_blocking = self.options.pin_memory and self.device.type == "cuda"
-        for xf, xr in loader:
-            yield (None if xf is None else xf.to(self.device, non_blocking=non_blocking),
-                   None if xr is None else xr.to(self.device, non_blocking=non_blocking))
-
-    def _keys(self, f_pos, r_pos) -> list[tuple[int, int]]:
-        keys = [(0, i) for i in self.forget.indices[f_pos].tolist()] if len(f_pos) else []
-        return keys + ([(1, i) for i in self.retain.indices[r_pos].tolist()] if len(r_pos) else [])
+        read = iter(())
+        if any(self.streamed):
+            batches = [self._keys(f_pos, r_pos) for f_pos, r_pos, _ in steps]
+            read = iter(self.options.loader(self._tagged, batches, self._collate, self.seed * 7919 + epoch))
+            non_blocking = self.options.pin_memory and self.device.type == "cuda"
+        for f_pos, r_pos, _ in steps:
+            xs = [None, None]
+            if any(self.streamed):
+                xs = [None if x is None else x.to(self.device, non_blocking=non_blocking) for x in next(read)]
+            for k, (split, pos) in enumerate(((self.forget, f_pos), (self.retain, r_pos))):
+                if not self.streamed[k] and split is not None:
+                    xs[k] = self._resident(split, pos)
+            yield tuple(xs)
