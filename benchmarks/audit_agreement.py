@@ -1,167 +1,201 @@
-"""Does the retrain-free audit agree with the Retrain-based measures? (issue 13 part 3, reduced grid)
+"""Does the retrain-free audit agree with the Retrain-based measures? (issue 13 part 3)
 
-``OMP_NUM_THREADS=1 python benchmarks/audit_agreement.py [--train-size 12000] [--seeds 0 1]
-[--methods rl ga neggrad_plus salun rl+falw] [--stop-every 50] [--out /tmp/audit-agreement]``
+``python benchmarks/audit_agreement.py RUN_DIR [--out FILE.json] [--margin 0.02] [--target-margin 0.05]``
 
-A method label ``rl@stop`` runs RL with the ``indistinguishable`` stop rule (time saved and Avg. Gap
-beside plain ``rl``).
+Reads a finished (or growing) run made with ``metrics.audit: true`` — e.g. ``forgetkit run
+configs/audit-stop.yaml --out runs/audit-stop`` — and re-audits every unlearned row from the scores
+its store keeps (``forgetkit.metrics.audit.audit_scores``; the Original row of the same request and
+seed is "before"). Nothing is trained or run. Beside each row's audit it puts the Retrain-based
+measures of the same row against the Retrain row: ΔFA (forget accuracy minus Retrain's, points),
+the confidence gap (mean true-class probability minus Retrain's on the same samples), FaLW's
+unlearning deviation (under − over, %, τ = 0.05) and Avg. Gap — per request over the classes kept in
+part, and per such class; classes removed whole (every class of a class request, the emptied
+head classes of a steep long-tailed one) are judged by the audit's own rule and counted apart.
 
-Per seed: a random Fashion-MNIST subsample, a stratified 10 % held-out split, an MLP trained
-``--train-epochs`` on the rest (the original). Per request (random 10 %, long-tailed 30 % γ = 1,
-one class): a retrained MLP on the retain set (the reference) and every method unlearning the
-request from the original. Per (cell, class) it records the audit's AUC and verdict beside the
-Retrain-based numbers: ΔFA (forget accuracy minus Retrain's), the confidence gap (mean true-class
-probability minus Retrain's on the same samples) and FaLW's unlearning deviation (under − over, %,
-τ = 0.05); per cell also Avg. Gap (FA, RA, TA, MIA-Efficacy). It prints Spearman correlations and
-direction agreement, and writes every record to ``<out>/agreement.json``.
+It prints, and writes to ``--out``: Spearman ρ of each audit score against each Retrain measure
+with a 95 % bootstrap interval over cells, and the agreement of the audit's direction (under /
+faithful / over, from its interval; "cannot decide" left out and counted as coverage) with the
+Retrain-based direction (confidence gap beyond ±0.02). Rows labelled ``X@stop`` are paired with
+``X`` for the stop-rule table (time saved, Avg. Gap fixed → stop).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from scipy.special import expit
 from scipy.stats import spearmanr
 
-from forgetkit import unlearn
-from forgetkit.data import DATASETS
-from forgetkit.data.base import heldout_split
-from forgetkit.data.requests import class_request, longtail_request, random_request
-from forgetkit.metrics.audit import audit
-from forgetkit.metrics.core import avg_gap, evaluate_model, unlearning_deviation
-from forgetkit.models import build_model
-from forgetkit.train import TrainRecipe, train_classifier
-from forgetkit.unlearn.engine import DivergenceError
+from forgetkit.bench.grid import ORIGINAL, RETRAIN
+from forgetkit.bench.report import load_run
+from forgetkit.metrics.audit import TARGET_MARGIN, audit_scores, decode_scores
+from forgetkit.metrics.core import unlearning_deviation
 
-CPU = torch.device("cpu")
-GAP_TAU = 0.02  # |confidence gap| below this counts as "faithful" for the Retrain-based direction
+GAP_TAU = 0.02
+"""|confidence gap| (probability) below which the Retrain-based direction is "faithful\""""
+DIRECTIONS = ("under-forgotten", "faithful", "over-forgotten")
 
-
-def train(data, seed: int, epochs: int) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    model = build_model("mlp", tuple(data.x.shape[1:]), 10)
-    return train_classifier(model, data, TrainRecipe(epochs=epochs), seed, CPU, 10).eval()
+# audit score → the Retrain-based measure it estimates (the pairs the tables report)
+PAIRS = {"target_auc": "deviation", "target_acc_gap": "dFA", "target_conf_gap": "conf_gap",
+         "estimated_gap": "avg_gap", "same_auc": "deviation"}
 
 
-def direction_of_gap(gap: float) -> str:
-    return "under-forgotten" if gap > GAP_TAU else "over-forgotten" if gap < -GAP_TAU else "faithful"
+def retrain_direction(conf_gap: float) -> str:
+    return "under-forgotten" if conf_gap > GAP_TAU else "over-forgotten" if conf_gap < -GAP_TAU else "faithful"
 
 
-def audit_direction(verdict: str) -> str:
-    return verdict if verdict in ("under-forgotten", "over-forgotten") else "faithful"
+def audit_direction(verdict: str) -> str | None:
+    """The audit's direction, or None ("cannot decide") for inconclusive / too few samples."""
+    return verdict if verdict in DIRECTIONS else None
+
+
+def _retrain_measures(a: dict, r: dict, sel: np.ndarray) -> dict:
+    pa, pr = expit(a["forget"][sel]), expit(r["forget"][sel])
+    dev = unlearning_deviation(pa, pr)
+    return {"dFA": 100.0 * float(a["forget_correct"][sel].mean() - r["forget_correct"][sel].mean()),
+            "conf_gap": float((pa - pr).mean()), "deviation": dev["under"] - dev["over"]}
+
+
+def _weighted(evidence, key) -> float:
+    w = np.array([e.n_forget for e in evidence], float)
+    return float(w @ [key(e) for e in evidence] / w.sum())
+
+
+def cell_records(run: Path, *, margin: float, target_margin: float, n_boot: int) -> list[dict]:
+    """One record per unlearned row that has stored scores and both reference rows."""
+    _, rows, _, arts = load_run(run, with_artifacts=True)
+    by = {(r["method"], r["request"], r["seed"]): r for r in rows}
+    out = []
+    for row in rows:
+        if row["method"] in (ORIGINAL, RETRAIN):
+            continue
+        ref, orig = by.get((RETRAIN, row["request"], row["seed"])), by.get((ORIGINAL, row["request"], row["seed"]))
+        if ref is None or orig is None or not all("audit_scores" in arts[x["key"]] for x in (row, ref, orig)):
+            continue
+        a, r, o = (decode_scores(arts[x["key"]]["audit_scores"]) for x in (row, ref, orig))
+        stored = arts[row["key"]]["audit"]
+        accuracy = {k: v for k, v in stored["accuracy"].items() if k in ("retain", "test")}
+        res = audit_scores(a, o, num_classes=int(row["provenance"]["num_classes"]), accuracy=accuracy,
+                           forget_classes=stored["settings"]["forget_classes"], margin=margin,
+                           target_margin=target_margin, n_boot=n_boot, seed=int(row["seed"]))
+        yf = a["forget_y"]
+        kept = [e for e in res.target.per_class if not e.removed]
+        same = {e.cls: e for e in res.after.per_class}
+        classes = []
+        for e in res.target.per_class:
+            m = yf == e.cls
+            classes.append({"cls": e.cls, "n_forget": e.n_forget, "n_heldout": e.n_heldout, "removed": e.removed,
+                            "target_auc": e.auc, "target_ci": [e.ci_low, e.ci_high], "target_verdict": e.verdict,
+                            "target_acc_gap": e.acc_forget - e.acc_heldout,
+                            "target_conf_gap": e.mean_prob_forget - e.mean_prob_heldout,
+                            "same_auc": same[e.cls].auc, "same_verdict": same[e.cls].verdict,
+                            **_retrain_measures(a, r, m)})
+        rec = {"method": row["method"], "request": row["request"], "seed": row["seed"],
+               "time_s": row["metrics"]["time_s"], "avg_gap": row["metrics"].get("AvgGap"),
+               "stopped_at": arts[row["key"]].get("stopped_at"), "estimated_gap": res.estimated_gap,
+               "n_kept_classes": len(kept), "n_removed_classes": len(classes) - len(kept), "classes": classes,
+               "verdict": res.target.overall.verdict, "same_verdict": res.after.overall.verdict}
+        if kept:
+            m = np.isin(yf, [e.cls for e in kept])
+            rec |= {"target_auc": res.target.overall.auc,
+                    "target_ci": [res.target.overall.ci_low, res.target.overall.ci_high],
+                    "target_verdict": res.target.kept_verdict,
+                    "target_acc_gap": _weighted(kept, lambda e: e.acc_forget - e.acc_heldout),
+                    "target_conf_gap": _weighted(kept, lambda e: e.mean_prob_forget - e.mean_prob_heldout),
+                    "same_auc": res.after.overall.auc, "same_verdict_kept": res.after.kept_verdict,
+                    **_retrain_measures(a, r, m)}
+        out.append(rec)
+    return out
+
+
+def rho_with_ci(x, y, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Spearman ρ and a 95 % percentile interval from resampling the pairs."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < 4:
+        return {"rho": None, "ci": None, "n": int(len(x))}
+    rng = np.random.default_rng(seed)
+    reps = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            reps.append(spearmanr(x[i], y[i])[0])
+    return {"rho": float(spearmanr(x, y)[0]), "ci": [float(np.quantile(reps, 0.025)), float(np.quantile(reps, 0.975))],
+            "n": int(len(x))}
+
+
+def agreement(items, verdict_key: str) -> dict:
+    """Direction agreement over the items the audit decides, and the share it decides."""
+    decided = [(audit_direction(i[verdict_key]), retrain_direction(i["conf_gap"])) for i in items
+               if audit_direction(i[verdict_key]) is not None]
+    return {"n": len(items), "decided": len(decided), "coverage": len(decided) / len(items) if items else None,
+            "agreement": float(np.mean([a == b for a, b in decided])) if decided else None,
+            "agreement_counting_undecided_as_faithful": float(np.mean(
+                [(audit_direction(i[verdict_key]) or "faithful") == retrain_direction(i["conf_gap"]) for i in items]))
+            if items else None}
+
+
+def summarise(records: list[dict]) -> dict:
+    part = [r for r in records if r["n_kept_classes"]]
+    kept = [c for r in records for c in r["classes"] if not c["removed"] and c["target_verdict"] != "too few samples"]
+    removed = [c for r in records for c in r["classes"] if c["removed"]]
+    s = {"cells": len(records), "partial_cells": len(part), "kept_class_rows": len(kept),
+         "removed_class_rows": len(removed), "seeds": sorted({r["seed"] for r in records}),
+         "rho_request": {}, "rho_class": {}}
+    for score, measure in PAIRS.items():
+        if score == "estimated_gap":
+            s["rho_request"][f"{score}~{measure}"] = rho_with_ci([r[score] if r[score] is not None else np.nan
+                                                                  for r in records], [r[measure] for r in records])
+            continue
+        s["rho_request"][f"{score}~{measure}"] = rho_with_ci([r[score] for r in part], [r[measure] for r in part])
+        s["rho_class"][f"{score}~{measure}"] = rho_with_ci([c[score] for c in kept], [c[measure] for c in kept])
+    s["rho_request"]["same_auc~dFA"] = rho_with_ci([r["same_auc"] for r in part], [r["dFA"] for r in part])
+    s["rho_request"]["abs_same_auc~avg_gap"] = rho_with_ci([abs(r["same_auc"] - 0.5) for r in records if "same_auc" in r],
+                                                           [r["avg_gap"] for r in records if "same_auc" in r])
+    s["direction_request_target"] = agreement(part, "target_verdict")
+    s["direction_request_same"] = agreement(part, "same_verdict_kept")
+    s["direction_class_target"] = agreement(kept, "target_verdict")
+    s["direction_class_same"] = agreement(kept, "same_verdict")
+    s["direction_removed_classes"] = agreement(removed, "target_verdict")
+    return s
+
+
+def stop_table(records: list[dict]) -> list[dict]:
+    """Per (request, method): time and Avg. Gap of the fixed run and of its @stop twin, over seeds."""
+    by = {(r["method"], r["request"], r["seed"]): r for r in records}
+    out = []
+    for (m, req, seed), r in sorted(by.items()):
+        if "@stop" in m:
+            continue
+        twin = by.get((f"{m}@stop", req, seed))
+        if twin is not None:
+            out.append({"method": m, "request": req, "seed": seed, "time_fixed": r["time_s"], "time_stop": twin["time_s"],
+                        "avg_gap_fixed": r["avg_gap"], "avg_gap_stop": twin["avg_gap"], "stopped_at": twin["stopped_at"]})
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train-size", type=int, default=12000)
-    ap.add_argument("--test-size", type=int, default=2000)
-    ap.add_argument("--train-epochs", type=int, default=30)
-    ap.add_argument("--epochs", type=int, default=5, help="unlearning epochs of every method")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--methods", nargs="+", default=["rl", "ga", "neggrad_plus", "salun", "rl+falw"],
-                    help="method[+weighting][@stop]; @stop adds the indistinguishable stop rule")
-    ap.add_argument("--stop-every", type=int, default=50, help="steps between the stop rule's checks")
-    ap.add_argument("--out", default="/tmp/audit-agreement")
+    ap.add_argument("run", help="run directory (results.sqlite) made with metrics.audit: true")
+    ap.add_argument("--margin", type=float, default=0.02, help="the same-model comparison's margin")
+    ap.add_argument("--target-margin", type=float, default=TARGET_MARGIN, help="the target comparison's margin")
+    ap.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of each audit")
+    ap.add_argument("--out", help="JSON file for the records and the summary (default RUN/agreement.json)")
     a = ap.parse_args()
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    b = DATASETS.get("fashion_mnist")()
-    records = []
-    for seed in a.seeds:
-        rng = np.random.default_rng(seed)
-        pool = b.train.subset(np.sort(rng.choice(len(b.train), a.train_size, replace=False)))
-        test = b.test.subset(np.sort(rng.choice(len(b.test), a.test_size, replace=False)))
-        keep, held = heldout_split(pool.y, 0.1, seed)
-        train_pool, heldout = pool.subset(keep), pool.subset(held)
-        original = train(train_pool, seed, a.train_epochs)
-        y = train_pool.y.numpy()
-        requests = [random_request(y, 0.1, seed), longtail_request(y, 10, 0.3, 1.0, seed),
-                    class_request(y, [int(rng.integers(10))], 10)]
-        for req in requests:
-            idx = np.sort(req.indices)
-            forget = train_pool.subset(idx)
-            retain = train_pool.subset(np.setdiff1d(np.arange(len(train_pool)), idx))
-            retrained = train(retain, seed, a.train_epochs)
-            ref = evaluate_model(retrained, forget, retain, test, CPU)
-            for label in a.methods:
-                name, _, stop = label.partition("@")
-                method, _, weighting = name.partition("+")
-                extra = {"stop": {"when": "indistinguishable", "every": a.stop_every}} if stop else {}
-                start = time.perf_counter()
-                try:
-                    res = unlearn(original, train_pool, idx, method=method, weighting=weighting or "uniform",
-                                  heldout=heldout, num_classes=10, seed=seed, epochs=a.epochs,
-                                  forget_classes=req.classes, **extra)
-                except DivergenceError as e:  # recorded, left out of the correlations
-                    records.append({"seed": seed, "request": req.name, "method": label, "diverged": str(e)})
-                    print(f"seed {seed} {req.name:<28} {label:<13} diverged: {e}", flush=True)
-                    continue
-                secs = time.perf_counter() - start
-                ev = evaluate_model(res.model, forget, retain, test, CPU)
-                r = audit(res.model, forget, heldout, seed=seed, forget_classes=req.classes)
-                pu, pr = ev["forget_probs"], ref["forget_probs"]
-                fy = forget.y.numpy()
-                classes = []
-                for e in r.per_class:
-                    m = fy == e.cls
-                    dev = unlearning_deviation(pu[m], pr[m])
-                    classes.append({"cls": e.cls, "n": int(m.sum()), "auc": e.auc, "verdict": e.verdict, "removed": e.removed,
-                                    "dFA": 100 * float(ev["forget_correct"][m].mean() - ref["forget_correct"][m].mean()),
-                                    "conf_gap": float((pu[m] - pr[m]).mean()),
-                                    "deviation": dev["under"] - dev["over"]})
-                dev = unlearning_deviation(pu, pr)
-                records.append({"seed": seed, "request": req.name, "kind": req.kind, "method": label,
-                                "seconds": secs, "steps": res.info.get("steps"), "stopped_at": res.info.get("stopped_at"),
-                                "auc": r.overall.auc, "ci": [r.overall.ci_low, r.overall.ci_high],
-                                "verdict": r.verdict, "dFA": ev["FA"] - ref["FA"],
-                                "conf_gap": float((pu - pr).mean()), "deviation": dev["under"] - dev["over"],
-                                "avg_gap": avg_gap(ev, ref), "classes": classes})
-                print(f"seed {seed} {req.name:<28} {label:<13} AUC {r.overall.auc:.3f} {r.verdict:<16} "
-                      f"dFA {records[-1]['dFA']:+6.1f} gap {records[-1]['conf_gap']:+.3f} AvgGap {records[-1]['avg_gap']:.2f}",
-                      flush=True)
-            save(out, a, records)  # after every request: a crash later keeps what was measured
-    print(json.dumps(save(out, a, records), indent=2))
-
-
-def save(out: Path, a, records: list[dict]) -> dict:
+    records = cell_records(Path(a.run), margin=a.margin, target_margin=a.target_margin, n_boot=a.n_boot)
+    if not records:
+        raise SystemExit(f"{a.run}: no unlearned row with stored audit scores and both reference rows yet")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    summary = summarise([r for r in records if "diverged" not in r])
-    summary["diverged"] = sum("diverged" in r for r in records)
-    (out / "agreement.json").write_text(json.dumps({"commit": commit, "args": vars(a), "summary": summary,
-                                                    "records": records}, indent=2))
-    return summary
-
-
-def _rho(x, y) -> float:
-    return float(spearmanr(x, y)[0]) if len(x) > 2 else float("nan")
-
-
-def summarise(records: list[dict]) -> dict:
-    """Spearman ρ of the audit's AUC against each Retrain-based measure (requests and classes kept in
-    part: a class removed whole is judged by another rule, not by its AUC) and direction agreement
-    (every request and class row with a verdict)."""
-    part = [r for r in records if r.get("kind") != "class"]
-    rows = [c for r in records for c in r["classes"] if c["verdict"] != "too few samples"]
-    kept = [c for c in rows if not c["removed"]]
-    s = {"n_cells": len(records), "n_partial_cells": len(part), "n_class_rows": len(rows), "n_kept_rows": len(kept)}
-    for key in ("dFA", "conf_gap", "deviation"):
-        s[f"rho_request_{key}"] = _rho([r["auc"] for r in part], [r[key] for r in part])
-        s[f"rho_class_{key}"] = _rho([c["auc"] for c in kept], [c[key] for c in kept])
-    s["rho_request_avg_gap_vs_abs_auc"] = _rho([abs(r["auc"] - 0.5) for r in part], [r["avg_gap"] for r in part])
-    agree = lambda xs: float(np.mean([audit_direction(x["verdict"]) == direction_of_gap(x["conf_gap"])  # noqa: E731
-                                      for x in xs])) if xs else None
-    s["direction_agreement_partial_requests"] = agree(part)
-    s["direction_agreement_class_requests"] = agree([r for r in records if r.get("kind") == "class"])
-    s["direction_agreement_kept_class_rows"] = agree(kept)
-    s["direction_agreement_removed_class_rows"] = agree([c for c in rows if c["removed"]])
-    flagged = [c for c in kept if c["verdict"] in ("under-forgotten", "over-forgotten")]
-    s["flagged_kept_rows"] = len(flagged)
-    s["flag_direction_matches_gap"] = agree(flagged)
-    return s
+    summary = summarise(records)
+    out = Path(a.out or Path(a.run) / "agreement.json")
+    out.write_text(json.dumps({"commit": commit, "args": vars(a), "summary": summary, "stop": stop_table(records),
+                               "records": records}, indent=1, default=float))
+    print(json.dumps(summary, indent=1))
+    print(f"records: {out}")
 
 
 if __name__ == "__main__":

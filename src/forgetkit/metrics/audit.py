@@ -29,6 +29,9 @@ from .. import stats
 from ..data.base import Split, as_float
 
 SCORE_NAME = "log-odds of the true class"
+TARGET_MARGIN = 0.05
+"""AUC distance from 0.5 that the target comparison (model on forget vs original on held-out) flags:
+two models differ even where nothing was forgotten (docs/audit.md measures it on retrained models)"""
 
 
 def as_split(data, name: str) -> Split:
@@ -110,10 +113,13 @@ class Side:
     per_class: list[Evidence]
     overall: Evidence
     membership: Membership
+    kept_verdict: str | None = None
+    """the verdict of the class-matched AUC over the classes kept in part alone (None when every
+    class is removed whole); ``overall.verdict`` also folds in the classes removed whole"""
 
     def to_dict(self) -> dict:
         return {"overall": self.overall.to_dict(), "per_class": [e.to_dict() for e in self.per_class],
-                "membership": self.membership.to_dict()}
+                "membership": self.membership.to_dict(), "kept_verdict": self.kept_verdict}
 
 
 @dataclass
@@ -129,6 +135,22 @@ class AuditResult:
     seconds: float
     scores: dict[str, dict[str, np.ndarray]] = field(repr=False)
     """"after"/"before" → the per-sample arrays of :data:`SCORE_KEYS` (histograms, a run's store)"""
+    target: Side | None = None
+    """with ``original``: the forget samples under the model against held-out samples under the
+    *original* — is the model's confidence on them where a model that never saw them would put it?"""
+
+    @property
+    def estimated_gap(self) -> float | None:
+        """Retrain-free estimate of Avg. Gap without its MIA term (points): the mean of
+        |FA − the original's held-out accuracy|, |RA − RA before| and |TA − TA before| (a retrained
+        model has about the original's accuracy on data it never saw, and on retain and test data).
+        None without ``original`` or without retain and test accuracies."""
+        a = self.accuracy
+        if self.before is None or not all("before" in a.get(k, {}) for k in ("retain", "test")):
+            return None
+        return float(np.mean([abs(a["forget"]["after"] - a["heldout"]["before"]),
+                              abs(a["retain"]["after"] - a["retain"]["before"]),
+                              abs(a["test"]["after"] - a["test"]["before"])]))
 
     @property
     def verdict(self) -> str:
@@ -149,7 +171,9 @@ class AuditResult:
     def to_dict(self) -> dict:
         """JSON-ready: NaN as None, per-sample scores left out (for a run's store or audit.json)."""
         return jsonable({"verdict": self.verdict, "num_classes": self.num_classes, "after": self.after.to_dict(),
-                "before": None if self.before is None else self.before.to_dict(), "accuracy": self.accuracy,
+                "before": None if self.before is None else self.before.to_dict(),
+                "target": None if self.target is None else self.target.to_dict(),
+                "estimated_gap": self.estimated_gap, "accuracy": self.accuracy,
                 "settings": self.settings, "seconds": self.seconds,
                 "forget_counts": {str(k): v for k, v in self.counts().items()}})
 
@@ -392,7 +416,7 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=N
     overall = _evidence("overall", None, phi_f[f_all], cor_f[f_all], phi_h[h_all], cor_h[h_all], ov, overall_p,
                         None, pa, v, False)
     mem = membership(phi_f, yf, phi_h, yh, classes, member_ref=member_ref, seed=seed)
-    return Side(evidence, overall, mem)
+    return Side(evidence, overall, mem, v_auc[0] if v_auc else None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,8 +426,8 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=N
 def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = None, retain=None, test=None,
           num_classes: int | None = None, device: str | torch.device = "cpu", forget_indices=None,
           heldout_indices=None, forget_classes=(), check_duplicates: bool = True, alpha: float = 0.05,
-          margin: float = 0.02, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 500, seed: int = 0,
-          batch_size: int = 1024) -> AuditResult:
+          margin: float = 0.02, target_margin: float = TARGET_MARGIN, tolerance: float = 0.01,
+          min_samples: int = 20, n_boot: int = 500, seed: int = 0, batch_size: int = 1024) -> AuditResult:
     """Audit a deletion without retraining: does ``forget`` look like ``heldout`` to ``model``?
 
     ``forget``/``heldout``/``retain``/``test``: :class:`Split` or ``(x, y)`` pairs; ``heldout`` must
@@ -430,7 +454,8 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
         raise ValueError(f"original must be a torch nn.Module or None, got {type(original).__name__}")
     if min_samples < 2 or n_boot < 1:
         raise ValueError(f"min_samples must be >= 2 and n_boot >= 1, got {min_samples} and {n_boot}")
-    stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=margin)  # validates alpha and margin
+    stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=max(margin, target_margin))  # validates them
+    stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=min(margin, target_margin))
     check_inputs(forget, heldout, retain=retain, test=test, forget_indices=forget_indices,
                  heldout_indices=heldout_indices, check_duplicates=check_duplicates)
     removed = {int(c) for c in np.atleast_1d(np.asarray(forget_classes, dtype=np.int64))}
@@ -461,8 +486,8 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
                 extra_accuracy.setdefault(split_name, {})[side] = 100.0 * float(
                     model_scores(m, s, dev, num_classes, batch_size, names[side])[1].mean())
     result = audit_scores(raw["after"], raw.get("before"), num_classes=num_classes, forget_classes=removed,
-                          accuracy=extra_accuracy, alpha=alpha, margin=margin, tolerance=tolerance,
-                          min_samples=min_samples, n_boot=n_boot, seed=seed)
+                          accuracy=extra_accuracy, alpha=alpha, margin=margin, target_margin=target_margin,
+                          tolerance=tolerance, min_samples=min_samples, n_boot=n_boot, seed=seed)
     result.settings["device"] = str(dev)
     result.seconds = time.perf_counter() - start
     return result
@@ -473,8 +498,9 @@ SCORE_KEYS = ("forget", "forget_correct", "forget_y", "heldout", "heldout_correc
 
 
 def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, forget_classes=(),
-                 accuracy: dict | None = None, alpha: float = 0.05, margin: float = 0.02, tolerance: float = 0.01,
-                 min_samples: int = 20, n_boot: int = 500, seed: int = 0) -> AuditResult:
+                 accuracy: dict | None = None, alpha: float = 0.05, margin: float = 0.02,
+                 target_margin: float = TARGET_MARGIN, tolerance: float = 0.01, min_samples: int = 20,
+                 n_boot: int = 500, seed: int = 0) -> AuditResult:
     """The audit from per-sample arrays instead of models (``forgetkit audit RUN_DIR`` re-audits a
     finished run's rows this way, from the scores its store keeps).
 
@@ -485,6 +511,7 @@ def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, f
     """
     start = time.perf_counter()
     stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=margin)  # validates alpha and margin
+    stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=target_margin)
     if min_samples < 2 or n_boot < 1:
         raise ValueError(f"min_samples must be >= 2 and n_boot >= 1, got {min_samples} and {n_boot}")
     if not 0.0 <= tolerance < 1.0:
@@ -516,9 +543,15 @@ def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, f
     kw = dict(alpha=alpha, margin=margin, tolerance=tolerance, min_samples=min_samples, n_boot=n_boot, seed=seed)
     sides = {s: compare_side(r["forget"], r["forget_correct"], yf, r["heldout"], r["heldout_correct"], yh,
                              removed=removed, member_ref=member_ref, **kw) for s, r in raw.items()}
-    settings = kw | {"interval_level": 1.0 - alpha, "score": SCORE_NAME, "forget_classes": removed}
+    target = None
+    if before is not None:
+        a, b = raw["after"], raw["before"]
+        target = compare_side(a["forget"], a["forget_correct"], yf, b["heldout"], b["heldout_correct"], yh,
+                              removed=removed, **(kw | {"margin": target_margin}))
+    settings = kw | {"interval_level": 1.0 - alpha, "score": SCORE_NAME, "forget_classes": removed,
+                     "target_margin": target_margin}
     return AuditResult(num_classes, sides["after"], sides.get("before"), accuracy, settings,
-                       time.perf_counter() - start, raw)
+                       time.perf_counter() - start, raw, target)
 
 
 def _score_arrays(d: dict, name: str) -> dict:
