@@ -5,8 +5,8 @@ Per shape: Avg. Gap with a 95 % Student-t interval over seeds, each row's rank, 
 against the best row on the seeds both share, FA/RA/TA/MIA, the class-request attacks (MIA-NN gap,
 U-LiRA) where they were measured, run time and speed-up over Retrain, the recipe and commit of each
 row. Across shapes: mean ranks at reference defaults and under equal tuning, and a gap-vs-time
-Pareto plot. The closing section is the lead's reading, included verbatim, or else a factual
-summary computed from the numbers.
+Pareto plot. The closing section is the reading given with ``--reading``, included verbatim (so
+regenerating never erases it), or else a factual summary computed from the numbers.
 
 The statistics are small pure functions (tested against slow references in
 ``tests/test_leaderboard.py``); the rest gathers rows with :func:`forgetkit.bench.report.load_run`
@@ -29,6 +29,7 @@ from ..unlearn.weightings import WEIGHTINGS
 from .grid import ORIGINAL, RETRAIN, paper_name, weighting_name
 from .report import load_run
 from .tune import TUNED_SUFFIX
+
 LEVEL = 0.95
 """coverage of the intervals over seeds"""
 ALPHA = 0.05
@@ -328,6 +329,7 @@ def _display_order(shape: Shape, ranked: Ranked) -> list[Entry]:
     for e in shape.entries.values():
         if not e.is_reference:
             pairs.setdefault(e.base, []).append(e)
+
     def pair_key(base):
         got = [ranked.ranks[e.label] for e in pairs[base] if e.label in ranked.ranks]
         return (min(got) if got else math.inf, base)
