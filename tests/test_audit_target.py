@@ -1,0 +1,111 @@
+"""The target comparison (model on forget vs the original on held-out) and the retrain-free Avg. Gap
+estimate, on constructed cases with known answers (real MNIST-5k data, tiny MLPs)."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from forgetkit import stats
+from forgetkit.data import DATASETS
+from forgetkit.data.base import Split, as_float
+from forgetkit.metrics.audit import audit, audit_scores
+from forgetkit.models import build_model
+
+
+def _fit(split: Split, steps: int = 200, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    m = build_model("mlp", tuple(split.x.shape[1:]), 10, hidden=64, depth=1)
+    opt = torch.optim.Adam(m.parameters(), 3e-3)
+    x = as_float(split.x)
+    for _ in range(steps):
+        opt.zero_grad()
+        nn.functional.cross_entropy(m(x), split.y).backward()
+        opt.step()
+    return m.eval()
+
+
+class Cooled(nn.Module):
+    """A model whose logits are divided by ``t``: less confident on everything alike (what RL does)."""
+
+    def __init__(self, m: nn.Module, t: float):
+        super().__init__()
+        self.m, self.t = m, t
+
+    def forward(self, x):
+        return self.m(x) / self.t
+
+
+@pytest.fixture(scope="module")
+def case():
+    """Original fit on forget + retain; retrained fit on retain only (same steps and seed)."""
+    tr = DATASETS.get("mnist5k")().train
+    perm = np.random.default_rng(2).permutation(len(tr))[:2000]
+    held, forget, retain = perm[:500], perm[500:1000], perm[1000:]
+    return {"tr": tr, "held": tr.subset(held), "forget": tr.subset(forget), "retain": tr.subset(retain),
+            "original": _fit(tr.subset(np.concatenate([forget, retain]))), "retrained": _fit(tr.subset(retain))}
+
+
+def _audit(case, model, **kw):
+    return audit(model, case["forget"], case["held"], original=case["original"], retain=case["retain"],
+                 test=case["held"], n_boot=100, check_duplicates=False, **kw)
+
+
+def test_target_flags_the_original_as_under_and_not_the_retrained_model(case):
+    assert _audit(case, case["original"]).target.overall.verdict == "under-forgotten"
+    r = _audit(case, case["retrained"])
+    assert r.target.overall.verdict not in ("under-forgotten", "over-forgotten")
+    assert abs(r.target.overall.auc - 0.5) < 0.05
+
+
+def test_a_model_less_confident_on_everything_is_over_forgotten_by_the_target_only(case):
+    """Cooling the retrained model leaves forget and held-out samples alike to it (the same-model
+    AUC stays where it was) but puts its confidence far below what the original has on
+    unseen data: the target comparison calls it over-forgotten, as a Retrain-based gap would."""
+    r = _audit(case, Cooled(case["retrained"], 4.0))
+    assert r.after.overall.auc == pytest.approx(_audit(case, case["retrained"]).after.overall.auc, abs=0.01)
+    assert r.after.overall.verdict not in ("under-forgotten", "over-forgotten")
+    assert r.target.overall.verdict == "over-forgotten" and r.target.overall.auc < 0.3
+
+
+def test_target_auc_is_the_slow_pairwise_count(case):
+    r = _audit(case, case["retrained"])
+    a, b = r.scores["after"], r.scores["before"]
+    for e in r.target.per_class[:3]:
+        f, h = a["forget"][a["forget_y"] == e.cls], b["heldout"][b["heldout_y"] == e.cls]
+        slow = np.mean([(x > y) + 0.5 * (x == y) for x in f for y in h])
+        assert e.auc == pytest.approx(slow, abs=1e-12)
+    w = np.array([e.n_forget for e in r.target.per_class], float)
+    assert r.target.overall.auc == pytest.approx(w @ [e.auc for e in r.target.per_class] / w.sum())
+
+
+def test_estimated_gap_is_small_for_the_retrained_model_and_large_for_a_damaged_one(case):
+    good, bad = _audit(case, case["retrained"]), _audit(case, _fit(case["retain"].subset(np.arange(40)), 50))
+    assert good.estimated_gap < 5.0 < bad.estimated_gap
+    a = good.accuracy
+    fa_star = np.mean([e.acc_heldout for e in good.before.per_class for _ in range(e.n_forget)])
+    slow = np.mean([abs(a["forget"]["after"] - fa_star), abs(a["retain"]["after"] - a["retain"]["before"]),
+                    abs(a["test"]["after"] - a["test"]["retrained estimate"])])
+    assert good.estimated_gap == pytest.approx(slow)
+    assert audit(case["retrained"], case["forget"], case["held"], n_boot=10, check_duplicates=False).estimated_gap is None
+
+
+def test_a_class_removed_whole_counts_zero_in_the_estimate():
+    """FA* and TA* count a removed class as never predicted (a retrained model never saw it)."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 50)
+    d = {"forget": rng.normal(size=100), "forget_correct": np.ones(100, bool), "forget_y": y,
+         "heldout": rng.normal(size=100), "heldout_correct": np.ones(100, bool), "heldout_y": y}
+    acc = {"retain": {"after": 90.0, "before": 90.0}, "test": {"after": 80.0, "before": 90.0, "retrained estimate": 45.0}}
+    r = audit_scores(d, d, num_classes=2, forget_classes=[1], accuracy=acc, n_boot=10)
+    # FA = 100 against FA* = (50·100 + 50·0) / 100 = 50; RA 0; TA |80 − 45| = 35
+    assert r.estimated_gap == pytest.approx(np.mean([50.0, 0.0, 35.0]))
+    acc["test"].pop("retrained estimate")
+    assert audit_scores(d, d, num_classes=2, forget_classes=[1], accuracy=acc, n_boot=10).estimated_gap == pytest.approx(25.0)
+
+
+def test_target_margin_is_validated():
+    d = {"forget": np.zeros(30), "forget_correct": np.ones(30, bool), "forget_y": np.zeros(30, int),
+         "heldout": np.zeros(30), "heldout_correct": np.ones(30, bool), "heldout_y": np.zeros(30, int)}
+    with pytest.raises(ValueError, match="margin"):
+        audit_scores(d, d, num_classes=1, target_margin=0.6)
+    assert stats.verdict(0.5, (0.49, 0.51), 1.0, margin=0.05) == "faithful"
