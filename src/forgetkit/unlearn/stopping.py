@@ -58,7 +58,7 @@ class Indistinguishable(StopRule):
 
     def __init__(self, every: int = 50, margin: float = 0.02, criterion: str = "margin",
                  max_samples: int = 1000, n_boot: int = 200, level: float = 0.95, tolerance: float = 0.01,
-                 min_steps: int = 0, seed: int = 0, batch_size: int = 1024):
+                 min_steps: int = 0, recovered: float | None = None, seed: int = 0, batch_size: int = 1024):
         """
         every: optimiser steps between checks
         margin: stop once AUC ≤ 0.5 + margin ("margin" criterion); the audit's default margin
@@ -71,6 +71,10 @@ class Indistinguishable(StopRule):
         tolerance: classes removed whole: stop once at most this share of their samples is still
             predicted as their class (the audit's default)
         min_steps: never stop before this many steps
+        recovered: also wait until the model's accuracy on the sampled held-out samples of classes
+            kept in part is at most this many points below the original's on the same samples
+            (None: do not wait). Forgetting methods first damage the model, then repair it on the
+            retain set; the forget set looks unseen long before the repair is done
         seed: seed of the subsampling and the bootstrap
         batch_size: samples per forward pass of a check
         """
@@ -84,6 +88,9 @@ class Indistinguishable(StopRule):
             raise ValueError("max_samples must be >= 2, n_boot >= 1, level in (0, 1), min_steps >= 0, batch_size >= 1")
         if not 0.0 <= tolerance < 1.0:
             raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
+        if recovered is not None and not 0.0 <= recovered <= 100.0:
+            raise ValueError(f"recovered must be None or points in [0, 100], got {recovered}")
+        self.recovered = recovered
         self.every, self.margin, self.criterion, self.tolerance = every, margin, criterion, tolerance
         self.max_samples, self.n_boot, self.level = max_samples, n_boot, level
         self.min_steps, self.seed, self.batch_size = min_steps, seed, batch_size
@@ -119,20 +126,28 @@ class Indistinguishable(StopRule):
             removed |= set(classes.tolist()) - set(ctx.retain.y.cpu().numpy().tolist())
         self._removed = np.array(sorted(removed & set(np.unique(self._cf).tolist())), dtype=np.int64)
         self._classes = np.array([c for c in np.unique(self._cf) if int(c) not in removed], dtype=np.int64)
+        self._acc_before = float("nan")
+        kept_h = np.isin(self._ch, self._classes)
+        if self.recovered is not None and kept_h.any():
+            ctx.original.eval()
+            self._acc_before = 100.0 * float(_log_odds(ctx.original, self._xh, self._yh, self.batch_size)[1][kept_h].mean())
         self.history, self.stopped_at = [], None
 
     def statistic(self, model: nn.Module) -> dict:
         """On the subsamples: the class-matched AUC over the classes kept in part (NaN if none), the
-        lower end of its interval ("interval" criterion, else NaN), and the share of samples of
-        classes removed whole still predicted as their class (NaN if none)."""
+        lower end of its interval ("interval" criterion, else NaN), the share of samples of
+        classes removed whole still predicted as their class (NaN if none), and the accuracy (%) on
+        the held-out samples of classes kept in part (NaN if none)."""
         model.eval()
         pf, okf = _log_odds(model, self._xf, self._yf, self.batch_size)
         ph, okh = _log_odds(model, self._xh, self._yh, self.batch_size)
-        out = {"auc": float("nan"), "low": float("nan"), "still_predicted": float("nan")}
+        out = {"auc": float("nan"), "low": float("nan"), "still_predicted": float("nan"),
+               "heldout_acc": float("nan")}
         if len(self._removed):
             sel_f, sel_h = np.isin(self._cf, self._removed), np.isin(self._ch, self._removed)
             out["still_predicted"] = float((okf[sel_f].sum() + okh[sel_h].sum()) / (sel_f.sum() + sel_h.sum()))
         if len(self._classes):
+            out["heldout_acc"] = 100.0 * float(okh[np.isin(self._ch, self._classes)].mean())
             w = np.array([np.sum(self._cf == c) for c in self._classes], float)
             w /= w.sum()
             parts = [(pf[self._cf == c], ph[self._ch == c]) for c in self._classes]
@@ -153,6 +168,8 @@ class Indistinguishable(StopRule):
             done = s["low"] <= 0.5 if self.criterion == "interval" else s["auc"] <= 0.5 + self.margin
         if len(self._removed):
             done = done and s["still_predicted"] <= self.tolerance
+        if self.recovered is not None and np.isfinite(self._acc_before):
+            done = done and s["heldout_acc"] >= self._acc_before - self.recovered
         if done:
             self.stopped_at = step
         return done
