@@ -91,3 +91,33 @@ def test_sweep_progress_adds_metrics_only_when_asked(problem):
     assert re.match(r"^  unlearning epoch 1  loss 1.0000  forget acc [\d.]+ % \(n=40\)$", out.getvalue())
     assert not isinstance(Progress(True, tty=False).steps("unlearning"), EpochMetrics)
     assert Progress(False).steps("unlearning") is None
+
+
+SWEEP = """
+name: live
+dataset: digits
+model: {name: mlp, options: {hidden: 16, depth: 1}}
+train: {epochs: 2, lr: 0.1, batch_size: 64}
+requests: [{kind: class, classes: [3]}]
+methods: [{name: rl, options: {epochs: 2, lr: 0.05}}]
+seeds: [0]
+"""
+
+
+def epoch_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if "unlearning epoch" in line]
+
+
+def test_forgetkit_run_progress_metrics(tmp_path, capsys):
+    from forgetkit.cli import main
+
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text(SWEEP)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "on"), "--progress", "metrics"]) == 0
+    lines = epoch_lines(capsys.readouterr().out)
+    assert [line.split()[2] for line in lines] == ["1", "2"], lines
+    assert all(re.search(r"forget acc [\d.]+ % \(n=\d+\)  retain acc [\d.]+ % \(n=512\)", line) for line in lines)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "off")]) == 0  # sweeps: off by default
+    assert epoch_lines(capsys.readouterr().out) == []
+    assert main(["run", str(cfg), "--out", str(tmp_path / "q"), "--quiet", "--progress", "metrics"]) == 2
+    assert "--quiet and --progress metrics contradict" in capsys.readouterr().err

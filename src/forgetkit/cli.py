@@ -26,13 +26,25 @@ def _cmd_run(args) -> int:
     args.store = out / "results.sqlite"
     check_output_paths(out, raw.get("cache_dir"))
     with _locked(out, args.wait):
-        result = kind.run(raw, out, smoke=args.smoke, show_progress=not args.quiet, executor=args.executor,
+        result = kind.run(raw, out, smoke=args.smoke, show_progress=_progress_mode(args, raw), executor=args.executor,
                           executor_options={"address": args.address} if args.address else None)
     print(f"report: {result.report}")
     if result.failed:
         print(failure_summary(result.failed, result.cells), file=sys.stderr)
         return 1
     return 0
+
+
+def _progress_mode(args, raw: dict) -> bool | str:
+    """``--quiet``: silent; ``--progress metrics`` (or the config's ``progress: metrics``): the bars plus
+    a line per unlearning epoch with forget/retain accuracy; otherwise the bars."""
+    from .bench.progress import METRICS
+
+    if args.quiet:
+        if args.progress == METRICS:
+            raise ValueError("--quiet and --progress metrics contradict each other; give one of them")
+        return False
+    return METRICS if (args.progress or raw.get("progress")) == METRICS else True
 
 
 def failure_summary(failed: list[tuple[str, str]], cells: int) -> str:
@@ -129,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster address to join (with --executor ray)")
     r.add_argument("--recipe", help="a tuned recipe YAML (from `forgetkit tune`) to apply to its method")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.add_argument("--progress", choices=["bars", "metrics"],
+                   help="bars (default), or metrics: also a line per unlearning epoch with forget/retain "
+                        "accuracy (overrides the config's progress:)")
     r.add_argument("--wait", action="store_true", help="if another run holds --out, wait for it instead of refusing")
     r.set_defaults(func=_cmd_run)
     t = sub.add_parser("tune", help="search a method's hyper-parameters on validation requests (config `tune:`)")
