@@ -86,9 +86,9 @@ def test_a_transform_runs_at_every_read_and_changes_the_result(problem):
     kw = dict(method="rl", epochs=2, seed=0)
     res = unlearn(model, plain, FORGET, **kw)
     assert res.info["data_path"] == "streaming"  # auto: the Dataset holds a transform
-    # the check pass and two epochs read every sample three times; item 0 is read three times more
-    # (the memory estimate of the auto choice, the (x, y) check, the model's output-size probe)
-    assert plain.reads == 3 * len(y) + 3
+    # the check pass and two epochs read every sample three times; item 0 is read twice more
+    # (the (x, y) check and the model's output-size probe)
+    assert plain.reads == 3 * len(y) + 2
     same_as_tensors = unlearn(model, ((x.float() / 255), y), FORGET, **kw)
     assert same(res.model, same_as_tensors.model)
     shifted = unlearn(model, Shift(x, y, 0.2), FORGET, **kw)
@@ -136,6 +136,15 @@ def test_streamed_data_is_checked_up_front(problem):
     loud = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
     with pytest.raises(ValueError, match="the DataLoader shuffles"):
         unlearn(model, loud, FORGET, method="rl", data_path="streaming")
+    triples = DataLoader(TensorDataset(x, y, torch.arange(len(y))), batch_size=8)
+    with pytest.raises(ValueError, match=r"train: DataLoader batch 0 must be an \(x, y\) pair, got 3 values"):
+        unlearn(model, triples, FORGET, method="rl")
+    onehot = torch.nn.functional.one_hot(y, 10)
+    with pytest.raises(ValueError, match="looks one-hot"):
+        unlearn(model, TensorDataset(x, onehot), FORGET, method="rl", data_path="streaming")
+    loud_images = TensorDataset(x.float(), y)  # 0..255 floats
+    with pytest.raises(ValueError, match=r"images must be uint8 or float in \[0, 1\], got float values in \[0, 255\]"):
+        unlearn(model, loud_images, FORGET, method="rl", data_path="streaming")
     sampled = DataLoader(TensorDataset(x, y), batch_size=8, sampler=list(range(len(y)))[::-1])
     with pytest.raises(ValueError, match="the DataLoader has its own sampler"):
         unlearn(model, sampled, FORGET, method="rl")

@@ -221,14 +221,16 @@ def choose_data_path(data, data_path: str, method: str, name: str = "train") -> 
         return "resident"
     loader = isinstance(data, DataLoader)
     dataset = data.dataset if loader else data
-    fits = isinstance(dataset, IterableDataset) or _dataset_fits(dataset, name)
-    if not (loader or has_transform(dataset) or not fits):
+    if isinstance(dataset, IterableDataset):  # no positions to stream by: read it once
+        return "resident"
+    transform = has_transform(dataset)
+    if not (loader or transform) and _dataset_fits(dataset, name):
         return "resident"
     if streams:
         return "streaming"
-    if not fits:
+    if not _dataset_fits(dataset, name):
         raise ValueError(f"{name}: the data does not fit in memory and {refusal}")
-    if has_transform(dataset):
+    if transform:
         warnings.warn(f"method {method!r} does not stream, so {name} is read into memory once and its "
                       "transforms run once per sample; pass data_path='resident' to choose this knowingly",
                       stacklevel=3)
