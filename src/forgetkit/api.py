@@ -200,7 +200,8 @@ def choose_data_path(data, data_path: str, method: str, name: str = "train") -> 
     ``"auto"``: tensors (a Split or an ``(x, y)`` pair) are resident. A DataLoader, a Dataset holding
     a transform (:func:`has_transform`) or a Dataset too large for ``MEMORY_FRACTION`` of RAM is
     streamed, so transforms run at every read; any other Dataset is read into memory once (the fast
-    path, same result). A method that cannot stream (``Method.streams`` False) gets resident data:
+    path, same result); a DataLoader over an iterable dataset is read into memory once (it has no
+    positions to stream by). A method that cannot stream (``Method.streams`` False) gets resident data:
     with a warning when the data holds a transform (then drawn once per sample), refused when it
     does not fit. ``"resident"`` / ``"streaming"`` force a path; streaming a method that cannot
     stream is refused, naming the method.
