@@ -64,3 +64,14 @@ def test_a_named_request_is_reported_by_its_shape_name(tmp_path):
     run_experiment(parse_config(raw), tmp_path)
     with ResultStore(tmp_path / "results.sqlite") as store:
         assert {r["request"] for r in store.rows()} == {"random 10 %"}
+
+
+def test_smoke_keeps_a_class_request_for_class_only_methods():
+    from forgetkit.bench.config import smoke
+
+    raw = {**CFG, "requests": [{"kind": "random", "fraction": 0.1}, {"kind": "longtail", "ratio": 0.3, "gamma": 1.0},
+                               {"kind": "random", "fraction": 0.2}, {"kind": "class", "classes": [4]},
+                               {"kind": "class", "classes": [5]}, {"kind": "class", "classes": [6], "role": "validation"}]}
+    kinds = [(r["kind"], r.get("classes"), r.get("role", "report")) for r in smoke(raw)["requests"]]
+    assert kinds == [("random", None, "report"), ("longtail", None, "report"), ("class", [4], "report"),
+                     ("class", [6], "validation")]

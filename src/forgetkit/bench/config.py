@@ -192,16 +192,21 @@ def _set_path(raw: dict, key: str, value) -> None:
 
 
 def smoke(raw: dict) -> dict:
-    """Shrink data, epochs, iterations, seeds (first) and reported requests (first two) so any
-    preset runs in about a minute on CPU: a check that it works, not a result."""
+    """Shrink data, epochs, iterations, seeds (first) and reported requests (first two, plus the
+    first class request if they hold none) so any preset runs in about a minute on CPU: a check that
+    it works, not a result."""
     raw = copy.deepcopy(raw)
     raw["train_size"] = min(raw.get("train_size") or SMOKE["train_size"], SMOKE["train_size"])
     raw["test_size"] = min(raw.get("test_size") or SMOKE["test_size"], SMOKE["test_size"])
-    raw.setdefault("train", {})["epochs"] = min(raw["train"].get("epochs", 20), SMOKE["train_epochs"])
+    train = raw.setdefault("train", {})
+    train["epochs"] = min(train.get("epochs", 20), SMOKE["train_epochs"])
     raw["seeds"] = (raw.get("seeds") or [0])[:1]
     reported = [r for r in raw.get("requests", []) if r.get("role", "report") == "report"]
     others = [r for r in raw.get("requests", []) if r.get("role", "report") != "report"]
-    raw["requests"] = reported[:SMOKE["requests"]] + others
+    kept = reported[:SMOKE["requests"]]
+    if not any(r.get("kind") == "class" for r in kept):  # class-only methods and evaluators need one
+        kept += [r for r in reported if r.get("kind") == "class"][:1]
+    raw["requests"] = kept + others
     from ..methods import METHODS
     from ..metrics.evaluators import EVALUATORS
 
