@@ -204,7 +204,8 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
     """Run (or resume) every study and write the recipes; returns tune_report.md.
 
     One ``method``: its best settings are also run on the reported requests (``final/``).
-    ``only``: tune just these labels of a ``methods`` section (to split the work between processes).
+    ``only``: tune just these labels of a ``methods`` section, in this order (to split the work
+    between processes, cheap studies first).
     """
     import optuna
 
@@ -220,7 +221,7 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
         if unknown:
             raise ValueError(f"--methods: {unknown} are not tuned by this config; tuned: "
                              f"{[labels[mi] for mi in spaces]}")
-        spaces = {mi: sp for mi, sp in spaces.items() if labels[mi] in only}
+        spaces = {labels.index(w): spaces[labels.index(w)] for w in dict.fromkeys(only)}  # in the order given
     n_trials = spec.get("trials", 20) if n_trials is None else n_trials
     rule = spec.get("rule", "avg_gap_on_validation")
     out_dir = Path(out_dir)
