@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 
 from forgetkit.bench.grid import ORIGINAL, RETRAIN
 from forgetkit.bench.report import load_run
-from forgetkit.metrics.audit import TARGET_MARGIN, audit_scores, decode_scores
+from forgetkit.metrics.audit import TARGET_MARGIN, TARGET_MARGIN_BELOW, audit_scores, decode_scores
 from forgetkit.metrics.core import unlearning_deviation
 
 GAP_TAU = 0.02
@@ -64,13 +64,14 @@ def _weighted(evidence, key) -> float:
     return float(w @ [key(e) for e in evidence] / w.sum())
 
 
-def cell_records(run: Path, *, margin: float, target_margin: float, n_boot: int) -> list[dict]:
+def cell_records(run: Path, *, margin: float, target_margin: float, target_margin_below: float,
+                 n_boot: int) -> list[dict]:
     """One record per unlearned row that has stored scores and both reference rows."""
     _, rows, _, arts = load_run(run, with_artifacts=True)
     by = {(r["method"], r["request"], r["seed"]): r for r in rows}
     out = []
     for row in rows:
-        if row["method"] in (ORIGINAL, RETRAIN):
+        if row["method"] == ORIGINAL:
             continue
         ref, orig = by.get((RETRAIN, row["request"], row["seed"])), by.get((ORIGINAL, row["request"], row["seed"]))
         if ref is None or orig is None or not all("audit_scores" in arts[x["key"]] for x in (row, ref, orig)):
@@ -80,7 +81,8 @@ def cell_records(run: Path, *, margin: float, target_margin: float, n_boot: int)
         accuracy = {k: v for k, v in stored["accuracy"].items() if k in ("retain", "test")}
         res = audit_scores(a, o, num_classes=int(row["provenance"]["num_classes"]), accuracy=accuracy,
                            forget_classes=stored["settings"]["forget_classes"], margin=margin,
-                           target_margin=target_margin, n_boot=n_boot, seed=int(row["seed"]))
+                           target_margin=target_margin, target_margin_below=target_margin_below, n_boot=n_boot,
+                           seed=int(row["seed"]))
         yf = a["forget_y"]
         kept = [e for e in res.target.per_class if not e.removed]
         same = {e.cls: e for e in res.after.per_class}
@@ -94,6 +96,7 @@ def cell_records(run: Path, *, margin: float, target_margin: float, n_boot: int)
                             "same_auc": same[e.cls].auc, "same_verdict": same[e.cls].verdict,
                             **_retrain_measures(a, r, m)})
         rec = {"method": row["method"], "request": row["request"], "seed": row["seed"],
+               "reference": row["method"] == RETRAIN,
                "time_s": row["metrics"]["time_s"], "avg_gap": row["metrics"].get("AvgGap"),
                "stopped_at": arts[row["key"]].get("stopped_at"), "estimated_gap": res.estimated_gap,
                "n_kept_classes": len(kept), "n_removed_classes": len(classes) - len(kept), "classes": classes,
@@ -139,7 +142,24 @@ def agreement(items, verdict_key: str) -> dict:
             if items else None}
 
 
+def false_alarms(refs: list[dict]) -> dict:
+    """The audit of the Retrain rows themselves (a model that never saw the forget set): how often
+    it flags them, and where their target AUC sits."""
+    part = [r for r in refs if r["n_kept_classes"]]
+    kept = [c for r in refs for c in r["classes"] if not c["removed"] and c["target_verdict"] != "too few samples"]
+    flags = ("under-forgotten", "over-forgotten")
+    return {"retrain_rows": len(refs),
+            "request_flagged": float(np.mean([r["target_verdict"] in flags for r in part])) if part else None,
+            "class_flagged": float(np.mean([c["target_verdict"] in flags for c in kept])) if kept else None,
+            "removed_class_flagged": float(np.mean([c["target_verdict"] in flags for r in refs for c in r["classes"]
+                                                    if c["removed"]])) if any(r["n_removed_classes"] for r in refs) else None,
+            "target_auc": {r["request"] + f" s{r['seed']}": round(r["target_auc"], 3) for r in part},
+            "same_request_flagged": float(np.mean([r["same_verdict_kept"] in flags for r in part])) if part else None}
+
+
 def summarise(records: list[dict]) -> dict:
+    refs = [r for r in records if r["reference"]]
+    records = [r for r in records if not r["reference"]]
     part = [r for r in records if r["n_kept_classes"]]
     kept = [c for r in records for c in r["classes"] if not c["removed"] and c["target_verdict"] != "too few samples"]
     removed = [c for r in records for c in r["classes"] if c["removed"]]
@@ -161,12 +181,13 @@ def summarise(records: list[dict]) -> dict:
     s["direction_class_target"] = agreement(kept, "target_verdict")
     s["direction_class_same"] = agreement(kept, "same_verdict")
     s["direction_removed_classes"] = agreement(removed, "target_verdict")
+    s["false_alarms_on_retrain"] = false_alarms(refs)
     return s
 
 
 def stop_table(records: list[dict]) -> list[dict]:
     """Per (request, method): time and Avg. Gap of the fixed run and of its @stop twin, over seeds."""
-    by = {(r["method"], r["request"], r["seed"]): r for r in records}
+    by = {(r["method"], r["request"], r["seed"]): r for r in records if not r["reference"]}
     out = []
     for (m, req, seed), r in sorted(by.items()):
         if "@stop" in m:
@@ -182,11 +203,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="run directory (results.sqlite) made with metrics.audit: true")
     ap.add_argument("--margin", type=float, default=0.02, help="the same-model comparison's margin")
-    ap.add_argument("--target-margin", type=float, default=TARGET_MARGIN, help="the target comparison's margin")
+    ap.add_argument("--target-margin", type=float, default=TARGET_MARGIN, help="the target comparison's margin above 0.5")
+    ap.add_argument("--target-margin-below", type=float, default=TARGET_MARGIN_BELOW,
+                    help="the target comparison's margin below 0.5")
     ap.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of each audit")
     ap.add_argument("--out", help="JSON file for the records and the summary (default RUN/agreement.json)")
     a = ap.parse_args()
-    records = cell_records(Path(a.run), margin=a.margin, target_margin=a.target_margin, n_boot=a.n_boot)
+    records = cell_records(Path(a.run), margin=a.margin, target_margin=a.target_margin,
+                           target_margin_below=a.target_margin_below, n_boot=a.n_boot)
     if not records:
         raise SystemExit(f"{a.run}: no unlearned row with stored audit scores and both reference rows yet")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -109,3 +109,32 @@ def test_target_margin_is_validated():
     with pytest.raises(ValueError, match="margin"):
         audit_scores(d, d, num_classes=1, target_margin=0.6)
     assert stats.verdict(0.5, (0.49, 0.51), 1.0, margin=0.05) == "faithful"
+
+
+def test_a_removed_class_is_judged_on_the_models_own_predictions_in_the_target_too():
+    """The original still recognises held-out images of the removed class; the unlearned model does
+    not: the target side must count the unlearned model's predictions, not the original's."""
+    y = np.repeat([0, 1], 200)
+    gone = np.where(y == 1, -10.0, 2.0) + np.random.default_rng(0).normal(0, 0.1, 400)  # p(class 1) ≈ 5e-5
+    after = {"forget": gone, "forget_correct": y == 0, "forget_y": y,
+             "heldout": gone.copy(), "heldout_correct": y == 0, "heldout_y": y}
+    before = after | {"forget": gone * 0 + 3.0, "heldout": gone * 0 + 2.0,
+                      "forget_correct": np.ones(400, bool), "heldout_correct": np.ones(400, bool)}
+    r = audit_scores(after, before, num_classes=2, forget_classes=[1], n_boot=10)
+    one = [e for e in r.target.per_class if e.cls == 1][0]
+    assert one.removed and one.verdict == "faithful" and one.acc_heldout == 0.0
+    assert [e for e in r.before.per_class if e.cls == 1][0].verdict == "under-forgotten"
+    # never predicted, but still given probability 0.12 on average: a trace a retrained model would not leave
+    faint = after | {"forget": np.where(y == 1, -2.0, 2.0), "heldout": np.where(y == 1, -2.0, 2.0)}
+    r = audit_scores(faint, before, num_classes=2, forget_classes=[1], n_boot=10)
+    assert [e for e in r.target.per_class if e.cls == 1][0].verdict == "under-forgotten"
+
+
+def test_mean_above_test_is_the_t_test():
+    from scipy import stats as st
+
+    x = np.random.default_rng(4).random(50) * 0.1
+    p, upper = stats.mean_above_test(x, 0.04)
+    t = (x.mean() - 0.04) / (x.std(ddof=1) / np.sqrt(50))
+    assert p == pytest.approx(1 - st.t.cdf(t, 49)) and upper == pytest.approx(
+        x.mean() + st.t.ppf(0.95, 49) * x.std(ddof=1) / np.sqrt(50))

@@ -189,23 +189,25 @@ VERDICTS = ("under-forgotten", "faithful", "over-forgotten", "inconclusive", "to
 
 
 def verdict(auc_value: float, ci: tuple[float, float], p_adjusted: float, *, alpha: float = 0.05,
-            margin: float = 0.02) -> str:
+            margin: float = 0.02, margin_below: float | None = None) -> str:
     """Direction of one comparison, never stronger than the data allow.
 
     under-/over-forgotten: the rank test rejects "looks unseen" at family-wise level ``alpha``
-    AND the AUC is more than ``margin`` away from 0.5 (a difference too small to matter is not
-    flagged). faithful: the interval lies inside 0.5 ± ``margin`` (positive evidence of
-    equivalence). Anything else: inconclusive.
+    AND the AUC is more than ``margin`` above (``margin_below``, default ``margin``, below) 0.5 (a
+    difference too small to matter is not flagged). faithful: the interval lies inside
+    [0.5 − margin_below, 0.5 + margin] (positive evidence of equivalence). Anything else: inconclusive.
     """
+    below = margin if margin_below is None else margin_below
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    if not 0.0 <= margin < 0.5:
-        raise ValueError(f"margin must be in [0, 0.5), got {margin}")
+    for name, m in (("margin", margin), ("margin_below", below)):
+        if not 0.0 <= m < 0.5:
+            raise ValueError(f"{name} must be in [0, 0.5), got {m}")
     if p_adjusted < alpha and auc_value > 0.5 + margin:
         return "under-forgotten"
-    if p_adjusted < alpha and auc_value < 0.5 - margin:
+    if p_adjusted < alpha and auc_value < 0.5 - below:
         return "over-forgotten"
-    if 0.5 - margin <= ci[0] and ci[1] <= 0.5 + margin:
+    if 0.5 - below <= ci[0] and ci[1] <= 0.5 + margin:
         return "faithful"
     return "inconclusive"
 
@@ -224,17 +226,35 @@ def share_upper_bound(k: int, n: int, level: float = 0.95) -> float:
     return 1.0 if k == n else float(_st.beta.ppf(level, k + 1, n - k))
 
 
-def removed_class_verdict(upper: float, p_adjusted: float, *, alpha: float = 0.05, tolerance: float = 0.01) -> str:
-    """Verdict for a class removed whole: a retrained model never predicts a class it never saw.
+def removed_class_verdict(upper: float, p_adjusted: float, *, alpha: float = 0.05, tolerance: float = 0.01,
+                          prob_upper: float | None = None, prob_tolerance: float = 0.02) -> str:
+    """Verdict for a class removed whole: a retrained model never predicts a class it never saw,
+    and gives it hardly any probability.
 
-    under-forgotten: the share of this class's (forget and held-out) samples still predicted as
-    the class is above ``tolerance`` at family-wise level ``alpha``; faithful: its upper bound is
-    at most ``tolerance``; otherwise inconclusive. (Predicting a removed class less than never is
-    impossible, so there is no over-forgotten here.)
+    under-forgotten: the test(s) behind ``p_adjusted`` reject "forgotten" at family-wise level
+    ``alpha`` (the share still predicted above ``tolerance``, or the mean probability of the class
+    above ``prob_tolerance``); faithful: the share's upper bound is at most ``tolerance`` and, when
+    given, the mean probability's upper bound ``prob_upper`` at most ``prob_tolerance``; otherwise
+    inconclusive. (Predicting a removed class less than never is impossible, so there is no
+    over-forgotten here.)
     """
     if p_adjusted < alpha:
         return "under-forgotten"
-    return "faithful" if upper <= tolerance else "inconclusive"
+    ok = upper <= tolerance and (prob_upper is None or prob_upper <= prob_tolerance)
+    return "faithful" if ok else "inconclusive"
+
+
+def mean_above_test(x, value: float, level: float = 0.95) -> tuple[float, float]:
+    """(one-sided p of "mean > value", one-sided upper ``level`` bound of the mean): Student t."""
+    a = _sample(x, "x")
+    if len(a) < 2:
+        raise ValueError("mean_above_test needs at least two values")
+    se = float(a.std(ddof=1) / np.sqrt(len(a)))
+    m = float(a.mean())
+    if se == 0.0:
+        return (0.0 if m > value else 1.0), m
+    t = _st.t(len(a) - 1)
+    return float(t.sf((m - value) / se)), float(m + t.ppf(level) * se)
 
 
 # --------------------------------------------------------------------------------------------
