@@ -160,3 +160,13 @@ def test_a_collapsed_model_cannot_move_the_targets():
 def test_bad_options_name_the_field(options, field):
     with pytest.raises(ValueError, match=field):
         build_method("request_aware", **options)
+
+
+def test_deflated_moves_down_in_log_odds():
+    from forgetkit.methods.request_aware import deflated
+
+    q = torch.tensor([0.5, 0.9, 0.999, 0.01])
+    out = deflated(q, 1.5)
+    for a, b in zip(q.tolist(), out.tolist()):
+        assert b == pytest.approx(1 / (1 + math.exp(-(math.log(a / (1 - a)) - 1.5))), rel=1e-5)
+    assert torch.equal(deflated(q, 0.0), q)

@@ -22,6 +22,10 @@ Not from a paper; it combines three papers' ideas on forgetkit's engine:
   retrained model's (measured: MNIST-5k, γ = 2, docs/methods.md); random requests shift every
   class alike, so their targets do not move.
 
+The quantile targets are then lowered by δ in log-odds (``deflate``, ours): a retrained model saw
+less data and is less confident on everything, the forget set included (MIA-Efficacy reads exactly
+that), so the original's unseen-data confidence is an over-estimate of the retrained model's.
+
 Targets are fixed before the first step, so no collapse during unlearning can move them. Loss:
 soft cross-entropy to the targets on forget samples + CE on retain samples, one shuffled loader
 (engine mixing ``mixed``, as RL), so a run costs RL's steps plus two forward passes.
@@ -161,6 +165,7 @@ class RequestAware(EngineMethod):
     paper_name: ClassVar[str] = "RA-Targets (ours)"
     needs: ClassVar[frozenset] = frozenset({"forget", "retain"})
     supports_weighting: ClassVar[bool] = True
+    smoke_caps: ClassVar[dict] = {"epochs": 1}
     tune_space: ClassVar[dict] = {
         "lr": {"low": 1e-3, "high": 1e-1, "log": True},
         "epochs": {"choices": [2, 5, 10]},
@@ -199,7 +204,8 @@ class RequestAware(EngineMethod):
             raise ValueError(f"combine must be one of {sorted(COMBINE)}, got {self.combine!r}")
 
     def parts(self, model, ctx):
-        return Parts(forget=SoftTargetCE(lambda c: context_targets(c, self.beta, self.prior_power, self.deflate)), retain=RetainCE())
+        targets = SoftTargetCE(lambda c: context_targets(c, self.beta, self.prior_power, self.deflate))
+        return Parts(forget=targets, retain=RetainCE())
 
     def loop(self):
         cfg = super().loop()
