@@ -156,7 +156,8 @@ def test_a_collapsed_model_cannot_move_the_targets():
     assert torch.equal(before, objective._t)
 
 
-@pytest.mark.parametrize("options, field", [({"prior_power": -1.0}, "prior_power"), ({"combine": "sum"}, "combine")])
+@pytest.mark.parametrize("options, field", [({"prior_power": -1.0}, "prior_power"), ({"deflate": -0.5}, "deflate"),
+                                            ({"combine": "sum"}, "combine")])
 def test_bad_options_name_the_field(options, field):
     with pytest.raises(ValueError, match=field):
         build_method("request_aware", **options)
