@@ -121,3 +121,21 @@ def test_forgetkit_run_progress_metrics(tmp_path, capsys):
     assert epoch_lines(capsys.readouterr().out) == []
     assert main(["run", str(cfg), "--out", str(tmp_path / "q"), "--quiet", "--progress", "metrics"]) == 2
     assert "--quiet and --progress metrics contradict" in capsys.readouterr().err
+
+
+def test_config_progress_metrics_is_display_only(tmp_path, capsys):
+    from forgetkit.bench.config import parse_config, yaml_load
+    from forgetkit.bench.grid import plan
+    from forgetkit.cli import main
+
+    raw = yaml_load(SWEEP)
+    assert [c.key for c in plan(parse_config({**raw, "progress": "metrics"}))] == [c.key for c in plan(parse_config(raw))]
+    assert "progress" not in parse_config({**raw, "progress": "metrics"}).model_dump()
+    with pytest.raises(ValueError, match="progress"):
+        parse_config({**raw, "progress": "loud"})
+    cfg = tmp_path / "live.yaml"
+    cfg.write_text(SWEEP + "progress: metrics\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "on")]) == 0
+    assert len(epoch_lines(capsys.readouterr().out)) == 2
+    assert main(["run", str(cfg), "--out", str(tmp_path / "bars"), "--progress", "bars"]) == 0  # the flag wins
+    assert epoch_lines(capsys.readouterr().out) == []
