@@ -138,3 +138,14 @@ def test_mean_above_test_is_the_t_test():
     t = (x.mean() - 0.04) / (x.std(ddof=1) / np.sqrt(50))
     assert p == pytest.approx(1 - st.t.cdf(t, 49)) and upper == pytest.approx(
         x.mean() + st.t.ppf(0.95, 49) * x.std(ddof=1) / np.sqrt(50))
+
+
+def test_kept_classes_overshot_and_a_removed_class_still_known_is_mixed():
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1], 200)
+    before = {"forget": rng.normal(2, 1, 400), "forget_correct": np.ones(400, bool), "forget_y": y,
+              "heldout": rng.normal(2, 1, 400), "heldout_correct": np.ones(400, bool), "heldout_y": y}
+    # class 0 (kept in part) pushed far below the original's unseen level; class 1 (removed whole) still predicted
+    after = before | {"forget": np.where(y == 0, rng.normal(-3, 1, 400), 2.0)}
+    r = audit_scores(after, before, num_classes=2, forget_classes=[1], n_boot=20)
+    assert r.target.kept_verdict == "over-forgotten" and r.verdict == "mixed"

@@ -29,7 +29,31 @@ VERDICT_WORDS = {
                       "which is itself a trace an attacker can notice",
     "inconclusive": "the data cannot tell: no clear difference, but not enough evidence of none either",
     "too few samples": "too few deleted or unseen samples of this class to decide: no verdict",
+    "mixed": "some classes still look more familiar than unseen data, others less: see the classes below",
 }
+
+TARGET_WORDS = {
+    "under-forgotten": "the model is still surer of the deleted samples than the original model was of unseen "
+                       "samples of their class (a model retrained without them would be about that sure): traces remain",
+    "faithful": "the model is about as sure of the deleted samples as the original was of unseen samples of their "
+                "class, within the margins: where a retrained model would be",
+    "over-forgotten": "the model is much less sure of the deleted samples than the original was of unseen ones: the "
+                      "removal overshot, which is itself a trace an attacker can notice",
+    "inconclusive": "the data cannot tell: no clear difference, but not enough evidence of none either",
+    "too few samples": "too few deleted or unseen samples of this class to decide: no verdict",
+    "mixed": "the model keeps traces of some classes and overshot on others: see the classes below",
+}
+
+TARGET_EXPLAINED = """\
+**The headline comparison** (with the original model): the deleted samples under the model now,
+against unseen samples under the *original* model. A model retrained without the deleted samples
+would be about as sure of them as the original is of data it never saw, so this asks whether the
+model's confidence on the deleted samples has come down to that level — no further, no less. A
+model retrained on less data is a little less sure of unseen data than the original, so the
+band is wider below: under-forgotten above {upper}, over-forgotten below {lower} (AUC), faithful
+when the whole interval lies within. It cannot know how a retrained model would behave when a
+request takes away most of a class (or a whole class that others resemble): there even a
+retrained model moves away from the original, and the verdict on those classes is least reliable."""
 
 CAN_AND_CANNOT = """\
 **What this evidence can show.** Whether, to the model as it is now, the deleted samples look like
@@ -183,7 +207,9 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
     split_words = {"forget": "deleted (forget set)", "heldout": "unseen (held-out)", "retain": "kept (retain set)",
                    "test": "test"}
     acc_rows = [[split_words[k], _f(v.get("before"), 1), _f(v.get("after"), 1)] for k, v in result.accuracy.items()]
-    tally = {v: sum(e.verdict == v for e in result.per_class) for v in VERDICT_WORDS}
+    head = result.target or result.after
+    words = TARGET_WORDS if result.target is not None else VERDICT_WORDS
+    tally = {v: sum(e.verdict == v for e in head.per_class) for v in VERDICT_WORDS}
     per_class_line = "Per class: " + ", ".join(f"{n} {v}" for v, n in tally.items() if n) + "."
     mem = [("after", result.after.membership)] + ([("before", result.before.membership)] if result.before else [])
     mem_rows = [[side, m.reference, str(m.n_members), str(m.n_nonmembers), _f(m.auc), _pct(m.tpr_at_1pct_fpr),
@@ -193,13 +219,16 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     statement = CAN_AND_CANNOT.format(alpha=st["alpha"], margin=st["margin"], level=st["interval_level"],
                                       tolerance=st["tolerance"])
-    verdict_line = f"**Verdict: {result.verdict}** — {VERDICT_WORDS[result.verdict]}. {per_class_line}"
+    verdict_line = f"**Verdict: {result.verdict}** — {words[result.verdict]}. {per_class_line}"
     mem_note = ("A dash means too few unseen samples to measure that false-alarm rate "
                 "(1 % needs at least 100, 0.1 % at least 1,000).")
     meta = [("what was asked", f"forget {sum(counts.values())} samples ({asked})"),
             ("method", method or "not given"),
             ("method settings", json.dumps(method_settings, sort_keys=True) if method_settings else "not given"),
             ("unlearning time", f"{unlearn_seconds:.1f} s" if unlearn_seconds is not None else "not given"),
+            ("estimated gap to a retrained model", "not available (needs the original and retain data)"
+             if result.estimated_gap is None else f"{result.estimated_gap:.2f} points (mean |FA − FA*|, |RA − RA*|, "
+             "|TA − TA*| with the original standing in for a retrained model; FaLW's Avg. Gap without its MIA term)"),
             ("audit time", f"{result.seconds:.1f} s"),
             ("audit settings", f"alpha {st['alpha']}, margin {st['margin']}, min samples {st['min_samples']}, "
                                f"{st['n_boot']} bootstrap resamples, seed {st['seed']}, score: {st['score']}"),
@@ -211,6 +240,17 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
                   "The model lost accuracy on data it never saw too; comparing deleted with unseen samples "
                   "cannot see damage that hits both, so read the verdict together with the accuracies.")
         verdict_line += " " + damage
+    target_md = target_html = ""
+    if result.target is not None:
+        t_rows = _evidence_rows([result.target.overall] + result.target.per_class, {}, names)
+        t_rows = [r[:6] + [r[6], f"**{r[8].strip('*')}**"] for r in t_rows]
+        t_header = ["class", "deleted", "unseen", "AUC vs original on unseen", "95 % interval", "p (adjusted)",
+                    "accuracy deleted now / unseen under the original (%)", "verdict"]
+        explained = TARGET_EXPLAINED.format(upper=0.5 + st["target_margin"], lower=0.5 - st["target_margin_below"])
+        target_md = ("## Evidence: is the model as sure of the deleted samples as a retrained model would be?\n\n"
+                     + explained + "\n\n" + _md_table(t_header, t_rows))
+        target_html = (f"<h2>Evidence: is the model as sure of the deleted samples as a retrained model would be?</h2>"
+                       f"<p>{html.escape(explained).replace('**', '')}</p>{_html_table(t_header, t_rows)}")
     missing = [s for s in ("retain", "test") if s not in result.accuracy]
     acc_note = f"\n\n({' and '.join(missing)} data not given.)" if missing else ""
 
@@ -218,7 +258,8 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
         f"# {title}", verdict_line,
         _md_table(["", ""], [[k, v] for k, v in meta]),
         "## Accuracy before and after\n\n" + _md_table(["split", "before (%)", "after (%)"], acc_rows) + acc_note,
-        "## Evidence: do deleted samples look like unseen samples of their class?\n\n"
+        *([target_md] if target_md else []),
+        "## Evidence: can this model tell deleted samples from unseen samples of their class?\n\n"
         + _md_table(EVIDENCE_HEADER, rows),
         "## Membership test\n\n" + _md_table(mem_header, mem_rows) + "\n\n" + mem_note,
         "Per-class histograms: see audit.html.",
@@ -230,10 +271,11 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
 .v{{font-size:120%;padding:.5em;background:#f3f3f3}}</style></head><body>
-<h1>{html.escape(title)}</h1><p class="v"><b>Verdict: {html.escape(result.verdict)}</b> — {html.escape(VERDICT_WORDS[result.verdict])}. {html.escape(per_class_line)} {html.escape(damage)}</p>
+<h1>{html.escape(title)}</h1><p class="v"><b>Verdict: {html.escape(result.verdict)}</b> — {html.escape(words[result.verdict])}. {html.escape(per_class_line)} {html.escape(damage)}</p>
 {_html_table(["", ""], [[k, v] for k, v in meta])}
 <h2>Accuracy before and after</h2>{_html_table(["split", "before (%)", "after (%)"], acc_rows)}{html.escape(acc_note)}
-<h2>Evidence: do deleted samples look like unseen samples of their class?</h2>{_html_table(EVIDENCE_HEADER, rows)}
+{target_html}
+<h2>Evidence: can this model tell deleted samples from unseen samples of their class?</h2>{_html_table(EVIDENCE_HEADER, rows)}
 <h2>Membership test</h2>{_html_table(mem_header, mem_rows)}<p>{html.escape(mem_note)}</p>
 <h2>Deleted vs unseen, per class</h2><img alt="histograms" src="data:image/png;base64,{png}" style="max-width:100%">
 <h2>What this evidence can and cannot show</h2>{para}</body></html>

@@ -185,7 +185,8 @@ def compare(pos, neg, *, n_boot: int = 500, level: float = 0.95, seed: int = 0) 
                       null_auc_variance(p, n), reps)
 
 
-VERDICTS = ("under-forgotten", "faithful", "over-forgotten", "inconclusive", "too few samples")
+VERDICTS = ("under-forgotten", "faithful", "over-forgotten", "inconclusive", "too few samples", "mixed")
+"""a comparison's verdicts; "mixed" only for an overall verdict (some classes under-, others over-forgotten)"""
 
 
 def verdict(auc_value: float, ci: tuple[float, float], p_adjusted: float, *, alpha: float = 0.05,

@@ -171,7 +171,9 @@ class AuditResult:
 
     @property
     def verdict(self) -> str:
-        return self.after.overall.verdict
+        """The headline: the target comparison's verdict when ``original`` was given (it agrees
+        with Retrain-based directions, docs/audit.md), else the same-model comparison's."""
+        return (self.target or self.after).overall.verdict
 
     @property
     def per_class(self) -> list[Evidence]:
@@ -187,7 +189,8 @@ class AuditResult:
 
     def to_dict(self) -> dict:
         """JSON-ready: NaN as None, per-sample scores left out (for a run's store or audit.json)."""
-        return jsonable({"verdict": self.verdict, "num_classes": self.num_classes, "after": self.after.to_dict(),
+        return jsonable({"verdict": self.verdict, "same_model_verdict": self.after.overall.verdict,
+                "num_classes": self.num_classes, "after": self.after.to_dict(),
                 "before": None if self.before is None else self.before.to_dict(),
                 "target": None if self.target is None else self.target.to_dict(),
                 "estimated_gap": self.estimated_gap, "accuracy": self.accuracy,
@@ -354,10 +357,13 @@ def _evidence(scope, cls, pf, cf, ph, ch, cmp: stats.Comparison, p_value, p_ks, 
 
 
 def _combine(verdicts: list[str]) -> str:
-    """One verdict from several: any flag wins (under before over), all faithful is faithful."""
-    for flag in ("under-forgotten", "over-forgotten"):
-        if flag in verdicts:
-            return flag
+    """One verdict from several: any flag wins ("mixed" when some parts are under- and others
+    over-forgotten), all faithful is faithful."""
+    flags = [f for f in ("under-forgotten", "over-forgotten") if f in verdicts]
+    if len(flags) == 2:
+        return "mixed"
+    if flags:
+        return flags[0]
     if verdicts and all(v == "faithful" for v in verdicts):
         return "faithful"
     return "too few samples" if verdicts and all(v == "too few samples" for v in verdicts) else "inconclusive"
