@@ -62,6 +62,17 @@ def test_streaming_gives_the_resident_model(problem, method, options):
     assert not same(resident.model, model)  # the run changed the model
 
 
+def test_a_stop_rule_reads_the_streamed_forget_set_and_stops_at_the_same_step(problem):
+    model, x, y, held = problem
+    kw = dict(method="ga", epochs=20, lr=0.02, batch_size=16, seed=0, heldout=held, forget_classes=[0],
+              stop={"when": "indistinguishable", "every": 2})
+    resident = unlearn(model, (x, y), FORGET, data_path="resident", **kw)
+    streamed = unlearn(model, TensorDataset(x, y), FORGET, data_path="streaming", **kw)
+    assert resident.info["stopped_at"] is not None and resident.info["stopped_at"] < 20 * 3  # it stopped early
+    assert streamed.info["stopped_at"] == resident.info["stopped_at"]
+    assert same(resident.model, streamed.model, atol=0)
+
+
 def test_a_dataloader_streams_with_its_workers_and_collate(problem):
     model, x, y, _ = problem
     calls = []
