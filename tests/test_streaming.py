@@ -73,6 +73,18 @@ def test_a_stop_rule_reads_the_streamed_forget_set_and_stops_at_the_same_step(pr
     assert same(resident.model, streamed.model, atol=0)
 
 
+def test_streaming_leaves_the_global_rng_to_the_model(problem):
+    """Dropout draws from the global RNG: the streaming loaders must not draw from it too."""
+    _, x, y, _ = problem
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Dropout(0.3),
+                                torch.nn.Linear(32, 10))
+    kw = dict(method="rl", epochs=2, seed=0)
+    resident = unlearn(model, (x, y), FORGET, data_path="resident", **kw)
+    streamed = unlearn(model, TensorDataset(x, y), FORGET, data_path="streaming", **kw)
+    assert same(resident.model, streamed.model, atol=0)
+
+
 def test_a_dataloader_streams_with_its_workers_and_collate(problem):
     model, x, y, _ = problem
     calls = []

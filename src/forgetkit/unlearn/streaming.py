@@ -17,8 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
-from torch.utils.data._utils.collate import default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 LOADER_OPTIONS = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn",
                   "multiprocessing_context", "prefetch_factor")
