@@ -115,7 +115,8 @@ def test_forgetkit_run_progress_metrics(tmp_path, capsys):
     cfg.write_text(SWEEP)
     assert main(["run", str(cfg), "--out", str(tmp_path / "on"), "--progress", "metrics"]) == 0
     lines = epoch_lines(capsys.readouterr().out)
-    assert [line.split()[2] for line in lines] == ["1", "2"], lines
+    assert [line.split("unlearning epoch ")[1].split()[0] for line in lines] == ["1", "2"], lines
+    assert all(line.startswith("  RL seed 0 request 0: unlearning epoch") for line in lines)  # names its cell
     assert all(re.search(r"forget acc [\d.]+ % \(n=\d+\)  retain acc [\d.]+ % \(n=512\)", line) for line in lines)
     assert main(["run", str(cfg), "--out", str(tmp_path / "off")]) == 0  # sweeps: off by default
     assert epoch_lines(capsys.readouterr().out) == []

@@ -104,6 +104,7 @@ class Progress:
                                TimeElapsedColumn(), transient=False) if enabled and not self.plain else None
         self._step_task = None
         self._tasks: dict[int, dict] = {}
+        self._doing = ""  # the latest description (the cell a metrics line belongs to)
 
     def __enter__(self):
         if self._p:
@@ -135,6 +136,7 @@ class Progress:
         return None
 
     def describe(self, task, text: str):
+        self._doing = text
         if self._p and task is not None:
             self._p.update(task, description=text)
         elif self.plain and task is not None:
@@ -155,7 +157,7 @@ class Progress:
         line per epoch (:class:`EpochMetrics`)."""
         bar = self._steps(label)
         if self.metrics and label == "unlearning":
-            return EpochMetrics(bar, self.note, label=label)
+            return EpochMetrics(bar, self.note, label=f"{self._doing}: {label}" if self._doing else label)
         return bar
 
     def _steps(self, label: str):
