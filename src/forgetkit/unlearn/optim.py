@@ -130,21 +130,20 @@ class Optimisation:
         return {f.name: getattr(self, f.name) for f in fields(Optimisation)}
 
 
-class LoopSGD:
-    """SGD with momentum and weight decay as a plain loop: torch.optim.SGD's single-tensor update (the
-    one it runs on CPU), step for step the same numbers, without a ``torch.optim.Optimizer``.
+class _LoopOptimizer:
+    """An optimiser as a plain loop over tensors, without ``torch.optim.Optimizer``.
 
     Why: constructing any torch.optim optimiser imports ``torch._dynamo`` (its ``add_param_group``,
     ``zero_grad`` and ``step`` are wrapped by ``torch._disable_dynamo``), about a second of CPU on a
     process's first call. ``param_groups`` (their ``lr`` is set by the built-in schedules) and
-    ``state[p]["momentum_buffer"]`` (zeroed under a mask by the engine) are kept as torch keeps them.
+    ``state[p]`` (its buffers zeroed under a mask by the engine) are kept as torch keeps them.
     """
 
-    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+    def __init__(self, params, **group):
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
-        self.param_groups = [{"params": params, "lr": lr, "momentum": momentum, "weight_decay": weight_decay}]
+        self.param_groups = [{"params": params, **group}]
         self.state: dict = defaultdict(dict)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -160,33 +159,75 @@ class LoopSGD:
     @torch.no_grad()
     def step(self) -> None:
         for g in self.param_groups:
-            lr, momentum, wd = g["lr"], g["momentum"], g["weight_decay"]
             for p in g["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if wd != 0:
-                    grad = grad.add(p, alpha=wd)
-                if momentum != 0:
-                    buf = self.state[p].get("momentum_buffer")
-                    if buf is None:
-                        buf = self.state[p]["momentum_buffer"] = grad.detach().clone()
-                    else:
-                        buf.mul_(momentum).add_(grad)
-                    grad = buf
-                p.add_(grad, alpha=-lr)
+                if p.grad is not None:
+                    self._update(p, p.grad, self.state[p], g)
+
+    def _update(self, p: torch.Tensor, grad: torch.Tensor, state: dict, g: dict) -> None:
+        raise NotImplementedError
+
+
+class LoopSGD(_LoopOptimizer):
+    """SGD with momentum and weight decay: torch.optim.SGD's single-tensor update (the one it runs
+    on CPU), step for step the same numbers."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+    def _update(self, p, grad, state, g):
+        if g["weight_decay"] != 0:
+            grad = grad.add(p, alpha=g["weight_decay"])
+        if g["momentum"] != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = grad.detach().clone()
+            else:
+                buf.mul_(g["momentum"]).add_(grad)
+            grad = buf
+        p.add_(grad, alpha=-g["lr"])
+
+
+class LoopAdam(_LoopOptimizer):
+    """Adam (L2 weight decay in the gradient) or, with ``decoupled``, AdamW: torch.optim's
+    single-tensor update (the one it runs on CPU), step for step the same numbers."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, decoupled: bool = False):
+        super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, decoupled=decoupled)
+
+    def _update(self, p, grad, state, g):
+        if not state:
+            state.update(step=0, exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                         exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+        (beta1, beta2), lr, wd = g["betas"], g["lr"], g["weight_decay"]
+        state["step"] += 1
+        if wd != 0:
+            if g["decoupled"]:
+                p.mul_(1 - lr * wd)
+            else:
+                grad = grad.add(p, alpha=wd)
+        state["exp_avg"].lerp_(grad, 1 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = float(state["step"])
+        step_size = lr / (1 - beta1 ** step)
+        denom = (state["exp_avg_sq"].sqrt() / (1 - beta2 ** step) ** 0.5).add_(g["eps"])
+        p.addcdiv_(state["exp_avg"], denom, value=-step_size)
 
 
 def build_optimizer(params, opt: Optimisation):
-    """The optimiser ``opt`` names, over ``params``: torch.optim's, except plain SGD on CPU under a
-    built-in schedule, which is :class:`LoopSGD` (the same update, without importing torch._dynamo;
+    """The optimiser ``opt`` names, over ``params``. On CPU under a built-in schedule it is a plain
+    loop (:class:`LoopSGD`, :class:`LoopAdam`: torch's update, without importing torch._dynamo);
     a torch scheduler needs a real ``torch.optim.Optimizer``, and on GPUs torch's multi-tensor
-    kernels are faster)."""
+    kernels are faster."""
     params = list(params)
+    loop = opt.schedule in BUILTIN_SCHEDULES and all(p.device.type == "cpu" for p in params)
     if opt.optimizer == "sgd":
-        if opt.schedule in BUILTIN_SCHEDULES and all(p.device.type == "cpu" for p in params):
+        if loop:
             return LoopSGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
         return torch.optim.SGD(params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay)
+    if loop:
+        return LoopAdam(params, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay,
+                        decoupled=opt.optimizer == "adamw")
     cls = torch.optim.Adam if opt.optimizer == "adam" else torch.optim.AdamW
     return cls(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
 
