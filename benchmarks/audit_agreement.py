@@ -15,8 +15,8 @@ head classes of a steep long-tailed one) are judged by the audit's own rule and 
 It prints, and writes to ``--out``: Spearman ρ of each audit score against each Retrain measure
 with a 95 % bootstrap interval over cells, and the agreement of the audit's direction (under /
 faithful / over, from its interval; "cannot decide" left out and counted as coverage) with the
-Retrain-based direction (confidence gap beyond ±0.02). Rows labelled ``X@stop`` are paired with
-``X`` for the stop-rule table (time saved, Avg. Gap fixed → stop).
+Retrain-based direction (confidence gap beyond ±0.02). Rows labelled ``X@variant`` (a stop rule)
+are paired with ``X`` for the stop-rule table (time saved, Avg. Gap fixed → stop).
 """
 from __future__ import annotations
 
@@ -186,16 +186,17 @@ def summarise(records: list[dict]) -> dict:
 
 
 def stop_table(records: list[dict]) -> list[dict]:
-    """Per (request, method): time and Avg. Gap of the fixed run and of its @stop twin, over seeds."""
+    """Per (request, method, seed): time and Avg. Gap of the fixed run and of each stop-rule twin
+    (a row labelled ``X@variant`` is paired with ``X``)."""
     by = {(r["method"], r["request"], r["seed"]): r for r in records if not r["reference"]}
     out = []
-    for (m, req, seed), r in sorted(by.items()):
-        if "@stop" in m:
-            continue
-        twin = by.get((f"{m}@stop", req, seed))
-        if twin is not None:
-            out.append({"method": m, "request": req, "seed": seed, "time_fixed": r["time_s"], "time_stop": twin["time_s"],
-                        "avg_gap_fixed": r["avg_gap"], "avg_gap_stop": twin["avg_gap"], "stopped_at": twin["stopped_at"]})
+    for (m, req, seed), twin in sorted(by.items()):
+        base, _, variant = m.partition("@")
+        r = by.get((base, req, seed))
+        if variant and r is not None:
+            out.append({"method": base, "variant": variant, "request": req, "seed": seed, "time_fixed": r["time_s"],
+                        "time_stop": twin["time_s"], "avg_gap_fixed": r["avg_gap"], "avg_gap_stop": twin["avg_gap"],
+                        "stopped_at": twin["stopped_at"]})
     return out
 
 

@@ -129,3 +129,13 @@ def test_a_class_absent_from_the_retain_set_is_judged_as_removed_whole():
     assert r.settings["forget_classes"] == [1]
     assert [e.cls for e in r.per_class if e.removed] == [1]
     assert audit(model, forget, Split(x[200:], y[200:]), n_boot=10).settings["forget_classes"] == []
+
+
+def test_a_run_still_holding_its_directory_is_refused_before_any_report(run, tmp_path):
+    from forgetkit.locks import DirectoryLock
+
+    with DirectoryLock(run):
+        with pytest.raises(ValueError, match="--no-store"):
+            audit_run(run, out=tmp_path / "busy")
+        assert not (tmp_path / "busy").exists()
+        assert len(audit_run(run, out=tmp_path / "free", store=False)) == 6  # reports only: allowed

@@ -153,22 +153,41 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
         raise ValueError(f"no row of {run} has stored audit scores: run it with metrics.audit: true "
                          "(forgetkit run CONFIG --set metrics.audit=true --out RUN_DIR; finished rows are kept)")
     names = _class_names(run)
-    for d in audited:
-        r = d["row"]
-        d["paths"] = write_audit_report(d["result"], out_dir / _safe_name(f"{r['method']}-{r['request']}-seed{r['seed']}"),
-                                        method=r["method"], method_settings=r["params"],
-                                        unlearn_seconds=r["metrics"].get("time_s"), class_names=names)
-    if store:
-        from .locks import DirectoryLock
+    from contextlib import nullcontext
 
-        with DirectoryLock(run), ResultStore(db) as st:
+    from .locks import DirectoryBusy, DirectoryLock
+
+    # the run's lock first: a run still writing its store is refused before any report is written
+    lock = DirectoryLock(run) if store else nullcontext()
+    try:
+        lock.__enter__()
+    except DirectoryBusy as e:
+        raise ValueError(f"{str(e).split(';')[0]}; audit it once the run is finished, or pass --no-store to write "
+                         "the reports only") from None
+    try:
+        for d in audited:
+            r = d["row"]
+            d["paths"] = write_audit_report(d["result"], out_dir / _safe_name(f"{r['method']}-{r['request']}-seed{r['seed']}"),
+                                            method=r["method"], method_settings=r["params"],
+                                            unlearn_seconds=r["metrics"].get("time_s"), class_names=names)
+        if not store:
+            return _finish(done)
+        with ResultStore(db) as st:
             for d in audited:
                 r, res = d.pop("row"), d["result"]
                 a = dict(arts[r["key"]]) | {"audit": res.to_dict()}
-                metrics = dict(r["metrics"]) | {"audit_auc": res.overall.auc, "audit_verdict": res.verdict}
+                metrics = dict(r["metrics"]) | {"audit_auc": res.after.overall.auc, "audit_verdict": res.verdict}
+                if res.target is not None:
+                    metrics["audit_target_auc"] = res.target.overall.auc
                 st.put(key=r["key"], experiment=r["experiment"], method=r["method"], weighting=r["weighting"],
                        request=r["request"], seed=r["seed"], status=r["status"], metrics=metrics,
                        params=r["params"], provenance=r["provenance"], error=r["error"], artifacts=a)
+    finally:
+        lock.__exit__(None, None, None)
+    return _finish(done)
+
+
+def _finish(done: list[dict]) -> list[dict]:
     for d in done:
         d.pop("row", None)
     return done
