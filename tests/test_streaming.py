@@ -196,6 +196,8 @@ def test_streamed_inputs_refuse_whole_tensor_use():
     assert [len(c) for c in split.x.split(2)] == [2, 2, 1]
     with pytest.raises(StreamingUnsupported, match=r"forget: this split is streamed .* asked for x.float"):
         split.x.float()
+    with pytest.raises(StreamingUnsupported, match=r"forget: this split is streamed .* asked for cat\(x\)"):
+        torch.cat([torch.zeros(1, 2), split.x])
 
 
 def test_streaming_with_test_scores_the_run(problem):

@@ -137,13 +137,28 @@ class StreamedInputs:
         """Consecutive batches of ``size`` samples, read one at a time."""
         return (self[idx] for idx in torch.arange(len(self._split)).split(size))
 
+    def _refusal(self, what: str) -> StreamingUnsupported:
+        return StreamingUnsupported(
+            f"{self._split.name}: this split is streamed from a Dataset, so its inputs are read by position "
+            f"(x[positions], x.split(n)); the code asked for {what}, which needs the whole tensor in memory: "
+            "pass data_path='resident' (the data must fit in memory)")
+
     def __getattr__(self, name: str):
         if name.startswith("__"):
             raise AttributeError(name)
-        raise StreamingUnsupported(
-            f"{self._split.name}: this split is streamed from a Dataset, so its inputs are read by position "
-            f"(x[positions], x.split(n)); the code asked for x.{name}, which needs the whole tensor in memory: "
-            "pass data_path='resident' (the data must fit in memory)")
+        raise self._refusal(f"x.{name}")
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        """Any torch function given the whole inputs (``torch.cat([split.x, ...])``) is refused by name."""
+        stack = [*args, *(kwargs or {}).values()]
+        while stack:
+            a = stack.pop()
+            if isinstance(a, cls):
+                raise a._refusal(f"{getattr(func, '__name__', func)}(x)")
+            if isinstance(a, (list, tuple)):
+                stack.extend(a)
+        return NotImplemented
 
 
 class _Tagged(Dataset):
