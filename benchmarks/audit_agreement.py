@@ -12,7 +12,7 @@ unlearning deviation (under − over, %, τ = 0.05) and Avg. Gap — per request
 part, and per such class; classes removed whole (every class of a class request, the emptied
 head classes of a steep long-tailed one) are judged by the audit's own rule and counted apart.
 
-It prints, and writes to ``--out``: Spearman ρ of each audit score against each Retrain measure
+It prints, and writes to ``--out`` (JSON) and beside it (``.md``, the tables of docs/audit.md): Spearman ρ of each audit score against each Retrain measure
 with a 95 % bootstrap interval over cells, and the agreement of the audit's direction (under /
 faithful / over, from its interval; "cannot decide" left out and counted as coverage) with the
 Retrain-based direction (confidence gap beyond ±0.02). Rows labelled ``X@variant`` (a stop rule)
@@ -29,6 +29,7 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import spearmanr
 
+from forgetkit.audit_cli import retain_counts
 from forgetkit.bench.grid import ORIGINAL, RETRAIN
 from forgetkit.bench.report import load_run
 from forgetkit.metrics.audit import TARGET_MARGIN, TARGET_MARGIN_BELOW, audit_scores, decode_scores
@@ -69,6 +70,7 @@ def cell_records(run: Path, *, margin: float, target_margin: float, target_margi
     """One record per unlearned row that has stored scores and both reference rows."""
     _, rows, _, arts = load_run(run, with_artifacts=True)
     by = {(r["method"], r["request"], r["seed"]): r for r in rows}
+    counts = retain_counts(run)
     out = []
     for row in rows:
         if row["method"] == ORIGINAL:
@@ -79,7 +81,9 @@ def cell_records(run: Path, *, margin: float, target_margin: float, target_margi
         a, r, o = (decode_scores(arts[x["key"]]["audit_scores"]) for x in (row, ref, orig))
         stored = arts[row["key"]]["audit"]
         accuracy = {k: v for k, v in stored["accuracy"].items() if k in ("retain", "test")}
+        rc = stored["settings"].get("retain_counts") or counts.get((row["request"], row["seed"]))
         res = audit_scores(a, o, num_classes=int(row["provenance"]["num_classes"]), accuracy=accuracy,
+                           retain_counts=None if rc is None else {int(k): v for k, v in rc.items()},
                            forget_classes=stored["settings"]["forget_classes"], margin=margin,
                            target_margin=target_margin, target_margin_below=target_margin_below, n_boot=n_boot,
                            seed=int(row["seed"]))
@@ -200,6 +204,70 @@ def stop_table(records: list[dict]) -> list[dict]:
     return out
 
 
+def _r(v) -> str:
+    if v["rho"] is None:
+        return f"– (n = {v['n']})"
+    return f"{v['rho']:.2f} [{v['ci'][0]:.2f}, {v['ci'][1]:.2f}] (n = {v['n']})"
+
+
+def _a(v) -> str:
+    if not v["n"]:
+        return "–"
+    agree = "–" if v["agreement"] is None else f"{100 * v['agreement']:.0f} %"
+    return f"{agree} of {v['decided']} decided ({100 * v['coverage']:.0f} % of {v['n']})"
+
+
+def markdown(summary: dict, records: list[dict], stop: list[dict]) -> str:
+    """The tables of docs/audit.md from one run's records."""
+    s, rr, rc = summary, summary["rho_request"], summary["rho_class"]
+    lines = [f"{s['cells']} unlearned rows ({s['partial_cells']} with classes kept in part; {s['kept_class_rows']} "
+             f"kept-class rows, {s['removed_class_rows']} removed-class rows), seeds {s['seeds']}.", "",
+             "| audit score | Retrain-based measure | ρ per request [95 %] | ρ per class [95 %] |", "|---|---|---|---|"]
+    names = {"target_auc": "target AUC", "target_acc_gap": "target accuracy gap", "target_conf_gap": "target confidence gap",
+             "estimated_gap": "estimated gap", "same_auc": "same-model AUC (the first meter)"}
+    for key, v in rr.items():
+        score, _, measure = key.partition("~")
+        label = names.get(score, score.replace("_", " "))
+        lines.append(f"| {label} | {measure.replace('_', ' ')} | {_r(v)} | {_r(rc[key]) if key in rc else '–'} |")
+    lines += ["", "| direction | target comparison (headline) | same-model comparison (the first meter) |", "|---|---|---|",
+              f"| per request (classes kept in part) | {_a(s['direction_request_target'])} | {_a(s['direction_request_same'])} |",
+              f"| per kept class | {_a(s['direction_class_target'])} | {_a(s['direction_class_same'])} |",
+              f"| per class removed whole | {_a(s['direction_removed_classes'])} | (same rule) |",
+              "", "Counting \"cannot decide\" as faithful (the first meter's definition): per request "
+              f"{100 * s['direction_request_target']['agreement_counting_undecided_as_faithful']:.0f} % (target) and "
+              f"{100 * s['direction_request_same']['agreement_counting_undecided_as_faithful']:.0f} % (same-model)."]
+    fa = s["false_alarms_on_retrain"]
+    if fa["retrain_rows"]:
+        pct = lambda x: "–" if x is None else f"{100 * x:.0f} %"  # noqa: E731
+        lines += ["", f"Retrain rows audited as if unlearned ({fa['retrain_rows']}): flagged per request "
+                  f"{pct(fa['request_flagged'])}, per kept class {pct(fa['class_flagged'])}, per removed class "
+                  f"{pct(fa['removed_class_flagged'])}; same-model comparison per request {pct(fa['same_request_flagged'])}. "
+                  "Target AUC of the Retrain rows: " + ", ".join(f"{k} {v}" for k, v in fa["target_auc"].items()) + "."]
+    by_shape: dict[str, list[dict]] = {}
+    for r in records:
+        if not r["reference"]:
+            by_shape.setdefault(r["request"], []).append(r)
+    lines += ["", "| request | rows | direction (target, per request or per removed class) | mean target AUC | mean deviation | mean Avg. Gap | mean estimated gap |",
+              "|---|---|---|---|---|---|---|"]
+    for req, rs in by_shape.items():
+        part = [r for r in rs if r["n_kept_classes"]]
+        items = part if part else [c for r in rs for c in r["classes"]]
+        mean = lambda k, xs: np.mean([x[k] for x in xs if x.get(k) is not None]) if xs else float("nan")  # noqa: E731
+        lines.append(f"| {req} | {len(rs)} | {_a(agreement(items, 'target_verdict'))} | {mean('target_auc', part):.3f} | "
+                     f"{mean('deviation', part):+.1f} | {mean('avg_gap', rs):.2f} | {mean('estimated_gap', rs):.2f} |")
+    if stop:
+        groups: dict[tuple, list[dict]] = {}
+        for x in stop:
+            groups.setdefault((x["request"], x["method"], x["variant"]), []).append(x)
+        lines += ["", "| request | method | rule | stopped at (per seed) | time saved | Avg. Gap fixed → rule |", "|---|---|---|---|---|---|"]
+        for (req, m, var), xs in sorted(groups.items()):
+            saved = 1.0 - sum(x["time_stop"] for x in xs) / sum(x["time_fixed"] for x in xs)
+            at = ", ".join("–" if x["stopped_at"] is None else str(x["stopped_at"]) for x in xs)
+            lines.append(f"| {req} | {m} | {var} | {at} | {100 * saved:.0f} % | "
+                         f"{np.mean([x['avg_gap_fixed'] for x in xs]):.2f} → {np.mean([x['avg_gap_stop'] for x in xs]):.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", help="run directory (results.sqlite) made with metrics.audit: true")
@@ -220,7 +288,11 @@ def main() -> None:
     out.write_text(json.dumps({"commit": commit, "args": vars(a), "summary": summary, "stop": stop_table(records),
                                "records": records}, indent=1, default=float))
     print(json.dumps(summary, indent=1))
-    print(f"records: {out}")
+    stop = stop_table(records)
+    md = markdown(summary, records, stop)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"records: {out}; tables: {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":

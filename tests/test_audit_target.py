@@ -149,3 +149,21 @@ def test_kept_classes_overshot_and_a_removed_class_still_known_is_mixed():
     after = before | {"forget": np.where(y == 0, rng.normal(-3, 1, 400), 2.0)}
     r = audit_scores(after, before, num_classes=2, forget_classes=[1], n_boot=20)
     assert r.target.kept_verdict == "over-forgotten" and r.verdict == "mixed"
+
+
+def test_a_depleted_class_is_never_called_over_forgotten():
+    """A class that lost most of its training samples: a model retrained on the rest is much less
+    sure of it than the original, so the target comparison must not call it over-forgotten; the
+    overall verdict follows the other classes."""
+    rng = np.random.default_rng(6)
+    y = np.repeat([0, 1], 300)
+    before = {"forget": rng.normal(2, 1, 600), "forget_correct": np.ones(600, bool), "forget_y": y,
+              "heldout": rng.normal(2, 1, 600), "heldout_correct": np.ones(600, bool), "heldout_y": y}
+    after = before | {"forget": np.where(y == 1, rng.normal(-1, 1, 600), rng.normal(2, 1, 600))}
+    kw = dict(num_classes=2, n_boot=50)
+    assert audit_scores(after, before, retain_counts={0: 3000, 1: 3000}, **kw).target.per_class[1].verdict == "over-forgotten"
+    r = audit_scores(after, before, retain_counts={0: 3000, 1: 100}, **kw)  # class 1: 300 of 400 forgotten
+    assert r.settings["depleted_classes"] == [1]
+    assert r.target.per_class[1].verdict == "inconclusive" and r.target.kept_verdict == "inconclusive"
+    gone = audit_scores(after, before, retain_counts={0: 3000}, **kw)  # no class 1 left: removed whole
+    assert gone.settings["forget_classes"] == [1] and gone.target.per_class[1].removed

@@ -126,6 +126,7 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
     if not rows:
         raise ValueError(f"{db} holds no finished rows to audit")
     originals = {(r["request"], r["seed"]): r for r in rows if r["method"] == ORIGINAL}
+    counts = retain_counts(run)
     done = []
     for r in rows:
         a = arts[r["key"]]
@@ -143,7 +144,9 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
         accuracy = {k: {s: v for s, v in sides.items() if s == "after" or before is not None}
                     for k, sides in (stored.get("accuracy") or {}).items() if k in ("retain", "test")}
         num_classes = int(r["provenance"].get("num_classes") or stored.get("num_classes"))
+        rc = (stored.get("settings") or {}).get("retain_counts") or counts.get((r["request"], r["seed"]))
         result = audit_scores(after, before, num_classes=num_classes, forget_classes=removed, accuracy=accuracy,
+                              retain_counts=None if rc is None else {int(k): v for k, v in rc.items()},
                               alpha=alpha, margin=margin, tolerance=tolerance, min_samples=min_samples,
                               n_boot=n_boot, seed=int(r["seed"]))
         result.settings["source"] = "stored scores (float32) of the run's store"
@@ -191,6 +194,29 @@ def _finish(done: list[dict]) -> list[dict]:
     for d in done:
         d.pop("row", None)
     return done
+
+
+def retain_counts(run: Path) -> dict[tuple[str, int], dict[int, int]]:
+    """(request name, seed) → class → retain samples, rebuilt from the run's config and data (the
+    same seeded splits the run used; no model is touched). Empty when the config cannot be read."""
+    import json
+
+    from .bench.config import parse_config
+    from .bench.store import resolve_cache_dir
+    from .bench.workspace import Workspace
+
+    try:
+        cfg = parse_config(json.loads((run / "experiment.json").read_text())["config"])
+        ws = Workspace(cfg, resolve_cache_dir(run, cfg.cache_dir))
+        out = {}
+        for seed in cfg.seeds:
+            for ri, spec in enumerate(cfg.requests):
+                y = ws.splits(seed, ri)[1].y.numpy()
+                name = spec.name or ws.request(seed, ri).name
+                out[(name, seed)] = {int(c): int(n) for c, n in zip(*np.unique(y, return_counts=True))}
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
 
 
 def _class_names(run: Path) -> list[str] | None:

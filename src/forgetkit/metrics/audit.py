@@ -29,6 +29,10 @@ from .. import stats
 from ..data.base import Split, as_float
 
 SCORE_NAME = "log-odds of the true class"
+DEPLETED = 0.5
+"""a class kept in part whose forget set holds more than this share of its training samples is
+"depleted": the target comparison does not call it over-forgotten (retrained models sat at AUC
+0.21 on a class that lost 91 % of its samples; docs/audit.md)"""
 PROB_TOLERANCE = 0.02
 """a class removed whole is faithful only if its mean probability on its own images is at most this
 (retrained models give a class they never saw 0.000–0.01; docs/audit.md)"""
@@ -372,7 +376,7 @@ def _combine(verdicts: list[str]) -> str:
 def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=None, alpha: float = 0.05,
                  margin: float = 0.02, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 500,
                  seed: int = 0, removed_own=None, margin_below: float | None = None,
-                 prob_tolerance: float = PROB_TOLERANCE) -> Side:
+                 prob_tolerance: float = PROB_TOLERANCE, no_over=()) -> Side:
     """Per-class and overall evidence for one model's scores.
 
     A class kept in part is judged by its AUC; a class in ``removed`` (forgotten whole) by the
@@ -386,9 +390,13 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=N
     family; they still count in the overall AUC, weighted by forget count. Adjusted p-values:
     2 × Holm per class, 2 × p overall (α split in halves between the two). ``removed_own``: the
     model's own held-out (scores, correct?) for the removed-class rule (default ``phi_h, cor_h``;
-    the target comparison passes them, since its held-out arrays are the original's).
+    the target comparison passes them, since its held-out arrays are the original's). ``no_over``:
+    classes where "over-forgotten" is not supported by the data (the target comparison's depleted
+    classes): such a verdict becomes inconclusive, and so does an overall one unless the other
+    classes kept in part are over-forgotten on their own (class-matched, same test).
     """
     own_phi_h, own_cor_h = (phi_h, cor_h) if removed_own is None else removed_own
+    no_over = {int(c) for c in no_over}
     classes = np.unique(yf)
     removed = {int(c) for c in removed}
     level = 1.0 - alpha
@@ -438,6 +446,8 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=N
             pa = float(adj.pop(0))
             v = stats.verdict(cmp.auc, (cmp.ci_low, cmp.ci_high), pa, alpha=alpha, margin=margin,
                               margin_below=margin_below)
+            if v == "over-forgotten" and r["c"] in no_over:
+                v = "inconclusive"
         own = r["whole"] and removed_own is not None
         evidence.append(_evidence(f"class {r['c']}", r["c"], phi_f[r["f"]], cor_f[r["f"]],
                                   (own_phi_h if own else phi_h)[r["h"]], (own_cor_h if own else cor_h)[r["h"]], cmp,
@@ -445,6 +455,21 @@ def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=N
     if overall_enough:
         pa = float(adj.pop(0))
         v_auc = [stats.verdict(overall_auc, (lo, hi), pa, alpha=alpha, margin=margin, margin_below=margin_below)]
+        if v_auc[0] == "over-forgotten" and any(r["c"] in no_over for r in kept):
+            # "over" only if the classes where it can be supported say so on their own
+            rest = [r for r in kept if r["c"] not in no_over and not r["whole"]]
+            if not rest:
+                v_auc = ["inconclusive"]
+            else:
+                w_rest = np.array([r["f"].sum() for r in rest], float)
+                a_rest, p_rest = stats.stratified_auc_test([r["cmp"].auc for r in rest],
+                                                           [r["cmp"].null_variance for r in rest], w_rest)
+                ci_rest = stats.percentile_ci((w_rest / w_rest.sum()) @ np.vstack([r["cmp"].replicates for r in rest]),
+                                              level)
+                v_rest = stats.verdict(a_rest, ci_rest, min(1.0, 2.0 * p_rest), alpha=alpha, margin=margin,
+                                       margin_below=margin_below)
+                if v_rest != "over-forgotten":
+                    v_auc = ["inconclusive"]
     else:
         pa, v_auc = None, (["too few samples"] if has_kept else [])
     v = _combine(v_auc + [e.verdict for e in evidence if e.removed])
@@ -527,7 +552,8 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
                     extra_accuracy["test"]["retrained estimate"] = 100.0 * float((ok & kept).mean())
     result = audit_scores(raw["after"], raw.get("before"), num_classes=num_classes, forget_classes=removed,
                           accuracy=extra_accuracy, alpha=alpha, margin=margin, target_margin=target_margin,
-                          target_margin_below=target_margin_below,
+                          target_margin_below=target_margin_below, retain_counts=None if retain is None else
+                          {int(c): int(n) for c, n in zip(*np.unique(retain.y.numpy(), return_counts=True))},
                           tolerance=tolerance, min_samples=min_samples, n_boot=n_boot, seed=seed)
     result.settings["device"] = str(dev)
     result.seconds = time.perf_counter() - start
@@ -541,14 +567,18 @@ SCORE_KEYS = ("forget", "forget_correct", "forget_y", "heldout", "heldout_correc
 def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, forget_classes=(),
                  accuracy: dict | None = None, alpha: float = 0.05, margin: float = 0.02,
                  target_margin: float = TARGET_MARGIN, target_margin_below: float = TARGET_MARGIN_BELOW,
-                 tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 500, seed: int = 0) -> AuditResult:
+                 tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 500, seed: int = 0,
+                 retain_counts: dict | None = None) -> AuditResult:
     """The audit from per-sample arrays instead of models (``forgetkit audit RUN_DIR`` re-audits a
     finished run's rows this way, from the scores its store keeps).
 
     ``after``/``before``: dicts with :data:`SCORE_KEYS` — the log-odds of the true class, whether
     the prediction is right, and the labels, for forget and held-out samples under the model (after)
     and the original (before, optional; same samples in the same order). ``accuracy``: further
-    split → {"after"/"before": %} rows for the report (retain, test). Other options as :func:`audit`.
+    split → {"after"/"before": %} rows for the report (retain, test). ``retain_counts``: class →
+    retain samples; a class whose forget share of its training samples is above
+    :data:`DEPLETED` cannot be called over-forgotten by the target comparison (a model retrained
+    on what is left of it is less sure of it too). Other options as :func:`audit`.
     """
     start = time.perf_counter()
     stats.verdict(0.5, (0.5, 0.5), 1.0, alpha=alpha, margin=margin)  # validates alpha and margin
@@ -571,11 +601,14 @@ def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, f
         raise ValueError(f"the held-out scores have no samples of forget class(es) {missing}")
     if max(int(yf.max()), int(yh.max())) >= num_classes:
         raise ValueError(f"labels go up to {max(int(yf.max()), int(yh.max()))} but num_classes is {num_classes}")
-    removed = sorted({int(c) for c in np.atleast_1d(np.asarray(forget_classes, dtype=np.int64))})
-    absent = sorted(set(removed) - set(yf.tolist()))
+    removed = {int(c) for c in np.atleast_1d(np.asarray(forget_classes, dtype=np.int64))}
+    absent = sorted(removed - set(yf.tolist()))
     if absent:
         raise ValueError(f"forget_classes {absent} have no samples in the forget set; a class removed whole "
                          "must have all its training samples there")
+    if retain_counts is not None:  # nothing left to train on: removed whole
+        removed |= {int(c) for c in np.unique(yf) if not int(retain_counts.get(int(c), 0))}
+    removed = sorted(removed)
     accuracy = {"forget": {}, "heldout": {}} | {k: dict(v) for k, v in (accuracy or {}).items()}
     for side, r in raw.items():
         accuracy["forget"][side] = 100.0 * float(r["forget_correct"].mean())
@@ -584,16 +617,22 @@ def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, f
     kw = dict(alpha=alpha, margin=margin, tolerance=tolerance, min_samples=min_samples, n_boot=n_boot, seed=seed)
     sides = {s: compare_side(r["forget"], r["forget_correct"], yf, r["heldout"], r["heldout_correct"], yh,
                              removed=removed, member_ref=member_ref, **kw) for s, r in raw.items()}
-    target = None
+    target, depleted = None, []
     if before is not None:
         a, b = raw["after"], raw["before"]
+        rc = {int(k): int(v) for k, v in (retain_counts or {}).items()}
+        depleted = [int(c) for c in np.unique(yf) if int(c) not in removed
+                    and np.sum(yf == c) > DEPLETED * (np.sum(yf == c) + rc.get(int(c), 0))] if retain_counts else []
         target = compare_side(a["forget"], a["forget_correct"], yf, b["heldout"], b["heldout_correct"], yh,
+                              no_over=depleted,
                               removed=removed, removed_own=(a["heldout"], a["heldout_correct"]),
                               margin_below=target_margin_below,
                               **(kw | {"margin": target_margin}))
     settings = kw | {"interval_level": 1.0 - alpha, "score": SCORE_NAME, "forget_classes": removed,
                      "target_margin": target_margin, "target_margin_below": target_margin_below,
-                     "prob_tolerance": PROB_TOLERANCE}
+                     "prob_tolerance": PROB_TOLERANCE,
+                     "retain_counts": None if retain_counts is None else {str(k): int(v) for k, v in retain_counts.items()},
+                     "depleted_classes": depleted if before is not None else []}
     return AuditResult(num_classes, sides["after"], sides.get("before"), accuracy, settings,
                        time.perf_counter() - start, raw, target)
 
