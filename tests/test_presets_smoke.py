@@ -13,10 +13,14 @@ from forgetkit.cli import main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+CHECKED_ONLY = {"leaderboard-fmnist-mlp", "leaderboard-fmnist-cnn"}
+"""same methods, shapes and metrics as leaderboard-mnist5k, which runs below; their own data and
+model are checked up to the first cell (a whole smoke run of a leaderboard costs ~100 s of CPU)"""
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c.stem not in CHECKED_ONLY],
+                         ids=[c.stem for c in CONFIGS if c.stem not in CHECKED_ONLY])
 def test_preset_passes_smoke(config, tmp_path, capsys):
     raw = yaml.safe_load(config.read_text())
     command = "tune" if "method" in raw.get("tune", {}) else "run"  # a leaderboard's studies: test_tune
@@ -29,3 +33,20 @@ def test_preset_passes_smoke(config, tmp_path, capsys):
     assert rc == 0, err[-3000:]
     report = Path(out.strip().splitlines()[-1].removeprefix("report: "))
     assert report.exists() and "smoke" in report.read_text().lower()
+
+
+@pytest.mark.parametrize("name", sorted(CHECKED_ONLY))
+def test_leaderboard_preset_checks_up_to_the_first_cell(name, tmp_path):
+    from forgetkit.bench.config import parse_config, smoke
+    from forgetkit.bench.runner import check_data, preflight
+    from forgetkit.bench.tune import check_spec, split_tune, with_tuned_rows
+    from forgetkit.bench.workspace import Workspace
+
+    raw = yaml.safe_load((CONFIGS[0].parent / f"{name}.yaml").read_text())
+    check_spec(split_tune(raw)[0], parse_config(split_tune(raw)[1]))
+    raw = smoke(with_tuned_rows(raw))
+    if not FASHION.exists():
+        raw["dataset"] = "mnist5k"
+    cfg = parse_config(raw)
+    preflight(cfg)
+    check_data(Workspace(cfg, tmp_path / "cache", out_dir=tmp_path / "out"))
