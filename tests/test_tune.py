@@ -137,3 +137,13 @@ def test_trial_score_adds_the_mia_nn_gap_on_class_requests():
     assert row_score({"AvgGap": 2.0, "MIA_NN_gap": 7.0}, "random", "avg_gap_and_mia_nn_on_validation") == 2.0
     assert row_score({"AvgGap": 2.0, "MIA_NN_gap": 7.0}, "class", "avg_gap_on_validation") == 2.0
     assert math.isinf(row_score({"AvgGap": 2.0}, "class", "avg_gap_and_mia_nn_on_validation"))
+
+
+def test_integer_ranges_are_sampled_as_integers_on_a_log_scale_too():
+    from forgetkit.bench.tune import _suggest
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    value = _suggest(trial, "n_iters", {"low": 100, "high": 1500, "log": True})
+    assert isinstance(value, int) and 100 <= value <= 1500
+    assert isinstance(_suggest(trial, "lr", {"low": 1e-3, "high": 1e-1, "log": True}), float)

@@ -118,8 +118,8 @@ def check_spec(spec: dict, cfg: ExperimentConfig) -> dict[int, dict]:
 def _suggest(trial, name: str, dim: dict):
     if "choices" in dim:
         return trial.suggest_categorical(name, list(dim["choices"]))
-    if isinstance(dim["low"], int) and isinstance(dim["high"], int) and not dim.get("log", False):
-        return trial.suggest_int(name, dim["low"], dim["high"])
+    if isinstance(dim["low"], int) and isinstance(dim["high"], int):  # an integer range stays integer, log or not
+        return trial.suggest_int(name, dim["low"], dim["high"], log=bool(dim.get("log", False)))
     return trial.suggest_float(name, float(dim["low"]), float(dim["high"]), log=bool(dim.get("log", False)))
 
 
