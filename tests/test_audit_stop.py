@@ -58,3 +58,28 @@ def test_the_retrained_model_has_recovered(case):
 def test_recovered_is_validated():
     with pytest.raises(ValueError, match="recovered"):
         build_stop_rule("indistinguishable", recovered=-1.0)
+
+
+def test_prob_tolerance_waits_until_a_removed_class_keeps_hardly_any_probability(case):
+    """A class removed whole that is never predicted but still gets probability: the rule with
+    prob_tolerance waits, the plain rule stops."""
+    forget = case["forget"].subset(np.flatnonzero(case["forget"].y.numpy() == 3))
+    ctx = UnlearnContext(original=case["original"], forget=forget, heldout=case["held"], num_classes=10,
+                         forget_classes=(3,))
+
+    class Faint(nn.Module):  # class 3's logit 3 below the best other: never predicted, p about 0.04
+        def forward(self, x):
+            z = case["original"](x)
+            others = z.clone()
+            others[:, 3] = -1e9
+            z = z.clone()
+            z[:, 3] = others.max(1).values - 3.0
+            return z
+
+    for kw, expect in (({}, True), ({"prob_tolerance": 0.02}, False)):
+        rule = Indistinguishable(**kw)
+        rule.setup(Faint(), ctx)
+        assert rule.should_stop(Faint(), ctx, 10) is expect
+        assert 0.02 < rule.history[-1]["removed_prob"] < 0.1 and rule.history[-1]["still_predicted"] == 0.0
+    with pytest.raises(ValueError, match="prob_tolerance"):
+        build_stop_rule("indistinguishable", prob_tolerance=1.5)

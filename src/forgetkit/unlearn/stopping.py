@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 
 from .. import stats
@@ -58,7 +59,8 @@ class Indistinguishable(StopRule):
 
     def __init__(self, every: int = 50, margin: float = 0.02, criterion: str = "margin",
                  max_samples: int = 1000, n_boot: int = 200, level: float = 0.95, tolerance: float = 0.01,
-                 min_steps: int = 0, recovered: float | None = None, seed: int = 0, batch_size: int = 1024):
+                 min_steps: int = 0, recovered: float | None = None, prob_tolerance: float | None = None,
+                 seed: int = 0, batch_size: int = 1024):
         """
         every: optimiser steps between checks
         margin: stop once AUC ≤ 0.5 + margin ("margin" criterion); the audit's default margin
@@ -75,6 +77,8 @@ class Indistinguishable(StopRule):
             kept in part is at most this many points below the original's on the same samples
             (None: do not wait). Forgetting methods first damage the model, then repair it on the
             retain set; the forget set looks unseen long before the repair is done
+        prob_tolerance: classes removed whole: also wait until their sampled images' mean
+            probability of their class is at most this (the audit's rule uses 0.02; None: do not wait)
         seed: seed of the subsampling and the bootstrap
         batch_size: samples per forward pass of a check
         """
@@ -90,7 +94,9 @@ class Indistinguishable(StopRule):
             raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
         if recovered is not None and not 0.0 <= recovered <= 100.0:
             raise ValueError(f"recovered must be None or points in [0, 100], got {recovered}")
-        self.recovered = recovered
+        if prob_tolerance is not None and not 0.0 <= prob_tolerance < 1.0:
+            raise ValueError(f"prob_tolerance must be None or in [0, 1), got {prob_tolerance}")
+        self.recovered, self.prob_tolerance = recovered, prob_tolerance
         self.every, self.margin, self.criterion, self.tolerance = every, margin, criterion, tolerance
         self.max_samples, self.n_boot, self.level = max_samples, n_boot, level
         self.min_steps, self.seed, self.batch_size = min_steps, seed, batch_size
@@ -136,16 +142,18 @@ class Indistinguishable(StopRule):
     def statistic(self, model: nn.Module) -> dict:
         """On the subsamples: the class-matched AUC over the classes kept in part (NaN if none), the
         lower end of its interval ("interval" criterion, else NaN), the share of samples of
-        classes removed whole still predicted as their class (NaN if none), and the accuracy (%) on
+        classes removed whole still predicted as their class and their mean probability of it (NaN
+        if none), and the accuracy (%) on
         the held-out samples of classes kept in part (NaN if none)."""
         model.eval()
         pf, okf = _log_odds(model, self._xf, self._yf, self.batch_size)
         ph, okh = _log_odds(model, self._xh, self._yh, self.batch_size)
         out = {"auc": float("nan"), "low": float("nan"), "still_predicted": float("nan"),
-               "heldout_acc": float("nan")}
+               "removed_prob": float("nan"), "heldout_acc": float("nan")}
         if len(self._removed):
             sel_f, sel_h = np.isin(self._cf, self._removed), np.isin(self._ch, self._removed)
             out["still_predicted"] = float((okf[sel_f].sum() + okh[sel_h].sum()) / (sel_f.sum() + sel_h.sum()))
+            out["removed_prob"] = float(expit(np.concatenate([pf[sel_f], ph[sel_h]])).mean())
         if len(self._classes):
             out["heldout_acc"] = 100.0 * float(okh[np.isin(self._ch, self._classes)].mean())
             w = np.array([np.sum(self._cf == c) for c in self._classes], float)
@@ -168,6 +176,8 @@ class Indistinguishable(StopRule):
             done = s["low"] <= 0.5 if self.criterion == "interval" else s["auc"] <= 0.5 + self.margin
         if len(self._removed):
             done = done and s["still_predicted"] <= self.tolerance
+            if self.prob_tolerance is not None:
+                done = done and s["removed_prob"] <= self.prob_tolerance
         if self.recovered is not None and np.isfinite(self._acc_before):
             done = done and s["heldout_acc"] >= self._acc_before - self.recovered
         if done:
