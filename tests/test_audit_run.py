@@ -139,3 +139,10 @@ def test_a_run_still_holding_its_directory_is_refused_before_any_report(run, tmp
             audit_run(run, out=tmp_path / "busy")
         assert not (tmp_path / "busy").exists()
         assert len(audit_run(run, out=tmp_path / "free", store=False)) == 6  # reports only: allowed
+
+
+def test_reports_land_where_the_run_put_its_own(run, tmp_path):
+    """Without --out the re-audit replaces the run's own report pages, one per row, no duplicates."""
+    made = sorted(p.parent.name for p in (run / "audits").glob("*/audit.md"))
+    audit_run(run, store=False)
+    assert sorted(p.parent.name for p in (run / "audits").glob("*/audit.md")) == made and len(made) == 6

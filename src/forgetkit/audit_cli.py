@@ -126,7 +126,8 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
     if not rows:
         raise ValueError(f"{db} holds no finished rows to audit")
     originals = {(r["request"], r["seed"]): r for r in rows if r["method"] == ORIGINAL}
-    counts = retain_counts(run)
+    requests = run_requests(run)
+    counts = {k: v[1] for k, v in requests.items()}
     done = []
     for r in rows:
         a = arts[r["key"]]
@@ -170,7 +171,8 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
     try:
         for d in audited:
             r = d["row"]
-            d["paths"] = write_audit_report(d["result"], out_dir / _safe_name(f"{r['method']}-{r['request']}-seed{r['seed']}"),
+            req_name = requests.get((r["request"], r["seed"]), (r["request"],))[0]  # the run's own report names
+            d["paths"] = write_audit_report(d["result"], out_dir / _safe_name(f"{r['method']}-{req_name}-seed{r['seed']}"),
                                             method=r["method"], method_settings=r["params"],
                                             unlearn_seconds=r["metrics"].get("time_s"), class_names=names)
         if not store:
@@ -199,6 +201,12 @@ def _finish(done: list[dict]) -> list[dict]:
 def retain_counts(run: Path) -> dict[tuple[str, int], dict[int, int]]:
     """(request name, seed) → class → retain samples, rebuilt from the run's config and data (the
     same seeded splits the run used; no model is touched). Empty when the config cannot be read."""
+    return {k: v[1] for k, v in run_requests(run).items()}
+
+
+def run_requests(run: Path) -> dict[tuple[str, int], tuple[str, dict[int, int]]]:
+    """(row's request name, seed) → (the request's own name, as the run's report directories use
+    it; class → retain samples), rebuilt from the run's config and data. Empty when unreadable."""
     import json
 
     from .bench.config import parse_config
@@ -213,7 +221,8 @@ def retain_counts(run: Path) -> dict[tuple[str, int], dict[int, int]]:
             for ri, spec in enumerate(cfg.requests):
                 y = ws.splits(seed, ri)[1].y.numpy()
                 name = spec.name or ws.request(seed, ri).name
-                out[(name, seed)] = {int(c): int(n) for c, n in zip(*np.unique(y, return_counts=True))}
+                out[(name, seed)] = (ws.request(seed, ri).name,
+                                     {int(c): int(n) for c, n in zip(*np.unique(y, return_counts=True))})
         return out
     except (OSError, ValueError, KeyError, TypeError):
         return {}
