@@ -53,7 +53,9 @@ model retrained on less data is a little less sure of unseen data than the origi
 band is wider below: under-forgotten above {upper}, over-forgotten below {lower} (AUC), faithful
 when the whole interval lies within. It cannot know how a retrained model would behave when a
 request takes away most of a class (or a whole class that others resemble): there even a
-retrained model moves away from the original, and the verdict on those classes is least reliable."""
+retrained model moves away from the original. A class that lost more than half its training
+samples is therefore never called over-forgotten here (a model retrained on the rest would be
+less sure of it too); the verdict on neighbours of a removed class is the least reliable."""
 
 CAN_AND_CANNOT = """\
 **What this evidence can show.** Whether, to the model as it is now, the deleted samples look like
