@@ -221,7 +221,7 @@ def test_report_warns_when_unseen_accuracy_collapses(case, tmp_path):
     broken = build_model("mlp", (1, 28, 28), 10, hidden=64, depth=1)  # untrained: about 10 % accuracy
     r = audit(broken, tr.subset(case["forget"]), tr.subset(case["held"]), original=case["retrained"], n_boot=20)
     paths = write_audit_report(r, tmp_path)
-    assert "Warning: accuracy on unseen data fell" in paths["audit.md"].read_text()
+    assert "Warning: accuracy on unseen data of the classes kept in part fell" in paths["audit.md"].read_text()
     assert json.loads(paths["audit.json"].read_text())["warning"].startswith("Warning")
 
 

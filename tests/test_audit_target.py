@@ -167,3 +167,19 @@ def test_a_depleted_class_is_never_called_over_forgotten():
     assert r.target.per_class[1].verdict == "inconclusive" and r.target.kept_verdict == "inconclusive"
     gone = audit_scores(after, before, retain_counts={0: 3000}, **kw)  # no class 1 left: removed whole
     assert gone.settings["forget_classes"] == [1] and gone.target.per_class[1].removed
+
+
+def test_no_damage_warning_for_a_class_removed_whole(tmp_path):
+    """Unseen images of a removed class should stop being recognised: that fall is not damage."""
+    from forgetkit.audit_report import write_audit_report
+
+    y = np.repeat([0, 1], 200)
+    before = {"forget": np.full(400, 3.0), "forget_correct": np.ones(400, bool), "forget_y": y,
+              "heldout": np.full(400, 2.0), "heldout_correct": np.ones(400, bool), "heldout_y": y}
+    after = before | {"forget": np.full(400, -10.0), "heldout": np.full(400, -10.0),
+                      "forget_correct": np.zeros(400, bool), "heldout_correct": np.zeros(400, bool)}
+    r = audit_scores(after, before, num_classes=3, forget_classes=[0, 1], n_boot=10)
+    assert r.verdict == "faithful"
+    assert "Warning" not in write_audit_report(r, tmp_path / "a")["audit.md"].read_text()
+    kept = audit_scores(after, before, num_classes=3, n_boot=10)  # the same fall on classes kept in part: damage
+    assert "Warning: accuracy on unseen data" in write_audit_report(kept, tmp_path / "b")["audit.md"].read_text()

@@ -235,10 +235,11 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
             ("audit settings", f"alpha {st['alpha']}, margin {st['margin']}, min samples {st['min_samples']}, "
                                f"{st['n_boot']} bootstrap resamples, seed {st['seed']}, score: {st['score']}"),
             ("written", when)]
-    held_acc = result.accuracy["heldout"]
+    held_acc = _kept_heldout_accuracy(result)
     damage = ""
-    if "before" in held_acc and held_acc["after"] < held_acc["before"] - DAMAGE_POINTS:
-        damage = (f"Warning: accuracy on unseen data fell from {held_acc['before']:.1f} % to {held_acc['after']:.1f} %. "
+    if held_acc is not None and held_acc["after"] < held_acc["before"] - DAMAGE_POINTS:
+        damage = (f"Warning: accuracy on unseen data of the classes kept in part fell from {held_acc['before']:.1f} % "
+                  f"to {held_acc['after']:.1f} %. "
                   "The model lost accuracy on data it never saw too; comparing deleted with unseen samples "
                   "cannot see damage that hits both, so read the verdict together with the accuracies.")
         verdict_line += " " + damage
@@ -287,6 +288,20 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
                                     "class_names": names or None})
     return {"audit.md": md.encode(), "audit.html": page.encode(),
             "audit.json": json.dumps(js, indent=2, allow_nan=False).encode()}
+
+
+def _kept_heldout_accuracy(result: AuditResult) -> dict | None:
+    """Held-out accuracy (%) before and after over the classes kept in part (a class removed whole
+    should no longer be recognised, so its fall is no damage); None without them or without before."""
+    if result.before is None:
+        return None
+    out = {}
+    for side, ev in (("after", result.after.per_class), ("before", result.before.per_class)):
+        kept = [e for e in ev if not e.removed and e.n_heldout]
+        if not kept:
+            return None
+        out[side] = sum(e.acc_heldout * e.n_heldout for e in kept) / sum(e.n_heldout for e in kept)
+    return out
 
 
 def write_audit_report(result: AuditResult, out_dir, **options) -> dict[str, Path]:
