@@ -70,11 +70,11 @@ def test_every_row_is_reaudited_from_the_store_and_matches_the_audit_made_during
 
 
 def test_cli_on_a_run_dir_and_a_margin_that_changes_verdicts(run, tmp_path, capsys):
-    assert main(["audit", str(run), "--out", str(tmp_path / "cli"), "--margin", "0.4"]) == 0
+    assert main(["audit", str(run), "--out", str(tmp_path / "cli"), "--margin", "0.4", "--target-margin", "0.3"]) == 0
     out = capsys.readouterr().out
     assert "6 rows audited" in out and "Original /" in out
     rows = _rows(run)
-    assert all(a["audit"]["settings"]["margin"] == 0.4 for _, a in rows)
+    assert all(a["audit"]["settings"]["margin"] == 0.4 and a["audit"]["settings"]["target_margin"] == 0.3 for _, a in rows)
     assert all(r["metrics"]["audit_verdict"] == a["audit"]["verdict"] for r, a in rows)
     assert len(list((tmp_path / "cli").glob("*/audit.html"))) == 6
 

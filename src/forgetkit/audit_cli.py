@@ -98,6 +98,7 @@ def _safe_name(text: str) -> str:
 
 
 def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, margin: float = 0.02,
+              target_margin: float | None = None, target_margin_below: float | None = None,
               min_samples: int = 20, n_boot: int = 500, tolerance: float = 0.01) -> list[dict]:
     """Re-audit every stored row of a run from its ``audit_scores``; write ``<out>/<row>/audit.*``
     (default ``RUN_DIR/audits``) and, with ``store``, put each result back into the run's store
@@ -126,6 +127,8 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
     if not rows:
         raise ValueError(f"{db} holds no finished rows to audit")
     originals = {(r["request"], r["seed"]): r for r in rows if r["method"] == ORIGINAL}
+    targets = {k: v for k, v in (("target_margin", target_margin), ("target_margin_below", target_margin_below))
+               if v is not None}
     requests = run_requests(run)
     counts = {k: v[1] for k, v in requests.items()}
     done = []
@@ -149,7 +152,7 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
         result = audit_scores(after, before, num_classes=num_classes, forget_classes=removed, accuracy=accuracy,
                               retain_counts=None if rc is None else {int(k): v for k, v in rc.items()},
                               alpha=alpha, margin=margin, tolerance=tolerance, min_samples=min_samples,
-                              n_boot=n_boot, seed=int(r["seed"]))
+                              n_boot=n_boot, seed=int(r["seed"]), **targets)
         result.settings["source"] = "stored scores (float32) of the run's store"
         done.append(item | {"result": result, "row": r})
     audited = [d for d in done if "result" in d]
@@ -247,6 +250,7 @@ def run_audit_dir(args) -> int:
         if getattr(args, name):
             raise ValueError(f"--{name} is for auditing a checkpoint; with RUN_DIR the rows' stored scores are used")
     done = audit_run(args.run_dir, out=args.out, store=not args.no_store, alpha=args.alpha, margin=args.margin,
+                     target_margin=args.target_margin, target_margin_below=args.target_margin_below,
                      min_samples=args.min_samples, n_boot=args.n_boot)
     for d in done:
         head = f"{d['method']} / {d['request']} / seed {d['seed']}"
@@ -288,7 +292,9 @@ def run_audit(args) -> int:
     result = audit(model, forget, heldout, original=original, num_classes=num_classes, device=args.device,
                    forget_indices=fi if both else None, heldout_indices=hi if both else None, forget_classes=removed,
                    check_duplicates=not args.allow_duplicates, alpha=args.alpha, margin=args.margin,
-                   min_samples=args.min_samples, n_boot=args.n_boot, seed=args.seed, **extra)
+                   min_samples=args.min_samples, n_boot=args.n_boot, seed=args.seed, **extra,
+                   **{k: v for k, v in (("target_margin", args.target_margin),
+                                        ("target_margin_below", args.target_margin_below)) if v is not None})
     out = Path(args.out or f"audit-{Path(args.checkpoint).stem}")
     names = args.class_names.split(",") if args.class_names else None
     if names is not None and len(names) != num_classes:
@@ -327,7 +333,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--unlearn-seconds", type=float, help="time the unlearning took, for the report")
     a.add_argument("--out", help="report directory (default audit-<checkpoint name>; with RUN_DIR: RUN_DIR/audits)")
     a.add_argument("--alpha", type=float, default=0.05, help="family-wise false-alarm rate over all classes")
-    a.add_argument("--margin", type=float, default=0.02, help="AUC distance from 0.5 that matters")
+    a.add_argument("--margin", type=float, default=0.02, help="AUC distance from 0.5 that matters (same-model comparison)")
+    a.add_argument("--target-margin", type=float, help="target comparison: AUC above 0.5 flagged under-forgotten (default 0.02)")
+    a.add_argument("--target-margin-below", type=float,
+                   help="target comparison: AUC below 0.5 flagged over-forgotten (default 0.05)")
     a.add_argument("--min-samples", type=int, default=20, help="forget and held-out samples a class needs for a verdict")
     a.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples per class")
     a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the cross-fitting")
