@@ -76,7 +76,7 @@ def test_prob_tolerance_waits_until_a_removed_class_keeps_hardly_any_probability
             z[:, 3] = others.max(1).values - 3.0
             return z
 
-    for kw, expect in (({}, True), ({"prob_tolerance": 0.02}, False)):
+    for kw, expect in (({"prob_tolerance": None}, True), ({}, False)):  # the default waits (0.02)
         rule = Indistinguishable(**kw)
         rule.setup(Faint(), ctx)
         assert rule.should_stop(Faint(), ctx, 10) is expect

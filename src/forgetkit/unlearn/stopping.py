@@ -59,7 +59,7 @@ class Indistinguishable(StopRule):
 
     def __init__(self, every: int = 50, margin: float = 0.02, criterion: str = "margin",
                  max_samples: int = 1000, n_boot: int = 200, level: float = 0.95, tolerance: float = 0.01,
-                 min_steps: int = 0, recovered: float | None = None, prob_tolerance: float | None = None,
+                 min_steps: int = 0, recovered: float | None = None, prob_tolerance: float | None = 0.02,
                  seed: int = 0, batch_size: int = 1024):
         """
         every: optimiser steps between checks
@@ -78,7 +78,9 @@ class Indistinguishable(StopRule):
             (None: do not wait). Forgetting methods first damage the model, then repair it on the
             retain set; the forget set looks unseen long before the repair is done
         prob_tolerance: classes removed whole: also wait until their sampled images' mean
-            probability of their class is at most this (the audit's rule uses 0.02; None: do not wait)
+            probability of their class is at most this (the audit's rule; None: do not wait).
+            Measured in docs/audit.md: on class requests RL and SalUn then stop at 150–400 of 430
+            steps instead of 50, with Avg. Gap 0.14–0.21 instead of 0.49–0.77
         seed: seed of the subsampling and the bootstrap
         batch_size: samples per forward pass of a check
         """
