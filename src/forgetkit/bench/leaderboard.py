@@ -38,7 +38,9 @@ KINDS = ("random", "class", "longtail", "mixed")
 """request kinds; an unnamed request's own name starts with its kind (``class3``, ``longtail-r0.3-g1``)"""
 CLAIMS = (("FaLW", "RL", ("longtail",), "long-tailed"),
           ("FaLW", "RL", ("mixed",), "mixed"),
-          ("TRW", "RL", ("class",), "class"))
+          ("TRW", "RL", ("class",), "class"),
+          ("RA-Targets (ours)", "RL", ("random", "longtail", "mixed", "class"), "all"),
+          ("RA-Targets (ours)", "SalUn", ("random", "longtail", "mixed", "class"), "all"))
 """(method, baseline, request kinds, shape word): paper claims the automatic summary checks"""
 READING_TITLE = "What holds under equal tuning"
 LABELLED = 12
