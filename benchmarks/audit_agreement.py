@@ -1,6 +1,7 @@
 """Does the retrain-free audit agree with the Retrain-based measures? (issue 13 part 3)
 
-``python benchmarks/audit_agreement.py RUN_DIR [--out FILE.json] [--margin 0.02] [--target-margin 0.05]``
+``python benchmarks/audit_agreement.py RUN_DIR [RUN_DIR ...] [--out FILE.json] [--margin 0.02]
+[--target-margin 0.02] [--target-margin-below 0.05]``
 
 Reads a finished (or growing) run made with ``metrics.audit: true`` — e.g. ``forgetkit run
 configs/audit-stop.yaml --out runs/audit-stop`` — and re-audits every unlearned row from the scores
@@ -270,7 +271,8 @@ def markdown(summary: dict, records: list[dict], stop: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", help="run directory (results.sqlite) made with metrics.audit: true")
+    ap.add_argument("run", nargs="+", help="run directories (results.sqlite) made with metrics.audit: true; several "
+                    "(e.g. one per seed) are pooled")
     ap.add_argument("--margin", type=float, default=0.02, help="the same-model comparison's margin")
     ap.add_argument("--target-margin", type=float, default=TARGET_MARGIN, help="the target comparison's margin above 0.5")
     ap.add_argument("--target-margin-below", type=float, default=TARGET_MARGIN_BELOW,
@@ -278,13 +280,13 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of each audit")
     ap.add_argument("--out", help="JSON file for the records and the summary (default RUN/agreement.json)")
     a = ap.parse_args()
-    records = cell_records(Path(a.run), margin=a.margin, target_margin=a.target_margin,
-                           target_margin_below=a.target_margin_below, n_boot=a.n_boot)
+    records = [rec for run in a.run for rec in cell_records(Path(run), margin=a.margin, target_margin=a.target_margin,
+                                                             target_margin_below=a.target_margin_below, n_boot=a.n_boot)]
     if not records:
-        raise SystemExit(f"{a.run}: no unlearned row with stored audit scores and both reference rows yet")
+        raise SystemExit(f"{', '.join(a.run)}: no unlearned row with stored audit scores and both reference rows yet")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     summary = summarise(records)
-    out = Path(a.out or Path(a.run) / "agreement.json")
+    out = Path(a.out or Path(a.run[0]) / "agreement.json")
     out.write_text(json.dumps({"commit": commit, "args": vars(a), "summary": summary, "stop": stop_table(records),
                                "records": records}, indent=1, default=float))
     print(json.dumps(summary, indent=1))
