@@ -336,7 +336,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--margin", type=float, default=0.02, help="AUC distance from 0.5 that matters (same-model comparison)")
     a.add_argument("--target-margin", type=float, help="target comparison: AUC above 0.5 flagged under-forgotten (default 0.02)")
     a.add_argument("--target-margin-below", type=float,
-                   help="target comparison: AUC below 0.5 flagged over-forgotten (default 0.05)")
+                   help="target comparison: AUC below 0.5 flagged over-forgotten (default 0.10)")
     a.add_argument("--min-samples", type=int, default=20, help="forget and held-out samples a class needs for a verdict")
     a.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples per class")
     a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the cross-fitting")

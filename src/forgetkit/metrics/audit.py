@@ -39,10 +39,11 @@ PROB_TOLERANCE = 0.02
 TARGET_MARGIN = 0.02
 """AUC distance above 0.5 that the target comparison (model on forget vs original on held-out)
 flags as under-forgotten"""
-TARGET_MARGIN_BELOW = 0.05
+TARGET_MARGIN_BELOW = 0.10
 """AUC distance below 0.5 it flags as over-forgotten: wider, because a model retrained on less data
 is less sure of unseen data than the original even where nothing is wrong (retrained models sat at
-0.46–0.49 on the grid of docs/audit.md)"""
+0.46–0.51 on the Fashion-MNIST grid of docs/audit.md and 0.37–0.51 on the MNIST-5k one; 0.05 flagged
+38 % of the MNIST-5k Retrain requests, 0.10 flags 6 %)"""
 
 
 def as_split(data, name: str) -> Split:
