@@ -189,6 +189,21 @@ def test_scar_noise_surrogate_needs_no_heldout(digits, mlp):
     assert accuracy(unlearned, ctx.retain) > 0.5
 
 
+def test_scar_treats_a_class_left_without_retain_samples_as_removed(digits, mlp):
+    from forgetkit.methods.scar import removed_classes
+
+    x, y, tr, ho = digits
+    whole = y[tr] == 3
+    part = torch.zeros_like(whole)
+    part[torch.nonzero(y[tr] == 5).flatten()[:20]] = True
+    f = whole | part
+    ctx = UnlearnContext(original=mlp, forget=Split(x[tr][f], y[tr][f]), retain=Split(x[tr][~f], y[tr][~f]),
+                         heldout=Split(x[ho], y[ho]), num_classes=10, kind="tabular")  # a mixed request
+    assert removed_classes(ctx) == [3]
+    unlearned, _ = build_method("scar", batch_size=64, epochs=2, lr=5e-3).unlearn(mlp, ctx)
+    assert accuracy(unlearned, Split(x[tr][whole], y[tr][whole])) < accuracy(mlp, Split(x[tr][whole], y[tr][whole]))
+
+
 def test_scar_refuses_bad_input(digits, mlp):
     with pytest.raises(ValueError, match="surrogate"):
         build_method("scar", surrogate="imagenet")

@@ -91,6 +91,15 @@ def shrink(cov: torch.Tensor, gamma1: float, gamma2: float) -> torch.Tensor:
     return cov + gamma1 * v1 * eye + gamma2 * v2 * (1 - eye)
 
 
+def removed_classes(ctx) -> list[int]:
+    """Classes a request removes whole: those of a class request, and any forget class left with no
+    retain sample (a long-tailed head class, a mixed request's whole classes). SCAR's class
+    statistics come from the retain set, so only the others can be pushed towards."""
+    present = set(ctx.forget.y.tolist())
+    retained = set(ctx.retain.y.tolist()) if ctx.retain is not None else set()
+    return sorted(set(ctx.forget_classes) | (present - retained))
+
+
 def class_statistics(model: nn.Module, data: Split, classes: list[int], delta: float, gamma1: float,
                      gamma2: float, times: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised class means (C×d) and pseudo-inverted shrunk correlation matrices (C×d×d)."""
@@ -255,7 +264,7 @@ class SCAR(EngineMethod):
 
     def prepare(self, model, ctx, weighting):
         dev, teacher = ctx.device, ctx.original
-        removed = list(ctx.forget_classes)
+        removed = removed_classes(ctx)
         kept = [c for c in range(ctx.num_classes) if c not in removed]
         means, precisions = class_statistics(teacher, ctx.retain.to(dev), kept, self.tukey_delta, self.gamma1,
                                              self.gamma2, self.shrink_times, self.batch_size)
@@ -292,7 +301,7 @@ class SCAR(EngineMethod):
         return torch.cat(out)
 
     def teacher_filtered(self, teacher, xs: torch.Tensor, removed: list[int]) -> torch.Tensor:
-        """Drop surrogates the original assigns to a forgotten class (class requests only)."""
+        """Drop surrogates the original assigns to a class removed whole."""
         if not removed:
             return xs
         with torch.no_grad():
