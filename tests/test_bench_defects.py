@@ -174,6 +174,10 @@ def test_metrics_audit_writes_a_report_per_row_and_stores_it(tmp_path):
     assert {r["metrics"]["audit_verdict"] for r in rows} <= {"faithful", "under-forgotten", "over-forgotten",
                                                              "inconclusive"}
     assert all(artifacts[r["key"]]["audit"]["verdict"] == r["metrics"]["audit_verdict"] for r in rows)
+    targets = {r["key"]: artifacts[r["key"]]["audit"]["target"] for r in rows}
+    assert any(targets.values())  # the unlearned rows: forget under the model vs held-out under the original
+    assert all(r["metrics"].get("audit_target_auc") == (t["overall"]["auc"] if t else None)
+               for r in rows for t in [targets[r["key"]]])
     pages = sorted(p.parent.name for p in (tmp_path / "out" / "audits").glob("*/audit.md"))
     assert len(pages) == len(rows) == 3 and all((tmp_path / "out" / "audits" / p / "audit.html").exists() for p in pages)
     assert "Deletion audits" in summary.report.read_text()

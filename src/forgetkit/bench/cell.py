@@ -122,8 +122,10 @@ def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: d
         name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{cell.label}-{req.name}-seed{cell.seed}")
         write_audit_report(result, ws.out_dir / "audits" / name, method=cell.label, method_settings=params,
                            unlearn_seconds=seconds, class_names=list(ws.bundle.class_names) or None)
-    overall = result.after.overall
-    return {"audit_auc": overall.auc, "audit_verdict": result.verdict}
+    out = {"audit_auc": result.after.overall.auc, "audit_verdict": result.verdict}
+    if result.target is not None:  # the verdict's own statistic: forget under the model vs held-out under the original
+        out["audit_target_auc"] = result.target.overall.auc
+    return out
 
 
 def _check_finite(metrics: dict) -> None:
