@@ -11,20 +11,11 @@ from forgetkit.data import DATASETS
 from forgetkit.data.base import Split, as_float
 from forgetkit.metrics.audit import audit, compare_side, model_scores
 from forgetkit.models import build_model
+from tiny_models import fit_tiny_mlp
 
 FLAGS = ("under-forgotten", "over-forgotten")
 
 
-def _fit(split: Split, steps: int = 200, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    m = build_model("mlp", tuple(split.x.shape[1:]), 10, hidden=64, depth=1)
-    opt = torch.optim.Adam(m.parameters(), 3e-3)
-    x = as_float(split.x)
-    for _ in range(steps):
-        opt.zero_grad()
-        nn.functional.cross_entropy(m(x), split.y).backward()
-        opt.step()
-    return m.eval()
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +26,7 @@ def case():
     perm = np.random.default_rng(1).permutation(len(tr))[:1500]
     held, forget, retain = perm[:500], perm[500:1000], perm[1000:]
     return {"tr": tr, "held": held, "forget": forget, "retain": retain,
-            "memorised": _fit(tr.subset(forget)), "retrained": _fit(tr.subset(retain))}
+            "memorised": fit_tiny_mlp(tr.subset(forget)), "retrained": fit_tiny_mlp(tr.subset(retain))}
 
 
 def _audit(case, model, **kw):
@@ -109,7 +100,7 @@ def test_class_removed_whole_is_judged_by_whether_it_is_still_predicted(case):
     f = tr.subset(pool[is3])
     kept = case["held"][tr.y[case["held"]].numpy() != 3][:200]
     h = tr.subset(np.concatenate([case["held"][tr.y[case["held"]].numpy() == 3], kept]))
-    knows, never = _fit(tr.subset(pool)), _fit(tr.subset(pool[~is3]))
+    knows, never = fit_tiny_mlp(tr.subset(pool)), fit_tiny_mlp(tr.subset(pool[~is3]))
     r_knows = audit(knows, f, h, forget_classes=[3], n_boot=50)
     # 131 class-3 samples can show "at most 3 %" (k = 0 gives an upper bound of 2.3 %), not "at most 1 %"
     r_never = audit(never, f, h, forget_classes=[3], original=knows, n_boot=50, tolerance=0.03)

@@ -7,21 +7,10 @@ from torch import nn
 
 from forgetkit import stats
 from forgetkit.data import DATASETS
-from forgetkit.data.base import Split, as_float
 from forgetkit.metrics.audit import audit, audit_scores
-from forgetkit.models import build_model
+from tiny_models import fit_tiny_mlp
 
 
-def _fit(split: Split, steps: int = 200, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    m = build_model("mlp", tuple(split.x.shape[1:]), 10, hidden=64, depth=1)
-    opt = torch.optim.Adam(m.parameters(), 3e-3)
-    x = as_float(split.x)
-    for _ in range(steps):
-        opt.zero_grad()
-        nn.functional.cross_entropy(m(x), split.y).backward()
-        opt.step()
-    return m.eval()
 
 
 class Cooled(nn.Module):
@@ -42,7 +31,7 @@ def case():
     perm = np.random.default_rng(2).permutation(len(tr))[:2000]
     held, forget, retain = perm[:500], perm[500:1000], perm[1000:]
     return {"tr": tr, "held": tr.subset(held), "forget": tr.subset(forget), "retain": tr.subset(retain),
-            "original": _fit(tr.subset(np.concatenate([forget, retain]))), "retrained": _fit(tr.subset(retain))}
+            "original": fit_tiny_mlp(tr.subset(np.concatenate([forget, retain]))), "retrained": fit_tiny_mlp(tr.subset(retain))}
 
 
 def _audit(case, model, **kw):
@@ -79,7 +68,7 @@ def test_target_auc_is_the_slow_pairwise_count(case):
 
 
 def test_estimated_gap_is_small_for_the_retrained_model_and_large_for_a_damaged_one(case):
-    good, bad = _audit(case, case["retrained"]), _audit(case, _fit(case["retain"].subset(np.arange(40)), 50))
+    good, bad = _audit(case, case["retrained"]), _audit(case, fit_tiny_mlp(case["retain"].subset(np.arange(40)), 50))
     assert good.estimated_gap < 5.0 < bad.estimated_gap
     a = good.accuracy
     fa_star = np.mean([e.acc_heldout for e in good.before.per_class for _ in range(e.n_forget)])

@@ -6,22 +6,13 @@ from torch import nn
 
 from forgetkit import unlearn
 from forgetkit.data import DATASETS
-from forgetkit.data.base import Split, as_float
+from forgetkit.data.base import as_float
 from forgetkit.metrics.audit import audit
-from forgetkit.models import build_model
+from tiny_models import fit_tiny_mlp
 from forgetkit.unlearn.context import UnlearnContext
 from forgetkit.unlearn.stopping import STOP_RULES, Indistinguishable, build_stop_rule
 
 
-def _fit(split: Split, steps: int = 200) -> nn.Module:
-    torch.manual_seed(0)
-    m = build_model("mlp", tuple(split.x.shape[1:]), 10, hidden=64, depth=1)
-    opt = torch.optim.Adam(m.parameters(), 3e-3)
-    for _ in range(steps):
-        opt.zero_grad()
-        nn.functional.cross_entropy(m(as_float(split.x)), split.y).backward()
-        opt.step()
-    return m.eval()
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +21,8 @@ def case():
     perm = np.random.default_rng(1).permutation(len(tr))[:1500]
     held, forget, retain = tr.subset(perm[:500]), tr.subset(perm[500:1000]), tr.subset(perm[1000:])
     return {"train": tr.subset(perm[500:]), "held": held, "forget": forget, "retain": retain,
-            "memorised": _fit(forget), "retrained": _fit(retain), "original": _fit(tr.subset(perm[500:])),
-            "damaged": _fit(retain.subset(np.arange(30)), 30)}
+            "memorised": fit_tiny_mlp(forget), "retrained": fit_tiny_mlp(retain), "original": fit_tiny_mlp(tr.subset(perm[500:])),
+            "damaged": fit_tiny_mlp(retain.subset(np.arange(30)), 30)}
 
 
 def _ctx(case, model, heldout="held"):
@@ -85,7 +76,7 @@ def test_class_removed_whole_waits_until_the_class_is_no_longer_predicted(case):
     tr = case["train"]
     f = tr.subset(np.flatnonzero(tr.y.numpy() == 3))
     h = case["held"]
-    for model, expect in ((case["memorised"], False), (_fit(tr.subset(np.flatnonzero(tr.y.numpy() != 3))), True)):
+    for model, expect in ((case["memorised"], False), (fit_tiny_mlp(tr.subset(np.flatnonzero(tr.y.numpy() != 3))), True)):
         ctx = UnlearnContext(original=model, forget=f, heldout=h, num_classes=10, forget_classes=(3,))
         rule = Indistinguishable(tolerance=0.03)
         rule.setup(model, ctx)
