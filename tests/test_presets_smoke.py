@@ -13,9 +13,11 @@ from forgetkit.cli import main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
-CHECKED_ONLY = {"leaderboard-fmnist-mlp", "leaderboard-fmnist-cnn"}
-"""same methods, shapes and metrics as leaderboard-mnist5k, which runs below; their own data and
-model are checked up to the first cell (a whole smoke run of a leaderboard costs ~100 s of CPU)"""
+CHECKED_ONLY = {"leaderboard-mnist5k", "leaderboard-fmnist-mlp", "leaderboard-fmnist-cnn"}
+"""checked up to the first cell: config, tune section, every method's and evaluator's options, data
+and model. A smoke run of a leaderboard (21 methods, tuned rows beside them) costs ~100 s of CPU;
+its machinery runs end to end in test_tune.py and test_leaderboard.py, every method in
+test_conformance.py"""
 
 
 @pytest.mark.slow
