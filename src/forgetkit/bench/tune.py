@@ -260,6 +260,14 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
     return write_tune_report(out_dir, outcomes, rule, final_report, smoke)
 
 
+def latest_recipe(recipes_dir: Path, label: str) -> Path | None:
+    """The highest ``<label>-v<N>.yaml`` :func:`save_recipe` wrote there (its versions count up from 1)."""
+    version = 0
+    while (recipes_dir / f"{label}-v{version + 1}.yaml").exists():
+        version += 1
+    return recipes_dir / f"{label}-v{version}.yaml" if version else None
+
+
 def with_tuned_rows(raw: dict) -> dict:
     """A config with a ``tune:`` section, without it, plus a ``<label>-tuned`` entry beside every method
     that has a recipe in ``tune.recipes`` (its latest version): the leaderboard's tuned rows next to
@@ -273,11 +281,10 @@ def with_tuned_rows(raw: dict) -> dict:
     tuned = []
     for m in raw.get("methods", []):
         label = m.get("label") or m["name"]
-        versions = sorted(Path(spec["recipes"]).glob(f"{label}-v*.yaml"),
-                          key=lambda p: int(p.stem.rsplit("-v", 1)[1]) if p.stem.rsplit("-v", 1)[1].isdigit() else -1)
-        if versions:
+        recipe = latest_recipe(Path(spec["recipes"]), label)
+        if recipe is not None:
             shown = m.get("label") or paper_name(m["name"])
-            tuned.append(apply_recipe({"methods": [{**copy.deepcopy(m), "label": label}]}, versions[-1])["methods"][0]
+            tuned.append(apply_recipe({"methods": [{**copy.deepcopy(m), "label": label}]}, recipe)["methods"][0]
                          | {"label": shown + TUNED_SUFFIX})
     raw["methods"] = raw.get("methods", []) + tuned
     return raw
