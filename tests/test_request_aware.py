@@ -6,8 +6,9 @@ import torch
 
 from forgetkit.data.base import Split
 from forgetkit.methods import build_method
-from forgetkit.methods.request_aware import (heldout_quantiles, partial_targets, request_aware_targets,
-                                             retain_log_ratio, whole_and_partial)
+from forgetkit.methods.request_aware import (RetainSoftCE, heldout_quantiles, partial_targets,
+                                             request_aware_targets, retain_log_ratio, retain_targets,
+                                             whole_and_partial)
 from forgetkit.methods.trw import output_similarity, tilted_targets
 from forgetkit.models import build_model
 from forgetkit.unlearn.context import UnlearnContext
@@ -157,7 +158,8 @@ def test_a_collapsed_model_cannot_move_the_targets():
 
 
 @pytest.mark.parametrize("options, field", [({"prior_power": -1.0}, "prior_power"), ({"deflate": -0.5}, "deflate"),
-                                            ({"combine": "sum"}, "combine")])
+                                            ({"combine": "sum"}, "combine"), ({"retain_mix": 1.5}, "retain_mix"),
+                                            ({"retain_mix": -0.1}, "retain_mix")])
 def test_bad_options_name_the_field(options, field):
     with pytest.raises(ValueError, match=field):
         build_method("request_aware", **options)
@@ -171,3 +173,58 @@ def test_deflated_moves_down_in_log_odds():
     for a, b in zip(q.tolist(), out.tolist()):
         assert b == pytest.approx(1 / (1 + math.exp(-(math.log(a / (1 - a)) - 1.5))), rel=1e-5)
     assert torch.equal(deflated(q, 0.0), q)
+
+
+@pytest.mark.parametrize("mix", [0.0, 0.3, 1.0])
+def test_retain_targets_match_a_per_sample_loop(mix):
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(7, 4, generator=g) * 3
+    y = torch.tensor([0, 1, 3, 3, 1, 0, 1])
+    t = retain_targets(logits, y, whole=(2,), mix=mix)
+    for i in range(7):
+        e = [math.exp(v) if k != 2 else 0.0 for k, v in enumerate(logits[i].tolist())]
+        for k in range(4):
+            want = (1 - mix) * (1.0 if k == y[i] else 0.0) + mix * e[k] / sum(e)
+            assert t[i, k].item() == pytest.approx(want, abs=1e-6)
+    assert torch.all(t[:, 2] == 0)  # a class removed whole is never a retain target
+    with pytest.raises(ValueError, match="retain_mix"):
+        retain_targets(logits, y, whole=(), mix=1.2)
+
+
+def test_retain_soft_ce_is_the_mix_of_label_ce_and_teacher_ce():
+    """Soft CE to (1 − s)·one-hot + s·p_o = (1 − s)·CE(y) + s·CE(p_o), sample by sample, at the
+    batch's positions in the retain split."""
+    from forgetkit.unlearn.objectives import Batch
+
+    g = torch.Generator().manual_seed(6)
+    teacher = torch.randn(10, 3, generator=g)
+    y = torch.randint(0, 3, (10,), generator=g)
+    s = 0.4
+    objective = RetainSoftCE(retain_targets(teacher, y, whole=(), mix=s))
+    pos = torch.tensor([7, 2, 5])
+    student = torch.randn(3, 3, generator=g)
+    got = objective(student, Batch(None, y[pos], pos), None)
+    for row, i in enumerate(pos.tolist()):
+        log_p = torch.log_softmax(student[row].double(), 0)
+        p_o = torch.softmax(teacher[i].double(), 0)
+        want = -(1 - s) * log_p[y[i]] - s * (p_o * log_p).sum()
+        assert got[row].item() == pytest.approx(want.item(), abs=1e-5)
+
+
+def test_retain_mix_picks_the_retain_term_and_reads_the_original():
+    from forgetkit.unlearn.objectives import RetainCE
+
+    torch.manual_seed(0)
+    model = build_model("mlp", (1, 4, 4), 3, hidden=8)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randint(0, 255, (30, 1, 4, 4), generator=g, dtype=torch.uint8)
+    y = torch.arange(30) % 3
+    ctx = UnlearnContext(original=model, forget=Split(x[:6], y[:6]), retain=Split(x[6:20], y[6:20]),
+                         heldout=Split(x[20:], y[20:]), num_classes=3)
+    assert isinstance(build_method("request_aware", retain_mix=0.0).parts(model, ctx).retain, RetainCE)
+    retain = build_method("request_aware", retain_mix=0.5).parts(model, ctx).retain
+    assert isinstance(retain, RetainSoftCE)
+    with torch.no_grad():
+        p_o = torch.softmax(model(x[6:20].float() / 255), 1)
+    want = 0.5 * torch.nn.functional.one_hot(y[6:20], 3) + 0.5 * p_o
+    assert torch.allclose(retain.targets, want, atol=1e-5)
