@@ -1,4 +1,4 @@
-"""Command line: ``forgetkit run | tune | report | methods | evaluate | audit``."""
+"""Command line: ``forgetkit run | tune | report | merge | methods | evaluate | audit``."""
 from __future__ import annotations
 
 import argparse
@@ -102,6 +102,17 @@ def _cmd_report(args) -> int:
 LEADERBOARD_OUT = "docs/leaderboard.md"
 
 
+def _cmd_merge(args) -> int:
+    from . import influence  # noqa: F401  registers the soft-weighting experiment kind
+    from .bench.experiments import kind_of_run
+    from .bench.merge import merge_runs
+
+    copied, planned = merge_runs(args.out, args.sources)
+    print(f"merged {copied} rows into {args.out} ({planned} cells planned)")
+    print(f"report: {kind_of_run(Path(args.out)).rebuild_report(Path(args.out))}")
+    return 0
+
+
 def _cmd_methods(args) -> int:
     from .plugins import load_plugins
 
@@ -166,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reading", help="Markdown included verbatim as the leaderboard's closing section "
                      "(default: a factual summary computed from the numbers)")
     rep.set_defaults(func=_cmd_report)
+    mg = sub.add_parser("merge", help="merge runs of one config split by seed (--set seeds=[k]) into one run directory")
+    mg.add_argument("out", help="the merged run directory (created, or an existing run of the same config)")
+    mg.add_argument("sources", nargs="+", metavar="RUN_DIR", help="run directories to merge into OUT")
+    mg.set_defaults(func=_cmd_merge)
     m = sub.add_parser("methods", help="list methods, weightings, evaluators and datasets")
     m.set_defaults(func=_cmd_methods)
     from . import audit_cli, evaluate_cli

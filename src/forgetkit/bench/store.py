@@ -81,8 +81,12 @@ class ResultStore:
 
     def has(self, key: str) -> bool:
         """True if the cell finished (ok); failed cells are retried on the next run."""
+        return self.status(key) == "ok"
+
+    def status(self, key: str) -> str | None:
+        """The stored status of a cell (``ok`` or ``failed``), None if it has no row."""
         row = self._db.execute("SELECT status FROM results WHERE key=?", (key,)).fetchone()
-        return row is not None and row[0] == "ok"
+        return None if row is None else row[0]
 
     def put(self, *, key: str, experiment: str, method: str, weighting: str, request: str,
             seed: int, status: str, metrics: dict, params: dict, provenance: dict,
