@@ -61,6 +61,10 @@ def test_report_and_recipe(tuned):
     recipe = yaml.safe_load((out / "recipes" / "ga-v1.yaml").read_text())
     assert recipe["version"] == 1 and recipe["tuned"]["trials"] == 3
     assert recipe["tuned"]["rule"] == "avg_gap_on_validation" and len(recipe["tuned"]["config_hash"]) == 16
+    validation = [{k: v for k, v in r.items() if k not in ("name", "role")} for r in RAW["requests"]
+                  if r.get("role") == "validation"]
+    assert [{k: r[k] for k in v} for r, v in zip(recipe["tuned"]["validation_requests"], validation)] == validation
+    assert all("role" not in r for r in recipe["tuned"]["validation_requests"])
     _, raw = split_tune(RAW)
     applied = parse_config(apply_recipe(raw, out / "recipes" / "ga-v1.yaml"))
     assert applied.methods[0].options == recipe["options"]

@@ -250,8 +250,9 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
                              {"config": cfg.name, "config_hash": config_hash(raw), "rule": rule, "smoke": smoke,
                               "trials": len(_complete(study)), "best_value": best.value, "space": space,
                               "seeds": spec.get("seeds") or cfg.seeds,
-                              "validation_requests": validation_config(raw, mi, {}, rule=rule).model_dump(
-                                  exclude_none=True)["requests"]})
+                              "validation_requests": [  # the trial's copies say role: report; these never are
+                                  {k: v for k, v in r.items() if k != "role"} for r in validation_config(
+                                      raw, mi, {}, rule=rule).model_dump(exclude_none=True)["requests"]]})
         outcomes.append((labels[mi], study, space, recipe))
     final_report = None
     if "method" in spec:
