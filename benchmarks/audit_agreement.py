@@ -1,7 +1,7 @@
 """Does the retrain-free audit agree with the Retrain-based measures? (issue 13 part 3)
 
 ``python benchmarks/audit_agreement.py RUN_DIR [RUN_DIR ...] [--out FILE.json] [--margin 0.02]
-[--target-margin 0.02] [--target-margin-below 0.05]``
+[--target-margin 0.02] [--target-margin-below 0.10] [--retrain-slope K]``
 
 Reads a finished (or growing) run made with ``metrics.audit: true`` — e.g. ``forgetkit run
 configs/audit-stop.yaml --out runs/audit-stop`` — and re-audits every unlearned row from the scores
@@ -33,7 +33,8 @@ from scipy.stats import spearmanr
 from forgetkit.audit_cli import retain_counts
 from forgetkit.bench.grid import ORIGINAL, RETRAIN
 from forgetkit.bench.report import load_run
-from forgetkit.metrics.audit import TARGET_MARGIN, TARGET_MARGIN_BELOW, audit_scores, decode_scores
+from forgetkit.metrics.audit import (RETRAIN_SLOPE, TARGET_MARGIN, TARGET_MARGIN_BELOW, audit_scores,
+                                     decode_scores)
 from forgetkit.metrics.core import unlearning_deviation
 
 GAP_TAU = 0.02
@@ -67,14 +68,15 @@ def _weighted(evidence, key) -> float:
 
 
 def cell_records(run: Path, *, margin: float, target_margin: float, target_margin_below: float,
-                 n_boot: int) -> list[dict]:
-    """One record per unlearned row that has stored scores and both reference rows."""
+                 n_boot: int, retrain_slope: float = RETRAIN_SLOPE, seeds=None) -> list[dict]:
+    """One record per unlearned row that has stored scores and both reference rows (of ``seeds``
+    only, when given: a setting chosen on some seeds is reported on the others)."""
     _, rows, _, arts = load_run(run, with_artifacts=True)
     by = {(r["method"], r["request"], r["seed"]): r for r in rows}
     counts = retain_counts(run)
     out = []
     for row in rows:
-        if row["method"] == ORIGINAL:
+        if row["method"] == ORIGINAL or (seeds is not None and row["seed"] not in seeds):
             continue
         ref, orig = by.get((RETRAIN, row["request"], row["seed"])), by.get((ORIGINAL, row["request"], row["seed"]))
         if ref is None or orig is None or not all("audit_scores" in arts[x["key"]] for x in (row, ref, orig)):
@@ -87,7 +89,7 @@ def cell_records(run: Path, *, margin: float, target_margin: float, target_margi
                            retain_counts=None if rc is None else {int(k): v for k, v in rc.items()},
                            forget_classes=stored["settings"]["forget_classes"], margin=margin,
                            target_margin=target_margin, target_margin_below=target_margin_below, n_boot=n_boot,
-                           seed=int(row["seed"]))
+                           retrain_slope=retrain_slope, seed=int(row["seed"]))
         yf = a["forget_y"]
         kept = [e for e in res.target.per_class if not e.removed]
         same = {e.cls: e for e in res.after.per_class}
@@ -277,11 +279,19 @@ def main() -> None:
     ap.add_argument("--target-margin", type=float, default=TARGET_MARGIN, help="the target comparison's margin above 0.5")
     ap.add_argument("--target-margin-below", type=float, default=TARGET_MARGIN_BELOW,
                     help="the target comparison's margin below 0.5")
+    ap.add_argument("--retrain-slope", type=float, default=RETRAIN_SLOPE,
+                    help="κ of the reference shift κ·log(retained share of the class); 0 turns it off")
+    ap.add_argument("--seeds", help="comma-separated seeds to keep (default: all)")
     ap.add_argument("--n-boot", type=int, default=200, help="bootstrap resamples of each audit")
     ap.add_argument("--out", help="JSON file for the records and the summary (default RUN/agreement.json)")
     a = ap.parse_args()
+    try:
+        seeds = None if a.seeds is None else {int(x) for x in a.seeds.split(",")}
+    except ValueError:
+        raise SystemExit(f"--seeds must be comma-separated integers, got {a.seeds!r}") from None
     records = [rec for run in a.run for rec in cell_records(Path(run), margin=a.margin, target_margin=a.target_margin,
-                                                             target_margin_below=a.target_margin_below, n_boot=a.n_boot)]
+                                                             target_margin_below=a.target_margin_below, n_boot=a.n_boot,
+                                                             retrain_slope=a.retrain_slope, seeds=seeds)]
     if not records:
         raise SystemExit(f"{', '.join(a.run)}: no unlearned row with stored audit scores and both reference rows yet")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()

@@ -59,8 +59,10 @@ def test_a_model_less_confident_on_everything_is_over_forgotten_by_the_target_on
 def test_target_auc_is_the_slow_pairwise_count(case):
     r = _audit(case, case["retrained"])
     a, b = r.scores["after"], r.scores["before"]
+    shift = r.settings["reference_shift"]  # the retained share of each class moves the reference
+    assert all(d < 0 for d in shift.values())
     for e in r.target.per_class[:3]:
-        f, h = a["forget"][a["forget_y"] == e.cls], b["heldout"][b["heldout_y"] == e.cls]
+        f, h = a["forget"][a["forget_y"] == e.cls], b["heldout"][b["heldout_y"] == e.cls] + shift[str(e.cls)]
         slow = np.mean([(x > y) + 0.5 * (x == y) for x in f for y in h])
         assert e.auc == pytest.approx(slow, abs=1e-12)
     w = np.array([e.n_forget for e in r.target.per_class], float)
@@ -172,3 +174,66 @@ def test_no_damage_warning_for_a_class_removed_whole(tmp_path):
     assert "Warning" not in write_audit_report(r, tmp_path / "a")["audit.md"].read_text()
     kept = audit_scores(after, before, num_classes=3, n_boot=10)  # the same fall on classes kept in part: damage
     assert "Warning: accuracy on unseen data" in write_audit_report(kept, tmp_path / "b")["audit.md"].read_text()
+
+
+def test_retrain_shift_is_the_slow_log_of_the_retained_share():
+    import math
+
+    from forgetkit.metrics.audit import retrain_shift
+
+    rng = np.random.default_rng(7)
+    forget = {c: int(rng.integers(0, 200)) for c in range(10)}
+    retain = {c: int(rng.integers(1, 400)) for c in range(10)}
+    got = retrain_shift(forget, retain, 1.3)
+    for c in range(10):
+        assert got[c] == pytest.approx(1.3 * math.log(retain[c] / (retain[c] + forget[c])), abs=1e-12)
+    # known answers: half of a class kept at slope 1 is −log 2; slope 0 moves nothing; no retain left: no entry
+    assert retrain_shift({0: 50, 1: 10}, {0: 50}, 1.0) == {0: pytest.approx(-math.log(2.0))}
+    assert set(retrain_shift(forget, retain, 0.0).values()) == {0.0}
+    for bad in (-0.5, float("nan"), float("inf"), "1"):
+        with pytest.raises(ValueError, match="retrain_slope"):
+            retrain_shift(forget, retain, bad)
+    with pytest.raises(ValueError, match="counts must be >= 0"):
+        retrain_shift({0: -1}, {0: 5}, 1.0)
+
+
+def _shifted_case(slope_true: float, share: float, n: int = 400, seed: int = 8):
+    """Scores where a retrained model's forget scores sit ``slope_true``·log(share) below the
+    original's held-out scores (what a model retrained on ``share`` of each class does)."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n // 2)
+    before = {"forget": rng.normal(5, 1, n), "forget_correct": np.ones(n, bool), "forget_y": y,
+              "heldout": rng.normal(3, 1, n), "heldout_correct": np.ones(n, bool), "heldout_y": y}
+    after = before | {"forget": rng.normal(3 + slope_true * np.log(share), 1, n)}
+    forgot = n // 2  # per class in the forget set; retain so that `share` of each class is kept
+    retain = {0: int(round(forgot * share / (1 - share))), 1: int(round(forgot * share / (1 - share)))}
+    return after, before, retain
+
+
+def test_the_reference_moves_by_the_retrain_shift():
+    """The target AUC is the slow pairwise count against the original's held-out scores plus the shift."""
+    from forgetkit.metrics.audit import retrain_shift
+
+    after, before, retain = _shifted_case(1.5, 0.6)
+    r = audit_scores(after, before, num_classes=2, retain_counts=retain, retrain_slope=1.5, n_boot=20)
+    shift = retrain_shift({0: 200, 1: 200}, retain, 1.5)
+    assert r.settings["reference_shift"] == {str(c): pytest.approx(d) for c, d in shift.items()}
+    for e in r.target.per_class:
+        f = after["forget"][after["forget_y"] == e.cls]
+        h = before["heldout"][before["heldout_y"] == e.cls] + shift[e.cls]
+        assert e.auc == pytest.approx(np.mean([(x > z) + 0.5 * (x == z) for x in f for z in h]), abs=1e-12)
+    # without retain counts nothing is known about the retained share: no shift
+    assert audit_scores(after, before, num_classes=2, retrain_slope=1.5, n_boot=20).settings["reference_shift"] is None
+    with pytest.raises(ValueError, match="retrain_slope"):
+        audit_scores(after, before, num_classes=2, retain_counts=retain, retrain_slope=-1.0)
+
+
+def test_the_shift_clears_a_retrained_model_and_still_flags_one_that_kept_its_forget_set():
+    """A model retrained on 60 % of each class sits 0.77 log-odds below the original on unseen
+    data: uncorrected (slope 0) the target comparison calls it over-forgotten; with the shift it is
+    not flagged. The original itself (it memorised the forget set) stays under-forgotten."""
+    after, before, retain = _shifted_case(1.5, 0.6)
+    kw = dict(num_classes=2, retain_counts=retain, n_boot=100, target_margin_below=0.05)
+    assert audit_scores(after, before, retrain_slope=0.0, **kw).target.kept_verdict == "over-forgotten"
+    assert audit_scores(after, before, retrain_slope=1.5, **kw).target.kept_verdict not in ("under-forgotten", "over-forgotten")
+    assert audit_scores(before, before, retrain_slope=1.5, **kw).target.kept_verdict == "under-forgotten"

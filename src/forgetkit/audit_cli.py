@@ -99,7 +99,8 @@ def _safe_name(text: str) -> str:
 
 def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, margin: float = 0.02,
               target_margin: float | None = None, target_margin_below: float | None = None,
-              min_samples: int = 20, n_boot: int = 500, tolerance: float = 0.01) -> list[dict]:
+              retrain_slope: float | None = None, min_samples: int = 20, n_boot: int = 500,
+              tolerance: float = 0.01) -> list[dict]:
     """Re-audit every stored row of a run from its ``audit_scores``; write ``<out>/<row>/audit.*``
     (default ``RUN_DIR/audits``) and, with ``store``, put each result back into the run's store
     (artifact ``audit``, metrics ``audit_auc``/``audit_verdict``) while holding the run's lock.
@@ -127,8 +128,8 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
     if not rows:
         raise ValueError(f"{db} holds no finished rows to audit")
     originals = {(r["request"], r["seed"]): r for r in rows if r["method"] == ORIGINAL}
-    targets = {k: v for k, v in (("target_margin", target_margin), ("target_margin_below", target_margin_below))
-               if v is not None}
+    targets = {k: v for k, v in (("target_margin", target_margin), ("target_margin_below", target_margin_below),
+                                 ("retrain_slope", retrain_slope)) if v is not None}
     requests = run_requests(run)
     counts = {k: v[1] for k, v in requests.items()}
     done = []
@@ -251,7 +252,7 @@ def run_audit_dir(args) -> int:
             raise ValueError(f"--{name} is for auditing a checkpoint; with RUN_DIR the rows' stored scores are used")
     done = audit_run(args.run_dir, out=args.out, store=not args.no_store, alpha=args.alpha, margin=args.margin,
                      target_margin=args.target_margin, target_margin_below=args.target_margin_below,
-                     min_samples=args.min_samples, n_boot=args.n_boot)
+                     retrain_slope=args.retrain_slope, min_samples=args.min_samples, n_boot=args.n_boot)
     for d in done:
         head = f"{d['method']} / {d['request']} / seed {d['seed']}"
         if "skipped" in d:
@@ -294,7 +295,8 @@ def run_audit(args) -> int:
                    check_duplicates=not args.allow_duplicates, alpha=args.alpha, margin=args.margin,
                    min_samples=args.min_samples, n_boot=args.n_boot, seed=args.seed, **extra,
                    **{k: v for k, v in (("target_margin", args.target_margin),
-                                        ("target_margin_below", args.target_margin_below)) if v is not None})
+                                        ("target_margin_below", args.target_margin_below),
+                                        ("retrain_slope", args.retrain_slope)) if v is not None})
     out = Path(args.out or f"audit-{Path(args.checkpoint).stem}")
     names = args.class_names.split(",") if args.class_names else None
     if names is not None and len(names) != num_classes:
@@ -337,6 +339,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--target-margin", type=float, help="target comparison: AUC above 0.5 flagged under-forgotten (default 0.02)")
     a.add_argument("--target-margin-below", type=float,
                    help="target comparison: AUC below 0.5 flagged over-forgotten (default 0.10)")
+    a.add_argument("--retrain-slope", type=float,
+                   help="target comparison: the unseen reference of each class kept in part is lowered by "
+                        "K·log(retained share of the class) in log-odds, where a retrained model would put it "
+                        "(needs --retain or a run's counts; default in docs/audit.md; 0 turns it off)")
     a.add_argument("--min-samples", type=int, default=20, help="forget and held-out samples a class needs for a verdict")
     a.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples per class")
     a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the cross-fitting")
