@@ -151,3 +151,24 @@ def test_integer_ranges_are_sampled_as_integers_on_a_log_scale_too():
     value = _suggest(trial, "n_iters", {"low": 100, "high": 1500, "log": True})
     assert isinstance(value, int) and 100 <= value <= 1500
     assert isinstance(_suggest(trial, "lr", {"low": 1e-3, "high": 1e-1, "log": True}), float)
+
+
+def test_a_recipe_is_refused_once_a_default_it_did_not_pin_has_changed(tmp_path):
+    from forgetkit.bench.tune import method_defaults, save_recipe
+    from forgetkit.methods.ga import GA
+
+    recipe_path = save_recipe(tmp_path, {"name": "ga", "options": {"epochs": 1}}, {"lr": 1e-3}, {"rule": "x"})
+    recipe = yaml.safe_load(recipe_path.read_text())
+    assert recipe["tuned"]["method_defaults"] == method_defaults("ga")
+    assert recipe["tuned"]["method_defaults"]["epochs"] == GA.epochs
+    _, raw = split_tune(RAW)
+    assert parse_config(apply_recipe(raw, recipe_path)).methods[0].options == {"epochs": 1, "lr": 1e-3}
+    # the code's default of an option the recipe pins may change: the recipe says what to use
+    recipe["tuned"]["method_defaults"]["lr"] = 0.5
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    apply_recipe(raw, recipe_path)
+    # one it does not pin may not: the trials chose their values beside the old default
+    recipe["tuned"]["method_defaults"]["sfron_mode"] = not GA.sfron_mode
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    with pytest.raises(ValueError, match=r"defaults were different \(sfron_mode True -> False\).*Re-tune"):
+        apply_recipe(raw, recipe_path)

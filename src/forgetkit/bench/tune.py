@@ -13,6 +13,7 @@ the results, so an interrupted ``tune`` resumes where it stopped.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -306,12 +307,45 @@ def _fail_stale(study) -> None:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
 
 
+def method_defaults(name: str) -> dict:
+    """The defaults of every option of method ``name`` in this code, as plain YAML values.
+
+    A recipe pins only the options it searched; the others take the code's defaults. A recipe
+    records these, so that applying it once a default has changed is refused (the search chose
+    its values beside the old ones) instead of silently running another method.
+    """
+    from ..methods import METHODS
+
+    out = {}
+    for f in dataclasses.fields(METHODS.get(name)):
+        if f.default is not dataclasses.MISSING:
+            value = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        else:
+            continue
+        out[f.name] = json.loads(json.dumps(value, default=str))
+    return out
+
+
+def changed_defaults(recipe: dict) -> dict[str, tuple]:
+    """{option: (default when tuned, default now)} for the options the recipe does not pin; empty
+    for recipes written before defaults were recorded."""
+    then = (recipe.get("tuned") or {}).get("method_defaults")
+    if then is None:
+        return {}
+    now = method_defaults(recipe["method"])
+    return {k: (then.get(k), now.get(k)) for k in sorted(set(then) | set(now))
+            if k not in recipe["options"] and then.get(k) != now.get(k)}
+
+
 def save_recipe(recipes_dir: Path, method: dict, params: dict, provenance: dict) -> Path:
     """Write ``<label>-v<N>.yaml``; an identical recipe is reused, a different one gets the next version."""
     recipes_dir.mkdir(parents=True, exist_ok=True)
     label = method.get("label") or method["name"]
     body = {"method": method["name"], "label": label,
-            "options": {**method.get("options", {}), **params}, "tuned": provenance}
+            "options": {**method.get("options", {}), **params},
+            "tuned": {**provenance, "method_defaults": method_defaults(method["name"])}}
     version = 1
     while (path := recipes_dir / f"{label}-v{version}.yaml").exists():
         if yaml.safe_load(path.read_text()) == {**body, "version": version}:
@@ -340,6 +374,14 @@ def apply_recipe(raw: dict, recipe_path: str | Path) -> dict:
         if m["name"] != recipe["method"]:
             raise ValueError(f"recipe {recipe_path} is for method {recipe['method']!r}, "
                              f"but {recipe['label']!r} is {m['name']!r}")
+    changed = changed_defaults(recipe)
+    if changed:
+        what = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ValueError(f"recipe {recipe_path} was tuned when {recipe['method']}'s defaults were different "
+                         f"({what}); its trials chose their values beside the old ones. Re-tune "
+                         f"(`forgetkit tune CONFIG --methods {recipe['label']}` writes the next version), or pin "
+                         "the old values in the recipe's options")
+    for m in matches:
         m["options"] = {**m.get("options", {}), **recipe["options"]}
         smoke_tuned = bool((recipe.get("tuned") or {}).get("smoke"))
         m["recipe"] = f"{Path(recipe_path).name}" + (" (smoke-tuned: not a result)" if smoke_tuned else "")
