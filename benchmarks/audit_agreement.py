@@ -110,7 +110,8 @@ def cell_records(run: Path, *, margin: float, target_margin: float, target_margi
                "verdict": res.target.overall.verdict, "same_verdict": res.after.overall.verdict}
         if kept:
             m = np.isin(yf, [e.cls for e in kept])
-            rec |= {"target_auc": res.target.overall.auc,
+            unmoved = res.target_unmoved or res.target
+            rec |= {"target_auc": res.target.overall.auc, "target_auc_unmoved": unmoved.overall.auc,
                     "target_ci": [res.target.overall.ci_low, res.target.overall.ci_high],
                     "target_verdict": res.target.kept_verdict,
                     "target_acc_gap": _weighted(kept, lambda e: e.acc_forget - e.acc_heldout),

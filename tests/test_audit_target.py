@@ -237,3 +237,53 @@ def test_the_shift_clears_a_retrained_model_and_still_flags_one_that_kept_its_fo
     assert audit_scores(after, before, retrain_slope=0.0, **kw).target.kept_verdict == "over-forgotten"
     assert audit_scores(after, before, retrain_slope=1.5, **kw).target.kept_verdict not in ("under-forgotten", "over-forgotten")
     assert audit_scores(before, before, retrain_slope=1.5, **kw).target.kept_verdict == "under-forgotten"
+
+
+def test_the_report_says_how_far_the_reference_moved(tmp_path):
+    from forgetkit.audit_report import write_audit_report
+
+    after, before, retain = _shifted_case(1.5, 0.6)
+    r = audit_scores(after, before, num_classes=2, retain_counts=retain, retrain_slope=1.25, n_boot=10)
+    text = write_audit_report(r, tmp_path / "a", class_names=["zero", "one"])["audit.md"].read_text()
+    assert "1.25 × log(share of the class's training samples kept): 0 zero -0.64, 1 one -0.64" in text
+    assert "AUC vs unmoved" in text and "under-forgotten needs the AUC against the unmoved" in text
+    plain = write_audit_report(audit_scores(after, before, num_classes=2, n_boot=10), tmp_path / "b")["audit.md"]
+    assert "retain counts were not given" in plain.read_text()
+
+
+def test_bracket_verdict_is_the_verdict_that_holds_for_every_reference_in_the_range():
+    """Slow definition: the reference lies anywhere between the moved and the unmoved end; a flag
+    must hold at the end least favourable to it, "faithful" at both ends."""
+    from forgetkit.metrics.audit import VERDICTS, bracket_verdict
+
+    for u in VERDICTS:
+        for m in VERDICTS:
+            if "too few samples" in (u, m):
+                want = "too few samples"
+            elif u == "under-forgotten":  # above even the top of the range
+                want = "under-forgotten"
+            elif m == "over-forgotten":  # below even the bottom
+                want = "over-forgotten"
+            elif {u, m} == {"faithful"}:
+                want = "faithful"
+            else:
+                want = "inconclusive"
+            assert bracket_verdict(u, m) == want, (u, m)
+    with pytest.raises(ValueError, match="verdicts must be among"):
+        bracket_verdict("mixed", "faithful")
+
+
+def test_a_model_between_the_ends_of_the_range_is_not_flagged():
+    """Halfway between the original's unseen level and the moved one: a model retrained on a
+    larger pool than the slope was measured on (Fashion-MNIST at 12,000 images). The moved reference
+    alone would call it under-forgotten; the bracket must not; the unmoved side is kept."""
+    rng = np.random.default_rng(9)
+    after, before, retain = _shifted_case(1.25, 0.6, n=4000)
+    after = after | {"forget": rng.normal(3 + 0.5 * 1.25 * np.log(0.6), 1, 4000)}
+    kw = dict(num_classes=2, retain_counts=retain, n_boot=100)
+    r = audit_scores(after, before, retrain_slope=1.25, **kw)
+    assert r.target.overall.auc > 0.52  # the moved end alone: above the band
+    assert r.target_unmoved.overall.auc < 0.5
+    assert r.target.kept_verdict not in ("under-forgotten", "over-forgotten")
+    assert all(e.verdict not in ("under-forgotten", "over-forgotten") for e in r.target.per_class)
+    assert audit_scores(after, before, retrain_slope=0.0, **kw).target_unmoved is None

@@ -49,13 +49,32 @@ TARGET_EXPLAINED = """\
 against unseen samples under the *original* model. A model retrained without the deleted samples
 would be about as sure of them as the original is of data it never saw, so this asks whether the
 model's confidence on the deleted samples has come down to that level — no further, no less. A
-model retrained on less data is a little less sure of unseen data than the original, so the
-band is wider below: under-forgotten above {upper}, over-forgotten below {lower} (AUC), faithful
-when the whole interval lies within. It cannot know how a retrained model would behave when a
+model retrained on less data is less sure of unseen data than the original: {shift} The band is
+wider below: under-forgotten above {upper}, over-forgotten below {lower} (AUC), faithful
+when the whole interval lies within.{bracket} It cannot know how a retrained model would behave when a
 request takes away most of a class (or a whole class that others resemble): there even a
 retrained model moves away from the original. A class that lost more than half its training
 samples is therefore never called over-forgotten here (a model retrained on the rest would be
 less sure of it too); the verdict on neighbours of a removed class is the least reliable."""
+
+BRACKET_EXPLAINED = """ How much less sure depends on how steep the learning curve is, which
+is not known without retraining, so the reference is a range, from the original's confidence on
+unseen data (unmoved) down to the moved one: under-forgotten needs the AUC against the unmoved
+end above the band, over-forgotten the AUC against the moved end below it, faithful both
+intervals inside it."""
+
+
+def shift_sentence(settings: dict, names: dict[int, str]) -> str:
+    """What the target comparison did about a retrained model's lower confidence, in words."""
+    shift, k = settings.get("reference_shift"), settings.get("retrain_slope")
+    if shift is None:
+        return ("its unseen samples' confidence under the original is compared as it is (the retain counts were "
+                "not given, so the retained share of each class is unknown).")
+    if not k or not shift:
+        return "the reference is not moved for it here (correction off)."
+    moved = ", ".join(f"{_class_label(int(c), names)} {d:+.2f}" for c, d in shift.items())
+    return (f"the unseen samples' log-odds under the original are also moved to where a model retrained on a "
+            f"small pool put them, {k:g} × log(share of the class's training samples kept): {moved}.")
 
 CAN_AND_CANNOT = """\
 **What this evidence can show.** Whether, to the model as it is now, the deleted samples look like
@@ -249,7 +268,13 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
         t_rows = [r[:6] + [r[6], f"**{r[8].strip('*')}**"] for r in t_rows]
         t_header = ["class", "deleted", "unseen", "AUC vs original on unseen", "95 % interval", "p (adjusted)",
                     "accuracy deleted now / unseen under the original (%)", "verdict"]
-        explained = TARGET_EXPLAINED.format(upper=0.5 + st["target_margin"], lower=0.5 - st["target_margin_below"])
+        if result.target_unmoved is not None:  # both ends of the reference's range
+            t_header[3:5] = ["AUC vs moved reference", "95 % interval", "AUC vs unmoved", "95 % interval"]
+            ends = [result.target_unmoved.overall] + result.target_unmoved.per_class
+            t_rows = [r[:5] + [_f(u.auc), f"[{_f(u.ci_low)}, {_f(u.ci_high)}]"] + r[5:] for r, u in zip(t_rows, ends)]
+        explained = TARGET_EXPLAINED.format(upper=0.5 + st["target_margin"], lower=0.5 - st["target_margin_below"],
+                                            shift=shift_sentence(st, names), bracket=BRACKET_EXPLAINED
+                                            if result.target_unmoved is not None else "")
         target_md = ("## Evidence: is the model as sure of the deleted samples as a retrained model would be?\n\n"
                      + explained + "\n\n" + _md_table(t_header, t_rows))
         target_html = (f"<h2>Evidence: is the model as sure of the deleted samples as a retrained model would be?</h2>"
