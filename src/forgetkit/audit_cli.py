@@ -99,7 +99,7 @@ def _safe_name(text: str) -> str:
 
 def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, margin: float = 0.02,
               target_margin: float | None = None, target_margin_below: float | None = None,
-              retrain_slope: float | None = None, min_samples: int = 20, n_boot: int = 500,
+              retrain_slope: float | None = None, min_samples: int = 20, n_boot: int = 300,
               tolerance: float = 0.01) -> list[dict]:
     """Re-audit every stored row of a run from its ``audit_scores``; write ``<out>/<row>/audit.*``
     (default ``RUN_DIR/audits``) and, with ``store``, put each result back into the run's store
@@ -344,7 +344,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "K·log(retained share of the class) in log-odds, where a retrained model would put it "
                         "(needs --retain or a run's counts; default in docs/audit.md; 0 turns it off)")
     a.add_argument("--min-samples", type=int, default=20, help="forget and held-out samples a class needs for a verdict")
-    a.add_argument("--n-boot", type=int, default=500, help="bootstrap resamples per class")
+    a.add_argument("--n-boot", type=int, default=300, help="bootstrap resamples per class")
     a.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the cross-fitting")
     a.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     a.add_argument("--allow-duplicates", action="store_true",

@@ -411,7 +411,7 @@ def _combine(verdicts: list[str]) -> str:
 
 
 def compare_side(phi_f, cor_f, yf, phi_h, cor_h, yh, *, removed=(), member_ref=None, alpha: float = 0.05,
-                 margin: float = 0.02, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 500,
+                 margin: float = 0.02, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 300,
                  seed: int = 0, removed_own=None, margin_below: float | None = None,
                  prob_tolerance: float = PROB_TOLERANCE, no_over=()) -> Side:
     """Per-class and overall evidence for one model's scores.
@@ -563,7 +563,7 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
           num_classes: int | None = None, device: str | torch.device = "cpu", forget_indices=None,
           heldout_indices=None, forget_classes=(), check_duplicates: bool = True, alpha: float = 0.05,
           margin: float = 0.02, target_margin: float = TARGET_MARGIN, target_margin_below: float = TARGET_MARGIN_BELOW,
-          retrain_slope: float = RETRAIN_SLOPE, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 500,
+          retrain_slope: float = RETRAIN_SLOPE, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 300,
           seed: int = 0, batch_size: int = 1024) -> AuditResult:
     """Audit a deletion without retraining: does ``forget`` look like ``heldout`` to ``model``?
 
@@ -645,7 +645,7 @@ def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, f
                  accuracy: dict | None = None, alpha: float = 0.05, margin: float = 0.02,
                  target_margin: float = TARGET_MARGIN, target_margin_below: float = TARGET_MARGIN_BELOW,
                  retrain_slope: float = RETRAIN_SLOPE, tolerance: float = 0.01, min_samples: int = 20,
-                 n_boot: int = 500, seed: int = 0, retain_counts: dict | None = None) -> AuditResult:
+                 n_boot: int = 300, seed: int = 0, retain_counts: dict | None = None) -> AuditResult:
     """The audit from per-sample arrays instead of models (``forgetkit audit RUN_DIR`` re-audits a
     finished run's rows this way, from the scores its store keeps).
 
