@@ -258,8 +258,10 @@ def run_audit_dir(args) -> int:
         if "skipped" in d:
             print(f"{head}: skipped, {d['skipped']}")
         else:
-            o = d["result"].overall
-            print(f"{head}: {d['result'].verdict} (AUC {o.auc:.3f} [{o.ci_low:.3f}, {o.ci_high:.3f}])")
+            res = d["result"]
+            o = (res.target or res.after).overall  # the AUC behind the verdict
+            print(f"{head}: {res.verdict} ({'target ' if res.target else ''}AUC {o.auc:.3f} "
+                  f"[{o.ci_low:.3f}, {o.ci_high:.3f}])")
     audited = [d for d in done if "paths" in d]
     print(f"{len(audited)} rows audited; reports under {Path(audited[0]['paths']['audit.md']).parent.parent}"
           + ("" if args.no_store else "; results stored in the run's results.sqlite"))
@@ -303,10 +305,11 @@ def run_audit(args) -> int:
         raise ValueError(f"--class-names has {len(names)} names for {num_classes} classes")
     paths = write_audit_report(result, out, method=args.method, class_names=names,
                                unlearn_seconds=args.unlearn_seconds)
-    o = result.overall
-    print(f"verdict: {result.verdict} (AUC {o.auc:.3f}, 95% interval [{o.ci_low:.3f}, {o.ci_high:.3f}], "
-          f"{o.n_forget} forget vs {o.n_heldout} held-out samples)")
-    for e in result.per_class:
+    head = result.target or result.after  # the comparison behind the verdict
+    o = head.overall
+    print(f"verdict: {result.verdict} ({'target ' if result.target else ''}AUC {o.auc:.3f}, 95% interval "
+          f"[{o.ci_low:.3f}, {o.ci_high:.3f}], {o.n_forget} forget vs {o.n_heldout} held-out samples)")
+    for e in head.per_class:
         print(f"  class {e.cls}: {e.verdict} (AUC {e.auc:.3f}, n = {e.n_forget} / {e.n_heldout})")
     print(f"report: {paths['audit.md']}")
     return 0
