@@ -3,7 +3,10 @@
 FaLW's idea as evidence (FaLW, ICLR 2026, §4.1: a faithfully forgotten sample's confidence should be
 indistinguishable from that of same-class data the model never saw). For every class of the forget
 set, and overall, the audit compares the unlearned model's confidence on forget samples with its
-confidence on held-out samples of the same class. No retrained model is needed.
+confidence on held-out samples of the same class, and (the headline, with the original model) with
+the original's confidence on them — a range that reaches down to where a model retrained on fewer
+samples of the class would put it (:func:`retrain_shift`, :func:`bracket_verdict`). No retrained
+model is needed.
 
 The per-sample score is the log-odds of the true class, log p_y − log(1 − p_y), computed from the
 logits in float64 (it does not saturate at p_y = 1 the way float32 probabilities do). Every
