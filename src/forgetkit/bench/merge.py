@@ -71,8 +71,10 @@ def merge_runs(out: str | Path, sources: list[str | Path]) -> tuple[int, int]:
                              f"{metas[0]['name']!r}; only runs of one config can be merged")
         diff = differing_fields(metas[0]["config"], meta["config"])
         if diff:
+            hint = (" (a config with tune.recipes gains a -tuned method once its recipe exists: run each source "
+                    "again after tuning, then merge)" if "methods" in diff else "")
             raise ValueError(f"merge: {src} and {sources[0]} differ in {', '.join(diff)}; only runs that differ "
-                             f"in {', '.join(SPLITTABLE)} can be merged")
+                             f"in {', '.join(SPLITTABLE)} can be merged{hint}")
     copied = 0
     with DirectoryLock(out):
         with ResultStore(out / "results.sqlite") as dst:
