@@ -267,6 +267,34 @@ def test_head_to_head_counts_pairs_under_equal_tuning():
     assert h["sig_a"] == (paired_p([1.0, 1.5, 1.2], [4.0, 4.0, 4.0]) < 0.05)
 
 
+def test_beats_all_counts_pairs_won_against_every_rival_at_once():
+    from forgetkit.bench.leaderboard import beats_all, ours_lines
+
+    st = _settings()[0]
+    # lt-g1, equal tuning: FaLW 2, 4, 1 against RL-tuned 3, 3.5, 2 and SalUn 7 (seed 0 only)
+    assert beats_all(st, "FaLW", ("RL",)) == (2, 3)
+    assert beats_all(st, "FaLW", ("RL", "SalUn")) == (1, 1)  # only seed 0 has all three
+    assert beats_all(st, "RL", ("FaLW",)) == (1, 3)
+    # one-class: TRW 1, 1.5, 1.2 against RL 4, 4, 4; FaLW failed there, so it has no pair
+    assert beats_all(st, "TRW", ("RL",)) == (3, 3) and beats_all(st, "TRW", ("FaLW",)) == (0, 0)
+    slow = [(w, n) for s in st.shapes.values() for seed in (0, 1, 2)
+            for w, n in [_slow_beats(league(s, tuned=True), "FaLW", ("RL",), seed)]]
+    assert (sum(w for w, _ in slow), sum(n for _, n in slow)) == beats_all(st, "FaLW", ("RL",))
+    assert ours_lines(_settings()) == []  # no RA-Targets rows
+    ra = _settings()
+    ra[0].shapes["lt-g1"].entries["RA-Targets (ours)"] = _entry("RA-Targets (ours)", [2.5, 3.6, 0.5])
+    assert "- tiny-setting: 1 of 1 (100 %)" in ours_lines(ra)  # with SalUn only seed 0 has all three
+
+
+def _slow_beats(members, a, rivals, seed):
+    """1 pair won / 1 pair when every method has a gap on ``seed``, else (0, 0)."""
+    try:
+        mine, theirs = members[a].gaps()[seed], [members[r].gaps()[seed] for r in rivals]
+    except KeyError:
+        return 0, 0
+    return int(all(mine < t for t in theirs)), 1
+
+
 # -- end to end on two tiny real runs ------------------------------------------------------------
 
 BASE = {"dataset": "digits", "train_size": 300, "test_size": 100, "heldout_fraction": 0.1, "device": "cpu",

@@ -42,6 +42,8 @@ CLAIMS = (("FaLW", "RL", ("longtail",), "long-tailed"),
           ("RA-Targets (ours)", "RL", ("random", "longtail", "mixed", "class"), "all"),
           ("RA-Targets (ours)", "SalUn", ("random", "longtail", "mixed", "class"), "all"))
 """(method, baseline, request kinds, shape word): paper claims the automatic summary checks"""
+OURS_AGAINST = ("RA-Targets (ours)", ("RL", "SalUn"))
+"""our method and the baselines it must beat together, (shape, seed) by (shape, seed), under equal tuning"""
 READING_TITLE = "What holds under equal tuning"
 LABELLED = 12
 """a crowded Pareto panel names only its Pareto-optimal rows and this many closest to Retrain"""
@@ -567,6 +569,38 @@ def head_to_head(settings: list[Setting], a: str, b: str, kinds: tuple[str, ...]
             "shapes": shapes, "sig_a": int(sig_a), "sig_b": int(sig_b), "time_ratio": ta / tb if tb > 0 else math.nan}
 
 
+def beats_all(setting: Setting, a: str, rivals: tuple[str, ...]) -> tuple[int, int]:
+    """(pairs where ``a`` had a lower Avg. Gap than every one of ``rivals``, pairs where all had a
+    gap) over the (shape, seed) pairs of one setting, under equal tuning."""
+    wins = pairs = 0
+    for s in setting.shapes.values():
+        members = league(s, tuned=True)
+        if a not in members or any(r not in members for r in rivals):
+            continue
+        gaps = [members[a].gaps()] + [members[r].gaps() for r in rivals]
+        for seed in set.intersection(*(set(g) for g in gaps)):
+            pairs += 1
+            wins += all(gaps[0][seed] < g[seed] for g in gaps[1:])
+    return wins, pairs
+
+
+def ours_lines(settings: list[Setting]) -> list[str]:
+    """Per setting: how often our method beat the named baselines together (:data:`OURS_AGAINST`)."""
+    a, rivals = OURS_AGAINST
+    counts = [(st.name, *beats_all(st, a, rivals)) for st in settings]
+    counts = [c for c in counts if c[2]]
+    if not counts:
+        return []
+    both = " and ".join(rivals)
+    lines = [f"## {a} against {both} together", "",
+             f"(shape, seed) pairs under equal tuning in which {a} had a lower Avg. Gap than each of {both}:", ""]
+    lines += [f"- {name}: {w} of {n} ({100 * w / n:.0f} %)" for name, w, n in counts]
+    if len(counts) > 1:
+        w, n = sum(c[1] for c in counts), sum(c[2] for c in counts)
+        lines.append(f"- all settings: {w} of {n} ({100 * w / n:.0f} %)")
+    return lines + [""]
+
+
 def automatic_reading(settings: list[Setting]) -> list[str]:
     """Facts computed from the numbers (no judgement): best mean ranks, what tuning changed, the
     papers' head-to-head claims, and who is Pareto-optimal."""
@@ -661,6 +695,7 @@ def render(settings: list[Setting], plot_name: str | None, reading: str | None) 
                   "Each point: a row's mean Avg. Gap and mean time over the panel's shapes (Retrain included: gap 0 "
                   "at its training time). A row is Pareto-optimal when no other row is both no slower and no "
                   "further from Retrain, and better in one.", ""] + pareto_lines(panels)
+    lines += ours_lines(settings)
     lines += [f"## {READING_TITLE}", ""]
     lines += [reading.rstrip("\n"), ""] if reading is not None else automatic_reading(settings)
     return "\n".join(lines)
