@@ -137,15 +137,20 @@ def test_partial_classes_without_heldout_split_are_refused():
         request_aware_targets(torch.zeros(2, 3), torch.tensor([0, 1]), None, None, whole=(), partial=(0, 1), beta=1.0)
 
 
-def test_a_collapsed_model_cannot_move_the_targets():
-    """Targets come from the original in the context: the model being unlearned does not enter."""
+def _tiny_context(data_seed: int):
+    """A 3-class MLP on 4×4 images and its context: 6 forget, 14 retain, 10 held-out samples."""
     torch.manual_seed(0)
     model = build_model("mlp", (1, 4, 4), 3, hidden=8)
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(data_seed)
     x = torch.randint(0, 255, (30, 1, 4, 4), generator=g, dtype=torch.uint8)
     y = torch.arange(30) % 3
-    ctx = UnlearnContext(original=model, forget=Split(x[:6], y[:6]), retain=Split(x[6:20], y[6:20]),
-                         heldout=Split(x[20:], y[20:]), num_classes=3)
+    return model, UnlearnContext(original=model, forget=Split(x[:6], y[:6]), retain=Split(x[6:20], y[6:20]),
+                                 heldout=Split(x[20:], y[20:]), num_classes=3)
+
+
+def test_a_collapsed_model_cannot_move_the_targets():
+    """Targets come from the original in the context: the model being unlearned does not enter."""
+    model, ctx = _tiny_context(3)
     method = build_method("request_aware", epochs=1)
     objective = method.parts(model, ctx).forget
     objective.setup(ctx)
@@ -214,17 +219,11 @@ def test_retain_soft_ce_is_the_mix_of_label_ce_and_teacher_ce():
 def test_retain_mix_picks_the_retain_term_and_reads_the_original():
     from forgetkit.unlearn.objectives import RetainCE
 
-    torch.manual_seed(0)
-    model = build_model("mlp", (1, 4, 4), 3, hidden=8)
-    g = torch.Generator().manual_seed(7)
-    x = torch.randint(0, 255, (30, 1, 4, 4), generator=g, dtype=torch.uint8)
-    y = torch.arange(30) % 3
-    ctx = UnlearnContext(original=model, forget=Split(x[:6], y[:6]), retain=Split(x[6:20], y[6:20]),
-                         heldout=Split(x[20:], y[20:]), num_classes=3)
+    model, ctx = _tiny_context(7)
     assert isinstance(build_method("request_aware", retain_mix=0.0).parts(model, ctx).retain, RetainCE)
     retain = build_method("request_aware", retain_mix=0.5).parts(model, ctx).retain
     assert isinstance(retain, RetainSoftCE)
     with torch.no_grad():
-        p_o = torch.softmax(model(x[6:20].float() / 255), 1)
-    want = 0.5 * torch.nn.functional.one_hot(y[6:20], 3) + 0.5 * p_o
+        p_o = torch.softmax(model(ctx.retain.x.float() / 255), 1)
+    want = 0.5 * torch.nn.functional.one_hot(ctx.retain.y, 3) + 0.5 * p_o
     assert torch.allclose(retain.targets, want, atol=1e-5)
