@@ -90,6 +90,21 @@ def test_before_and_after(case):
     assert r.before.membership.tpr_at_1pct_fpr > 0.01 and r.before.membership.tpr_at_0_1pct_fpr is None
 
 
+def test_retain_accuracy_measured_elsewhere_is_shown_and_not_measured_again(case):
+    """A benchmark row passes the RA it already has; the report shows it and the verdicts do not move."""
+    tr = case["tr"]
+    retain = tr.subset(case["retain"])
+    kw = dict(original=case["memorised"], retain=retain, test=tr.subset(case["held"][:100]))
+    measured = _audit(case, case["retrained"], **kw)
+    given = _audit(case, case["retrained"], retain_accuracy={"after": 12.5, "before": 50.0}, **kw)
+    assert given.accuracy["retain"] == {"after": 12.5, "before": 50.0}
+    assert measured.accuracy["retain"]["after"] != 12.5
+    assert given.verdict == measured.verdict and given.after.overall.auc == measured.after.overall.auc
+    assert given.accuracy["test"] == measured.accuracy["test"]
+    with pytest.raises(ValueError, match="retain_accuracy: unknown sides"):
+        _audit(case, case["retrained"], retain_accuracy={"test": 1.0}, **kw)
+
+
 def test_class_removed_whole_is_judged_by_whether_it_is_still_predicted(case):
     """Forget = every training sample of class 3. A model trained on everything still predicts
     class 3 (under-forgotten, whatever its forget and held-out class-3 samples' AUC); one trained

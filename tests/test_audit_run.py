@@ -32,6 +32,18 @@ def _rows(out):
         return [(r, st.artifacts(r["key"])) for r in st.rows()]
 
 
+def test_a_rows_audit_reports_the_rows_own_retain_accuracy_and_the_originals(run):
+    """The audit takes RA from the row (and the original's from the Original row's measure) instead
+    of running both models over the retain set again: the numbers must be those."""
+    rows = _rows(run)
+    original_ra = {r["request"]: r["metrics"]["RA"] for r, _ in rows if r["method"] == "Original"}
+    for r, a in rows:
+        retain = a["audit"]["accuracy"]["retain"]
+        assert retain["after"] == pytest.approx(r["metrics"]["RA"])
+        if r["method"] != "Original":
+            assert retain["before"] == pytest.approx(original_ra[r["request"]])
+
+
 def test_scores_round_trip_compactly():
     rng = np.random.default_rng(0)
     d = {"forget": rng.normal(size=101) * 10, "forget_correct": rng.random(101) > 0.3, "forget_y": rng.integers(0, 10, 101),

@@ -89,7 +89,7 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
                 artifacts[k] = info[k]
         if cfg.metrics.audit:
             metrics.update(_audit(ws, cell, model, None if cell.reference == ORIGINAL else original, seconds,
-                                  row["params"], artifacts))
+                                  row["params"], artifacts, metrics.get("RA")))
         row["params"]["test_set"] = "without the forgotten classes" if req.kind == "class" else "whole"
         _check_finite(metrics)
         row["provenance"]["models_trained"] = ws.models_trained - trained_before
@@ -102,9 +102,12 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
     return row
 
 
-def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: dict, artifacts: dict) -> dict:
+def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: dict, artifacts: dict,
+           retain_accuracy: float | None) -> dict:
     """The deletion audit of this row's model (forget set vs the never-trained held-out split):
-    its JSON goes to the artifacts, its report under ``<out>/audits/``, its headline to the metrics."""
+    its JSON goes to the artifacts, its report under ``<out>/audits/``, its headline to the metrics.
+    ``retain_accuracy``: the row's RA, and the original's once per request, so the audit does not
+    run either model over the retain set again."""
     from ..audit_report import write_audit_report
     from ..metrics.audit import audit, encode_scores
 
@@ -113,9 +116,12 @@ def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: d
     held = ws.pool(cell.seed)[1]
     if not len(held):
         raise ValueError("metrics.audit needs a held-out split: set heldout_fraction > 0")
+    known = {} if retain_accuracy is None else {"after": retain_accuracy}
+    if original is not None and known:
+        known["before"] = ws.original_retain_accuracy(cell.seed, cell.request)
     result = audit(model, forget, held, original=original, retain=retain, test=ws.bundle.test,
                    num_classes=ws.bundle.num_classes, device=ws.device, seed=cell.seed,
-                   forget_classes=req.classes if req.kind == "class" else ())
+                   forget_classes=req.classes if req.kind == "class" else (), retain_accuracy=known)
     artifacts["audit"] = result.to_dict()
     artifacts["audit_scores"] = encode_scores(result.scores["after"])  # ``forgetkit audit RUN_DIR`` re-audits from these
     if ws.out_dir is not None:

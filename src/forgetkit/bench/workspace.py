@@ -16,6 +16,7 @@ from ..cache import ModelCache
 from ..data import class_request, heldout_split, load_dataset, longtail_request, mixed_request, random_request
 from ..data.base import DataBundle, Split
 from ..data.requests import ForgetRequest
+from ..metrics.core import accuracy, predict_logits
 from ..models import build_model
 from ..train import train_cached
 from ..unlearn.context import UnlearnContext
@@ -143,6 +144,12 @@ class Workspace:
         n = len(self.pool(seed)[0])
         retain_idx = np.setdiff1d(np.arange(n), self.request(seed, ri).indices)
         return self._train(seed, retain_idx, seed if model_seed is None else model_seed)
+
+    @lru_cache(maxsize=None)
+    def original_retain_accuracy(self, seed: int, ri: int) -> float:
+        """The original's accuracy (%) on a request's retain set, once for all of the request's rows."""
+        return accuracy(predict_logits(self.original(seed)[0], self.splits(seed, ri)[1].x, self.device),
+                        self.splits(seed, ri)[1].y)
 
     def references(self, seed: int, ri: int, m: int) -> list:
         """``m`` extra retrained references with other initialisations (for attacks and U-LiRA)."""
