@@ -593,6 +593,9 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     if set(known) - {"after", "before"}:
         raise ValueError(f"retain_accuracy: unknown sides {sorted(set(known) - {'after', 'before'})}; "
                          "give {'after': %, 'before': %}")
+    forget, heldout = as_split(forget, "forget"), as_split(heldout, "heldout")
+    retain = None if retain is None else as_split(retain, "retain")
+    test = None if test is None else as_split(test, "test")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
     if original is not None and not isinstance(original, nn.Module):
