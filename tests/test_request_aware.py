@@ -6,12 +6,13 @@ import torch
 
 from forgetkit.data.base import Split
 from forgetkit.methods import build_method
-from forgetkit.methods.request_aware import (RetainSoftCE, heldout_quantiles, partial_targets,
+from forgetkit.methods.request_aware import (heldout_quantiles, partial_targets,
                                              request_aware_targets, retain_log_ratio, retain_targets,
                                              whole_and_partial)
 from forgetkit.methods.trw import output_similarity, tilted_targets
 from forgetkit.models import build_model
 from forgetkit.unlearn.context import UnlearnContext
+from forgetkit.unlearn.objectives import RetainSoftCE
 
 
 def test_whole_and_partial_by_retain_membership():

@@ -148,8 +148,8 @@ class Workspace:
     @lru_cache(maxsize=None)
     def original_retain_accuracy(self, seed: int, ri: int) -> float:
         """The original's accuracy (%) on a request's retain set, once for all of the request's rows."""
-        return accuracy(predict_logits(self.original(seed)[0], self.splits(seed, ri)[1].x, self.device),
-                        self.splits(seed, ri)[1].y)
+        retain = self.splits(seed, ri)[1]
+        return accuracy(predict_logits(self.original(seed)[0], retain.x, self.device), retain.y)
 
     def references(self, seed: int, ri: int, m: int) -> list:
         """``m`` extra retrained references with other initialisations (for attacks and U-LiRA)."""

@@ -46,7 +46,7 @@ import torch
 
 from ..unlearn.context import UnlearnContext
 from ..unlearn.engine import Parts
-from ..unlearn.objectives import RetainCE, RetainObjective, SoftTargetCE
+from ..unlearn.objectives import RetainCE, RetainSoftCE, SoftTargetCE
 from .base import METHODS, EngineMethod
 from .trw import COMBINE, original_logits, output_similarity, tilted_targets
 
@@ -176,18 +176,6 @@ def retain_targets(logits: torch.Tensor, labels: torch.Tensor, whole, mix: float
     return ((1 - mix) * onehot + mix * torch.softmax(z, 1)).float()
 
 
-class RetainSoftCE(RetainObjective):
-    """Soft cross-entropy to fixed per-sample retain targets, indexed by position in the retain split."""
-
-    def __init__(self, targets: torch.Tensor):
-        self.targets = targets
-        self._on: dict = {}
-
-    def __call__(self, logits, batch, ctx):
-        t = self._on.setdefault(logits.device, self.targets.to(logits.device))
-        return -(t[batch.pos] * torch.log_softmax(logits.float(), 1)).sum(1)
-
-
 @METHODS.register("request_aware")
 @dataclass
 class RequestAware(EngineMethod):
@@ -251,8 +239,8 @@ class RequestAware(EngineMethod):
             return Parts(forget=targets, retain=RetainCE())
         whole, _ = whole_and_partial(ctx.forget.y, ctx.retain.y, ctx.forget_classes)
         logits = original_logits(ctx.original, ctx.retain.x, ctx.device)
-        return Parts(forget=targets, retain=RetainSoftCE(retain_targets(logits, ctx.retain.y, whole,
-                                                                        self.retain_mix)))
+        retain = retain_targets(logits, ctx.retain.y, whole, self.retain_mix).to(ctx.device)
+        return Parts(forget=targets, retain=RetainSoftCE(retain))
 
     def loop(self):
         cfg = super().loop()

@@ -86,7 +86,12 @@ class SoftTargetCE(ForgetObjective):
         self._t = t.to(ctx.device).float()
 
     def __call__(self, logits, batch, ctx):
-        return -(self._t[batch.pos] * F.log_softmax(logits.float(), 1)).sum(1)
+        return soft_cross_entropy(logits, self._t[batch.pos])
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sample −Σ_k t_k log softmax(z)_k, in fp32."""
+    return -(targets * F.log_softmax(logits.float(), 1)).sum(1)
 
 
 class NegativeKLToTeacher(ForgetObjective):
@@ -109,6 +114,17 @@ class RetainCE(RetainObjective):
 
     def __call__(self, logits, batch, ctx):
         return F.cross_entropy(logits.float(), batch.y, reduction="none")
+
+
+class RetainSoftCE(RetainObjective):
+    """Soft cross-entropy to fixed per-sample targets aligned with the retain split (``N_r × C``, on
+    the device the model trains on)."""
+
+    def __init__(self, targets: torch.Tensor):
+        self.targets = targets
+
+    def __call__(self, logits, batch, ctx):
+        return soft_cross_entropy(logits, self.targets[batch.pos])
 
 
 def kl_to_teacher(logits, x, ctx: UnlearnContext, temperature: float) -> torch.Tensor:
