@@ -286,6 +286,32 @@ def test_beats_all_counts_pairs_won_against_every_rival_at_once():
     assert "- tiny-setting: 1 of 1 (100 %)" in ours_lines(ra)  # with SalUn only seed 0 has all three
 
 
+def test_a_setting_without_tuned_rows_stays_out_of_the_equal_tuning_summaries():
+    from forgetkit.bench.leaderboard import ours_lines, split_by_tuning
+
+    tuned = _settings()[0]
+    tuned.shapes["lt-g1"].entries["RA-Targets (ours)"] = _entry("RA-Targets (ours)", [2.5, 3.6, 0.5])
+    plain = Setting("cnn-defaults", "runs/cnn", "fmnist, seeds [0, 1]", False, {"r": _shape(
+        "r", "random", _entry("Retrain", [0, 0]), _entry("RL", [3.0, 3.0]), _entry("SalUn", [4.0, 4.0]),
+        _entry("RA-Targets (ours)", [1.0, 5.0]))})
+    assert tuned.tuned and not plain.tuned
+    assert split_by_tuning([tuned, plain]) == ([tuned], [plain])
+    assert split_by_tuning([plain]) == ([plain], [])  # nothing tuned anywhere: defaults are the only league
+    lines = ours_lines([tuned, plain])
+    assert "- tiny-setting: 1 of 1 (100 %)" in lines
+    assert "- cnn-defaults (reference defaults only, not in the total): 1 of 2 (50 %)" in lines
+    assert not any(line.startswith("- all settings") for line in lines)
+    doc = render([tuned, plain], None, None)
+    assert "Every row of this setting ran at its reference defaults" in doc
+    assert doc.count("Every row of this setting ran at its reference defaults") == 1
+    assert "## Mean rank over" not in doc  # one tuned setting: its own table is the summary
+    assert "- Not in these lines: cnn-defaults" in doc
+    # the equal-tuning reading counts the tuned setting's pairs only: RL has no row of cnn-defaults in it
+    assert "over the 2 of 2 (setting, shape) pairs" in doc
+    two = render([tuned, _settings()[0], plain], None, None).replace("tiny-setting", "x")
+    assert "## Mean rank over the 4 (setting, shape) pairs of the tuned settings" in two
+
+
 def _slow_beats(members, a, rivals, seed):
     """1 pair won / 1 pair when every method has a gap on ``seed``, else (0, 0)."""
     try:

@@ -178,6 +178,20 @@ class Setting:
     smoke: bool
     shapes: dict[str, Shape] = field(default_factory=dict)
 
+    @property
+    def tuned(self) -> bool:
+        """Whether any row ran a tuned recipe (a setting run at reference defaults only has none)."""
+        return any(e.tuned for s in self.shapes.values() for e in s.entries.values())
+
+
+def split_by_tuning(settings: list[Setting]) -> tuple[list[Setting], list[Setting]]:
+    """(settings the summaries compare under equal tuning, settings run at reference defaults only).
+
+    Once one setting has tuned rows, a setting without any stands apart: its equal-tuning league
+    would be its defaults, and pooling it would count default rows as tuned ones."""
+    tuned = [st for st in settings if st.tuned]
+    return (tuned, [st for st in settings if not st.tuned]) if tuned else (settings, [])
+
 
 def shown_name(label: str, has_recipe: bool) -> tuple[str, str, bool]:
     """(shown name, shown base name, tuned) of a row label: a registry key becomes its paper's
@@ -587,9 +601,10 @@ def beats_all(setting: Setting, a: str, rivals: tuple[str, ...]) -> tuple[int, i
 def ours_lines(settings: list[Setting]) -> list[str]:
     """Per setting: how often our method beat the named baselines together (:data:`OURS_AGAINST`)."""
     a, rivals = OURS_AGAINST
-    counts = [(st.name, *beats_all(st, a, rivals)) for st in settings]
-    counts = [c for c in counts if c[2]]
-    if not counts:
+    compared, untuned = split_by_tuning(settings)
+    counts = [c for st in compared if (c := (st.name, *beats_all(st, a, rivals)))[2]]
+    apart = [c for st in untuned if (c := (st.name, *beats_all(st, a, rivals)))[2]]
+    if not counts and not apart:
         return []
     both = " and ".join(rivals)
     lines = [f"## {a} against {both} together", "",
@@ -598,12 +613,15 @@ def ours_lines(settings: list[Setting]) -> list[str]:
     if len(counts) > 1:
         w, n = sum(c[1] for c in counts), sum(c[2] for c in counts)
         lines.append(f"- all settings: {w} of {n} ({100 * w / n:.0f} %)")
+    lines += [f"- {name} (reference defaults only, not in the total): {w} of {n} ({100 * w / n:.0f} %)"
+              for name, w, n in apart]
     return lines + [""]
 
 
 def automatic_reading(settings: list[Setting]) -> list[str]:
     """Facts computed from the numbers (no judgement): best mean ranks, what tuning changed, the
     papers' head-to-head claims, and who is Pareto-optimal."""
+    settings, untuned = split_by_tuning(settings)
     shapes = [s for st in settings for s in st.shapes.values()]
     _, defaults, tuned = mean_rank_table(shapes)
     n = len(shapes)
@@ -649,6 +667,9 @@ def automatic_reading(settings: list[Setting]) -> list[str]:
         for p in pareto_panels(st):
             out.append(f"- Pareto-optimal in {st.name} over {len(p.shapes)} shape(s): "
                        + ", ".join(sorted(p.front, key=lambda k: p.points[k][0])) + ".")
+    if untuned:
+        out.append(f"- Not in these lines: {', '.join(st.name for st in untuned)} (reference defaults only, no "
+                   "tuned rows); its own tables are above.")
     return out + [""]
 
 
@@ -677,8 +698,12 @@ def render(settings: list[Setting], plot_name: str | None, reading: str | None) 
               "(Retrain's: its training time); speed-up = mean Retrain time / mean unlearning time over the same seeds. Rank 1 = lowest mean "
               "Avg. Gap among method rows (untuned and tuned together; Original and Retrain are not ranked). "
               "Recipe: the tuned recipe file a row's options came from, or the reference defaults.", ""]
+    compared, untuned = split_by_tuning(settings)
     for st in settings:
         lines += [f"## {st.name}" + (" (smoke run)" if st.smoke else ""), "", f"{st.description}; run `{st.run_dir}`.", ""]
+        if untuned and not st.tuned:
+            lines += ["Every row of this setting ran at its reference defaults (no tuned recipes), so it stays out "
+                      "of the summaries across settings, which compare methods under equal tuning.", ""]
         for shape in st.shapes.values():
             ranked = rank_shape(list(shape.entries.values()))
             lines += [f"### {st.name}: `{shape.name}`" + (f" ({shape.kind} request)" if shape.kind else ""), ""]
@@ -686,9 +711,11 @@ def render(settings: list[Setting], plot_name: str | None, reading: str | None) 
         shapes = list(st.shapes.values())
         lines += [f"### {st.name}: across shapes", ""] + mean_rank_table(shapes)[0]
         lines += ["Rank of each method per shape (equal-tuning league):", ""] + rank_matrix(shapes)
-    all_shapes = [s for st in settings for s in st.shapes.values()]
-    if len(settings) > 1:
-        lines += [f"## Mean rank over all {len(all_shapes)} (setting, shape) pairs", ""] + mean_rank_table(all_shapes)[0]
+    all_shapes = [s for st in compared for s in st.shapes.values()]
+    if len(compared) > 1:
+        over = f"the {len(all_shapes)} (setting, shape) pairs of the tuned settings" if untuned else \
+            f"all {len(all_shapes)} (setting, shape) pairs"
+        lines += [f"## Mean rank over {over}", ""] + mean_rank_table(all_shapes)[0]
     panels = [p for st in settings for p in pareto_panels(st)]
     if plot_name and panels:
         lines += ["## Gap vs time", "", f"![Avg. Gap vs unlearning time, Pareto-optimal rows in red]({plot_name})", "",
