@@ -65,6 +65,35 @@ def test_rerun_skips_finished_rows_and_retries_failed(tiny_run, monkeypatch):
     assert [label.split(" / ")[0] for label, _ in summary.failed] == ["GA-explode"] * 2
 
 
+def test_a_row_run_with_other_hyper_parameters_than_the_code_gives_now_is_run_again(tiny_run, tmp_path,
+                                                                                      monkeypatch, capsys):
+    import shutil
+
+    import forgetkit.bench.executors as executors
+
+    cfg, out, _ = tiny_run
+    copy = tmp_path / "tiny"
+    shutil.copytree(out, copy)
+    with sqlite3.connect(copy / "results.sqlite") as db:  # as if RL's momentum default was another when it ran
+        key, request, params = db.execute(
+            "SELECT key, request, params FROM results WHERE method = 'RL' AND status = 'ok' LIMIT 1").fetchone()
+        now = json.loads(params)["momentum"]
+        db.execute("UPDATE results SET params = ? WHERE key = ?",
+                   (json.dumps({**json.loads(params), "momentum": now / 2}), key))
+    seen = []
+    real = executors.execute_cell
+    monkeypatch.setattr(executors, "execute_cell", lambda ws, cell, *a, **k: seen.append(cell) or real(ws, cell, *a, **k))
+    summary = run_experiment(cfg, copy, show_progress=False)
+    assert sorted(c.label for c in seen) == ["GA-explode", "GA-explode", "RL"]
+    assert next(c for c in seen if c.label == "RL").key == key
+    assert summary.rerun == [f"RL / {request} / seed 0: momentum {now / 2!r} -> {now!r}"]
+    assert "running 1 finished rows again" in capsys.readouterr().err
+    with sqlite3.connect(copy / "results.sqlite") as db:
+        assert json.loads(db.execute("SELECT params FROM results WHERE key = ?", (key,)).fetchone()[0])["momentum"] == now
+    seen.clear()
+    assert run_experiment(cfg, copy, show_progress=False).rerun == [] and "RL" not in {c.label for c in seen}
+
+
 def test_other_experiment_in_same_dir_is_refused(tiny_run):
     _, out, _ = tiny_run
     with pytest.raises(ValueError, match="holds results of experiment 'tiny'"):

@@ -42,6 +42,14 @@ def _method_and_weighting(cfg, cell: Cell):
             build_weighting(cell.weighting, **spec.weighting_options.get(cell.weighting, {})))
 
 
+def method_params(cfg, cell: Cell) -> dict:
+    """The hyper-parameters a method cell runs with, as its row stores them: the method's options
+    resolved over its module defaults, and its weighting."""
+    spec = cfg.methods[cell.method]
+    return {"method": spec.name, **build_method(spec.name, **spec.options).params(), "weighting": cell.weighting,
+            "weighting_options": spec.weighting_options.get(cell.weighting, {})}
+
+
 def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
     """Run one cell and return its store row (status ok or failed; a method's failure never raises)."""
     cfg = ws.cfg
@@ -62,8 +70,7 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
             method, weighting = _method_and_weighting(cfg, cell)
             ctx = ws.context(cell.seed, cell.request)
             check_requirements(method, ctx, weighting)
-            row["params"].update({"method": spec.name, **method.params(), "weighting": cell.weighting,
-                                  "weighting_options": spec.weighting_options.get(cell.weighting, {})})
+            row["params"].update(method_params(cfg, cell))
             if spec.recipe:
                 row["params"]["recipe"] = spec.recipe
             start = time.perf_counter()

@@ -8,6 +8,7 @@ The pieces: :mod:`.grid` (cells and labels), :mod:`.workspace` (data, requests, 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +18,10 @@ from ..methods import build_method
 from ..metrics.core import without_classes
 from ..metrics.evaluators import EVALUATORS
 from ..unlearn.weightings import build_weighting
-from .cell import evaluator_options
+from .cell import evaluator_options, method_params
 from .config import ExperimentConfig
 from .executors import build_executor, require_executor
-from .grid import plan, weightings_for
+from .grid import Cell, plan, weightings_for
 from .store import ResultStore, check_output_paths, resolve_cache_dir
 from .workspace import Workspace, code_commit, guard_output
 
@@ -37,6 +38,9 @@ class RunSummary:
     cells: int
     failed: list[tuple[str, str]] = field(default_factory=list)
     """(row label with request and seed, first line of its error)"""
+    rerun: list[str] = field(default_factory=list)
+    """finished rows run again because their hyper-parameters were not the ones the code resolves now
+    (:func:`stale_cells`): label with request, seed and what changed"""
 
 
 def preflight(cfg: ExperimentConfig) -> None:
@@ -97,6 +101,24 @@ def check_data(ws: Workspace) -> None:
                                  "per-class statistics: raise heldout_fraction")
 
 
+def stale_cells(cfg: ExperimentConfig, cells: list[Cell], stored: dict[str, dict]) -> dict[Cell, str]:
+    """Finished method cells whose stored hyper-parameters differ from what the code resolves now,
+    each named as the failure list names rows, with what changed (``... / seed 0: beta 10 -> 2``).
+
+    A cell's key hashes its config, not the module defaults the config leaves out, so a default
+    changed since a row ran would otherwise keep that row silently. ``stored``: key → stored row."""
+    out = {}
+    for c in cells:
+        row = stored.get(c.key)
+        if c.is_reference or row is None:
+            continue
+        now = json.loads(json.dumps(method_params(cfg, c), default=str))
+        diff = [f"{k} {row['params'].get(k)!r} -> {v!r}" for k, v in now.items() if row["params"].get(k) != v]
+        if diff:
+            out[c] = f"{row['method']} / {row['request']} / seed {row['seed']}: {', '.join(diff)}"
+    return out
+
+
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress: bool = True,
                    executor: str = "local", executor_options: dict | None = None, report: bool = True) -> RunSummary:
     """Run every cell not yet in the store, then write the report (unless ``report`` is False)."""
@@ -117,7 +139,12 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
         {"name": cfg.name, "experiment_type": cfg.experiment_type, "config": cfg.model_dump(),
          "planned_keys": [c.key for c in cells]}, indent=1))
     with ResultStore(out_dir / "results.sqlite") as store, Progress(show_progress) as prog:
-        todo = [c for c in cells if not store.has(c.key)]
+        stale = stale_cells(cfg, cells, {r["key"]: r for r in store.rows(status="ok")})
+        rerun = list(stale.values())
+        if rerun:
+            print(f"forgetkit: running {len(rerun)} finished rows again: they ran with other hyper-parameters "
+                  f"than the code resolves now (a default changed since): {'; '.join(rerun)}", file=sys.stderr)
+        todo = [c for c in cells if not store.has(c.key) or c in stale]
         task = prog.overall(len(cells), len(cells) - len(todo))
 
         def on_row(cell, row):
@@ -127,4 +154,4 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
         build_executor(executor, ws, prog, task, **(executor_options or {})).run(todo, on_row)
         failed = [(f"{r['method']} / {r['request']} / seed {r['seed']}", str(r["error"]).splitlines()[0])
                   for r in store.rows(status="failed") if r["key"] in {c.key for c in cells}]
-    return RunSummary(write_report(out_dir) if report else None, len(cells), failed)
+    return RunSummary(write_report(out_dir) if report else None, len(cells), failed, rerun)
