@@ -82,3 +82,14 @@ def test_a_first_unlearn_call_does_not_import_dynamo():
                          env={"OMP_NUM_THREADS": "1", "PATH": ""})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "no dynamo"
+
+
+def test_import_forgetkit_leaves_pandas_sklearn_and_scipy_stats_to_first_use():
+    """They cost about 1.5 s of every CLI start and most calls never touch them (tabular data, the SVC
+    attacks, the audit's tests import them where they are used)."""
+    heavy = ["pandas", "sklearn", "scipy.stats"]
+    code = f"import sys, forgetkit; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={"OMP_NUM_THREADS": "1", "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats as _st
+
+
+def _scipy_stats():
+    """scipy.stats, imported on first use: it costs about a second, and ``import forgetkit`` needs none of it."""
+    from scipy import stats
+
+    return stats
 
 
 def _sample(a, name: str) -> np.ndarray:
@@ -95,12 +101,12 @@ def percentile_ci(replicates, level: float = 0.95) -> tuple[float, float]:
 
 def mann_whitney_p(pos, neg) -> float:
     """Two-sided Mann–Whitney U p-value (scipy; exact for small untied samples; 1 when all tie)."""
-    return float(_st.mannwhitneyu(_sample(pos, "pos"), _sample(neg, "neg"), alternative="two-sided").pvalue)
+    return float(_scipy_stats().mannwhitneyu(_sample(pos, "pos"), _sample(neg, "neg"), alternative="two-sided").pvalue)
 
 
 def ks_p(pos, neg) -> float:
     """Two-sided two-sample Kolmogorov–Smirnov p-value (scipy): sensitive to shape, not only shift."""
-    return float(_st.ks_2samp(_sample(pos, "pos"), _sample(neg, "neg")).pvalue)
+    return float(_scipy_stats().ks_2samp(_sample(pos, "pos"), _sample(neg, "neg")).pvalue)
 
 
 def null_auc_variance(pos, neg) -> float:
@@ -135,7 +141,7 @@ def stratified_auc_test(aucs, null_variances, weights) -> tuple[float, float]:
     sd = float(np.sqrt(w ** 2 @ v))
     if sd == 0.0:
         return est, 1.0 if est == 0.5 else 0.0
-    return est, float(2.0 * _st.norm.sf(abs(est - 0.5) / sd))
+    return est, float(2.0 * _scipy_stats().norm.sf(abs(est - 0.5) / sd))
 
 
 def holm(pvalues) -> np.ndarray:
@@ -217,14 +223,14 @@ def binomial_p_greater(k: int, n: int, rate: float) -> float:
     """One-sided P(X ≥ k) for X ~ Binomial(n, rate): is the observed share k/n above ``rate``?"""
     if n < 1 or not 0 <= k <= n or not 0.0 <= rate <= 1.0:
         raise ValueError(f"need 0 <= k <= n, n >= 1 and rate in [0, 1]; got k={k}, n={n}, rate={rate}")
-    return float(_st.binom.sf(k - 1, n, rate))
+    return float(_scipy_stats().binom.sf(k - 1, n, rate))
 
 
 def share_upper_bound(k: int, n: int, level: float = 0.95) -> float:
     """One-sided Clopper–Pearson upper bound of a share k/n at confidence ``level``."""
     if n < 1 or not 0 <= k <= n or not 0.0 < level < 1.0:
         raise ValueError(f"need 0 <= k <= n, n >= 1 and level in (0, 1); got k={k}, n={n}, level={level}")
-    return 1.0 if k == n else float(_st.beta.ppf(level, k + 1, n - k))
+    return 1.0 if k == n else float(_scipy_stats().beta.ppf(level, k + 1, n - k))
 
 
 def removed_class_verdict(upper: float, p_adjusted: float, *, alpha: float = 0.05, tolerance: float = 0.01,
@@ -254,7 +260,7 @@ def mean_above_test(x, value: float, level: float = 0.95) -> tuple[float, float]
     m = float(a.mean())
     if se == 0.0:
         return (0.0 if m > value else 1.0), m
-    t = _st.t(len(a) - 1)
+    t = _scipy_stats().t(len(a) - 1)
     return float(t.sf((m - value) / se)), float(m + t.ppf(level) * se)
 
 
@@ -278,10 +284,10 @@ def likelihood_ratio(stat, out_mean: float, out_std: float, in_mean: float | Non
     """
     s = _sample(stat, "stat")
     if in_mean is None:
-        return -_st.norm.logsf(s, out_mean, out_std)
+        return -_scipy_stats().norm.logsf(s, out_mean, out_std)
     if in_std is None:
         raise ValueError("in_std is required when in_mean is given")
-    return _st.norm.logpdf(s, in_mean, in_std) - _st.norm.logpdf(s, out_mean, out_std)
+    return _scipy_stats().norm.logpdf(s, in_mean, in_std) - _scipy_stats().norm.logpdf(s, out_mean, out_std)
 
 
 def tpr_at_fpr(pos_scores, neg_scores, fpr: float) -> float | None:

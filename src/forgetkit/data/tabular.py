@@ -26,12 +26,15 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 
 from .base import DATASETS, DataBundle, Split
+
+if TYPE_CHECKING:  # pandas is imported where a file is read: ``import forgetkit`` needs none of it
+    import pandas as pd
 
 SPLIT_SEED = 0
 """Seed of the train/test split for datasets that ship without one (COMPAS, German)."""
@@ -118,6 +121,8 @@ def _bundle(name: str, train: pd.DataFrame, test: pd.DataFrame, numeric, categor
 
 
 def _read_adult(path: Path, skip: int) -> pd.DataFrame:
+    import pandas as pd
+
     frame = pd.read_csv(path, header=None, names=ADULT_COLUMNS, skipinitialspace=True,
                         skiprows=skip, na_values="?", comment="|")
     frame = frame.dropna()
@@ -148,6 +153,8 @@ def load_compas(data_dir: str | None = None) -> DataBundle:
     Kept rows: ``|days_b_screening_arrest| <= 30``, ``is_recid != -1``, ``c_charge_degree != 'O'``,
     ``score_text != 'N/A'`` (6,172 rows). The COMPAS score itself is not a feature.
     """
+    import pandas as pd
+
     path = _find(data_dir, "compas", "compas-scores-two-years.csv")
     frame = pd.read_csv(path)
     _require(frame, COMPAS_NUMERIC + COMPAS_CATEGORICAL +
@@ -166,6 +173,8 @@ def load_compas(data_dir: str | None = None) -> DataBundle:
 
 def _read_german(data_dir) -> tuple[Path, pd.DataFrame]:
     """(path, frame with named columns) of ``german.data``, its shape and risk coding checked."""
+    import pandas as pd
+
     path = _find(data_dir, "german", "german.data")
     frame = pd.read_csv(path, sep=r"\s+", header=None)
     if frame.shape[1] != len(GERMAN_COLUMNS):
@@ -229,6 +238,8 @@ def reference_one_hot(frame: pd.DataFrame, is_categorical, mapping: dict) -> tup
     ones learnt on train); returns the encoded frame and the completed mapping. A value of a binary
     column that train never saw is an error (the reference fails on it with a ``KeyError``).
     """
+    import pandas as pd
+
     columns = {c: frame[c].to_numpy() for c in frame.columns if not is_categorical(c)}
     learnt = dict(mapping)
     for c in [c for c in frame.columns if is_categorical(c)]:
@@ -298,6 +309,8 @@ GERMAN_REFERENCE_AGE = 30
 
 
 def _adult_reference(data_dir):
+    import pandas as pd
+
     tr_path, te_path = _find(data_dir, "adult", "adult.data"), _find(data_dir, "adult", "adult.test")
     read = dict(names=ADULT_COLUMNS, skipinitialspace=True, na_values="?")
     train = pd.read_csv(tr_path, **read).dropna().drop(columns="fnlwgt")
@@ -314,6 +327,8 @@ def _adult_reference(data_dir):
 
 
 def _compas_reference(data_dir):
+    import pandas as pd
+
     path = _find(data_dir, "compas", "compas-scores-two-years.csv")
     frame = pd.read_csv(path)
     _require(frame, COMPAS_REFERENCE_FEATURES + ["days_b_screening_arrest", "is_recid", "score_text"], path)

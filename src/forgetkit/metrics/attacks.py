@@ -22,9 +22,6 @@ from typing import Sequence
 
 import numpy as np
 from scipy.special import log_softmax, logsumexp, softmax
-from scipy.stats import norm
-from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.svm import SVC
 
 # --------------------------------------------------------------------------------------------
 # input handling
@@ -104,6 +101,8 @@ def logit_confidence(probs_or_logits, y, *, from_probs: bool = False, tiny: floa
 
 def _svc_nonmember_rate(members, nonmembers, target, *, C, gamma, kernel, names) -> float:
     """Fit SVC on 1-D features (members -> 1, non-members -> 0); fraction of target predicted 0."""
+    from sklearn.svm import SVC
+
     pos = _array(members, names[0], 1)
     neg = _array(nonmembers, names[1], 1)
     tgt = _array(target, names[2], 1)
@@ -191,6 +190,8 @@ def mia_nn_class_score(logits, y, forget_class: int, cls: int, *, feature: str =
     SVC(C=3, gamma="auto", rbf) and ``class_weight=None`` are our choice (UNKNOWN in the paper),
     copied from the SVM-MIA of [Kodge].
     """
+    from sklearn.svm import SVC
+
     z, y = _outputs(logits, y, "logits")
     n_classes = z.shape[1]
     for name, c in (("forget_class", forget_class), ("cls", cls)):
@@ -292,6 +293,8 @@ def lira_scores(target_stat, in_stats, out_stats, *, fix_variance: bool = False,
     sigma. ``fix_variance`` uses the std of ALL in-statistics (across models and examples) for
     both populations, as the reference code does. For augmentations, call per view and average.
     """
+    from scipy.stats import norm
+
     t = _array(target_stat, "target_stat", 1)
     s_in = _array(in_stats, "in_stats", 2, allow_nan=True)
     s_out = _array(out_stats, "out_stats", 2, allow_nan=True)
@@ -330,6 +333,8 @@ def eer_balanced_accuracy(labels, scores) -> tuple[float, float]:
     on, as in Kodge's code. A threshold above every score (sklearn's inf) is returned as the next
     float above the maximum so it can be averaged and reused.
     """
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, thr = roc_curve(labels, scores)
     i = int(np.argmin(np.abs(fpr + tpr - 1.0)))
     t = thr[i] if np.isfinite(thr[i]) else np.nextafter(np.max(scores), np.inf)
@@ -338,6 +343,8 @@ def eer_balanced_accuracy(labels, scores) -> tuple[float, float]:
 
 def tpr_at_fpr(labels, scores, *, max_fpr: float = 1e-3) -> float:
     """Largest TPR with FPR <= ``max_fpr`` (LiRA's low-FPR figure of merit, [LiRA])."""
+    from sklearn.metrics import roc_curve
+
     fpr, tpr, _ = roc_curve(labels, scores)
     return float(tpr[fpr <= max_fpr].max())
 
@@ -376,6 +383,8 @@ def ulira(unlearned_stats, retrained_stats, target_stats=None, *, folds: str = "
     With TRW's 3 + 3 shadows each fold fits on 2 models per kind, so per-example sigma is mostly
     noise and even well-separated populations score ~0.9; ``fix_variance=True`` avoids that.
     """
+    from sklearn.metrics import roc_auc_score
+
     u = _array(unlearned_stats, "unlearned_stats", 2)
     r = _array(retrained_stats, "retrained_stats", 2)
     if u.shape[1] != r.shape[1]:
