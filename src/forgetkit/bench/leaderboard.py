@@ -9,7 +9,7 @@ Pareto plot. The closing section is the reading given with ``--reading``, includ
 regenerating never erases it), or else a factual summary computed from the numbers.
 
 The statistics are small pure functions (tested against slow references in
-``tests/test_leaderboard.py``); the rest gathers rows with :func:`forgetkit.bench.report.load_run`
+``tests/bench/test_leaderboard.py``); the rest gathers rows with :func:`forgetkit.bench.report.load_run`
 and renders Markdown.
 """
 from __future__ import annotations

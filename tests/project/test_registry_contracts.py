@@ -1,7 +1,7 @@
 """Contract suites over every registry: models, datasets, weightings and evaluators.
 
 Each suite is parametrised over the registry's names, so a newly registered part is tested the
-moment it is registered, with no edit here (methods have theirs in test_conformance.py). A part
+moment it is registered, with no edit here (methods have theirs in test_method_conformance.py). A part
 this file cannot exercise (a dataset that needs files, say) fails its contract with a message
 saying what to add; nothing is skipped.
 """
@@ -197,7 +197,7 @@ def load_for_contract(name, tmp_path) -> tuple[DataBundle, str | None]:
         return load_dataset(name, data_dir), data_dir
     except FileNotFoundError as err:
         pytest.fail(f"dataset {name!r} needs files that are not here ({err}); add a writer of tiny "
-                    "files in its on-disk format to WRITERS in tests/test_contracts.py")
+                    "files in its on-disk format to WRITERS in tests/project/test_registry_contracts.py")
 
 
 def check_split(name, split, bundle):

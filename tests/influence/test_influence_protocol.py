@@ -190,7 +190,7 @@ def test_other_experiment_in_out_dir_is_refused(tmp_path):
 def test_soft_weighting_presets_parse():
     from pathlib import Path
 
-    paths = sorted(Path(__file__).parents[1].glob("configs/soft-*.yaml"))
+    paths = sorted(Path(__file__).parents[2].glob("configs/soft-*.yaml"))
     assert any("reference" in p.name for p in paths)
     for path in paths:
         cfg = parse_config(yaml.safe_load(path.read_text()))

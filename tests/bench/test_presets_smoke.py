@@ -11,13 +11,13 @@ import yaml
 
 from forgetkit.cli import main
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 FASHION = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 CHECKED_ONLY = {c.stem for c in CONFIGS if c.stem.startswith("leaderboard-")}
 """the leaderboard presets, checked up to the first cell: config, tune section, every method's and evaluator's options, data
 and model. A smoke run of a leaderboard (21 methods, tuned rows beside them) costs ~100 s of CPU;
 its machinery runs end to end in test_tune.py and test_leaderboard.py, every method in
-test_conformance.py"""
+test_method_conformance.py"""
 
 
 @pytest.mark.slow

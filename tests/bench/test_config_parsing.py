@@ -236,7 +236,7 @@ def test_presets_still_parse():
     """Every shipped forget preset passes the stricter checks (none relies on a swallowed option)."""
     from pathlib import Path
 
-    for path in sorted(Path(__file__).parents[1].glob("configs/*.yaml")):
+    for path in sorted(Path(__file__).parents[2].glob("configs/*.yaml")):
         raw = load_raw(path)
         if raw.get("experiment_type", "forget") == "forget":
             raw.pop("tune", None)

@@ -1,6 +1,6 @@
 """SSD, Bad Teacher and UNSIR: the math of each against explicit computations, then the methods on digits.
 
-The registry-wide contract (input untouched, reproducible, declared needs) is in test_conformance.py.
+The registry-wide contract (input untouched, reproducible, declared needs) is in test_method_conformance.py.
 """
 import math
 
