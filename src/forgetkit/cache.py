@@ -11,8 +11,6 @@ import fcntl
 import hashlib
 import io
 import json
-import os
-import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Callable, Iterator
 
 import torch
 from torch import nn
+
+from .files import atomic_write
 
 
 class CorruptCheckpointWarning(UserWarning):
@@ -64,8 +64,8 @@ class ModelCache:
         torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
         data = buf.getvalue()
         meta = {**(meta or {}), "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        _atomic_write(self.path(key).with_suffix(".json"), json.dumps(meta).encode())
-        _atomic_write(self.path(key), data)
+        atomic_write(self.path(key).with_suffix(".json"), json.dumps(meta).encode())
+        atomic_write(self.path(key), data)
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
@@ -120,21 +120,3 @@ def _read_entry(p: Path) -> tuple[dict | None, dict, str | None]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         return None, meta, "it does not hold a state dict of tensors"
     return state, meta, None
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path`` and rename it over; a write error names ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if e.filename is not None:
-            raise
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -11,7 +11,7 @@ import torch
 
 import forgetkit
 from forgetkit.data.base import DATASETS
-from forgetkit.evaluate_cli import add_parser
+from forgetkit.cli.evaluate import add_parser
 from forgetkit.methods.base import METHODS
 from forgetkit.metrics.evaluators import EVALUATORS
 from forgetkit.models import MODELS

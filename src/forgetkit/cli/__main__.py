@@ -1,0 +1,6 @@
+"""``python -m forgetkit.cli``: the ``forgetkit`` command."""
+import sys
+
+from . import main
+
+sys.exit(main())
