@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from forgetkit.bench import workspace
 from forgetkit.bench.config import parse_config
 from forgetkit.bench.leaderboard import (Entry, Setting, Shape, average_ranks, head_to_head, league, league_ranks,
                                          mean_ranks, paired_p, pareto_front, rank_shape, render, shape_kind,
@@ -338,7 +339,9 @@ def runs(tmp_path_factory):
            "methods": [{"name": "ft", "options": {"epochs": 1}}, {"name": "rl", "options": {"epochs": 1}},
                        {"name": "rl", "label": "RL-tuned", "recipe": "RL-v1.yaml", "options": {"epochs": 2, "lr": 0.02}}],
            "metrics": {"extra": ["mia_nn"], "extra_options": {"mia_nn": {"references": 2}}}}
-    run_experiment(parse_config(raw), root / "lb-tiny", show_progress=False)
+    with pytest.MonkeyPatch.context() as mp:  # a committed tree's rows, whatever state this checkout is in
+        mp.setattr(workspace, "code_commit", lambda: "abc1234")
+        run_experiment(parse_config(raw), root / "lb-tiny", show_progress=False)
     shutil.copytree(root / "lb-tiny", root / "lb-smoke")
     meta = json.loads((root / "lb-smoke" / "experiment.json").read_text())
     meta["name"], meta["config"]["smoke"] = "lb-smoke", True
@@ -446,3 +449,71 @@ def test_bad_leaderboard_inputs_are_refused_with_one_line_and_write_nothing(runs
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("forgetkit: error: ") and fragment in err[0], (argv, err)
     assert not (tmp_path / "out").exists() and list((tmp_path / "outdir").iterdir()) == []
+
+
+# -- seed noise, uncommitted code, the opening answer, the claims file ---------------------------
+
+
+def test_within_noise_pairs_on_shared_seeds_else_compares_intervals():
+    from forgetkit.bench.intervals import within_noise
+
+    best = {0: 1.0, 1: 1.1, 2: 0.9}
+    assert within_noise(best, {0: 1.2, 1: 0.9, 2: 1.3}) is True  # paired differences straddle 0
+    assert within_noise(best, {0: 3.0, 1: 3.1, 2: 2.9}) is False  # +2 on every seed
+    assert within_noise(best, {5: 1.0, 6: 1.3}) is True  # no shared seed: the 95 % intervals overlap
+    assert within_noise(best, {5: 9.0, 6: 9.1}) is False
+    assert within_noise({0: 1.0}, {0: 5.0}) is None  # one seed: no spread measured
+
+
+def test_rows_from_uncommitted_code_are_shown_marked_and_never_ranked():
+    st = _settings()
+    lt = st[0].shapes["lt-g1"]
+    for r in lt.entries["FaLW"].ok.values():
+        r["provenance"]["commit"] = "abc1234+dirty"
+    assert lt.entries["FaLW"].dirty and not lt.entries["FaLW"].ranked
+    r = rank_shape(list(lt.entries.values()))
+    assert "FaLW" not in r.ranks and r.best == "RL-tuned"
+    assert "FaLW" not in league(lt, tuned=True)
+    doc = render(st, None, None)
+    assert "> **3 row(s) marked ‡ are not reproducible**" in doc
+    falw = next(line for line in doc.splitlines() if "| FaLW ‡ |" in line)
+    assert falw.startswith("| – | FaLW ‡ |") and "– (not ranked)" in falw and "`abc1234+dirty`" in falw
+    assert "FaLW vs RL on long-tailed shapes: not measured" in doc  # left out of the reading too
+
+
+def test_the_page_opens_with_the_best_method_per_shape_and_those_within_noise():
+    doc = render(_settings(), None, None)
+    head = doc.index("## Which method for which request shape")
+    assert head < doc.index("### tiny-setting: `lt-g1`")
+    # lt-g1 under equal tuning: FaLW 2, 4, 1 best; RL-tuned 3, 3.5, 2 within noise (p ≈ 0.42); SalUn one seed
+    mean, half = t_interval([2.0, 4.0, 1.0])
+    assert f"| tiny-setting | `lt-g1` (longtail) | **FaLW** | {mean:.2f} ± {half:.2f} | RL |" in doc
+    assert "| tiny-setting | `one-class` (class) | **TRW** |" in doc
+    assert "| none |" in doc  # RL's 4, 4, 4 is clearly above TRW's
+    one = [Setting("one", "/somewhere/runs/one", "d", False, {"r": _shape(
+        "r", "random", _entry("Retrain", [0]), _entry("RL", [2.0]), _entry("FT", [3.0]))})]
+    doc = render(one, None, None)
+    assert "| **RL** | 2.00 (n<2) | – (one seed: no spread measured) |" in doc
+    assert "With one seed no spread was measured" in doc
+    assert "/somewhere" not in doc and "run `one`" in doc  # run names, never a machine's paths
+
+
+def test_claims_are_keyed_by_registry_names_and_unknown_names_are_refused(tmp_path):
+    from forgetkit.bench.leaderboard import load_claims
+    from forgetkit.bench.leaderboard.reading import CLAIMS_FILE
+
+    text = CLAIMS_FILE.read_text()
+    assert "FaLW" not in text.split("claims:")[1] and "RA-Targets" not in text  # registry keys, not shown names
+    claims, (ours, rivals) = load_claims()
+    assert ("FaLW", "RL", ("longtail",)) in [(c.method, c.baseline, c.kinds) for c in claims]
+    assert (ours, rivals) == ("RA-Targets (ours)", ("RL", "SalUn"))
+    bad = tmp_path / "claims.yaml"
+    bad.write_text("claims:\n  - {method: nosuch, baseline: rl, kinds: [class], shapes: class}\nours: "
+                   "{method: rl, against: [ft]}\n")
+    with pytest.raises(ValueError, match="unknown method 'nosuch'"):
+        load_claims(bad)
+
+
+def test_a_stored_request_kind_wins_over_the_name():
+    assert shape_kind("class3", [], {"params": {"request_kind": "subclass"}}) == "subclass"
+    assert shape_kind("class3", [], {"params": {}}) == "class"
