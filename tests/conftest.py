@@ -26,3 +26,15 @@ def clean_registries():
     for r, items in zip(registries, saved):
         r._items.clear()
         r._items.update(items)
+
+
+@pytest.fixture(scope="session")
+def shared_model_cache(tmp_path_factory) -> str:
+    """One model cache for every end-to-end run of the suite: presets that train the same original
+    (same data, model and recipe) train it once. The directory sits above the per-worker base
+    temp of pytest-xdist, so the workers share it; the cache's per-key file lock makes one worker
+    train a model while the others wait and load it."""
+    root = tmp_path_factory.getbasetemp()
+    shared = (root.parent if root.name.startswith("popen-gw") else root) / "shared-model-cache"
+    shared.mkdir(exist_ok=True)
+    return str(shared)

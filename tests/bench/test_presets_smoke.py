@@ -23,10 +23,12 @@ test_method_conformance.py"""
 @pytest.mark.slow
 @pytest.mark.parametrize("config", [c for c in CONFIGS if c.stem not in CHECKED_ONLY],
                          ids=[c.stem for c in CONFIGS if c.stem not in CHECKED_ONLY])
-def test_preset_passes_smoke(config, tmp_path, capsys):
+def test_preset_passes_smoke(config, tmp_path, capsys, shared_model_cache):
     raw = yaml.safe_load(config.read_text())
     command = "tune" if "method" in raw.get("tune", {}) else "run"  # a leaderboard's studies: test_tune
     args = [command, str(config), "--smoke", "--quiet", "--out", str(tmp_path / "out")]
+    if raw.get("experiment_type") != "soft-weighting":  # the soft-weighting kind trains no cached originals
+        args += ["--set", f"cache_dir={shared_model_cache}"]
     if raw.get("dataset", "fashion_mnist") == "fashion_mnist" and raw.get("experiment_type") != "soft-weighting" \
             and not FASHION.exists():
         args += ["--set", "dataset=mnist5k"]
