@@ -1,9 +1,7 @@
-"""Every ```python block of README.md runs, in order, in one namespace: the examples cannot go stale."""
+"""Every ```python block of README.md runs, in order, in one namespace: the example cannot go stale.
+(The longer examples live in the documentation site; tests/project/test_docs.py runs those.)"""
 import re
 from pathlib import Path
-
-import pytest
-
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
@@ -13,9 +11,9 @@ def python_blocks() -> list[str]:
     return BLOCK.findall(README.read_text())
 
 
-def test_readme_has_python_examples():
+def test_readme_has_a_python_example():
     blocks = python_blocks()
-    assert len(blocks) >= 5 and any("forgetkit.evaluate(" in b for b in blocks)
+    assert blocks and any("forgetkit.unlearn(" in b for b in blocks)
 
 
 def test_readme_examples_run(clean_registries, capsys):
@@ -26,10 +24,8 @@ def test_readme_examples_run(clean_registries, capsys):
         except Exception as e:  # noqa: BLE001  name the block that broke
             raise AssertionError(f"README python block {i} failed: {type(e).__name__}: {e}\n{block}") from e
     out = capsys.readouterr().out
-    # the claims the prose makes about the outputs
-    rl = namespace["rl"]
-    assert list(rl.table.rows) == ["original", "unlearned", "reference"]
-    assert rl.metrics["FA"] < rl.original_metrics["FA"] and rl.metrics["AvgGap"] < rl.original_metrics["AvgGap"]
-    assert namespace["steps"][-1][0] == namespace["steps"][-1][1]
-    assert "Acc_f" in namespace["df"].columns and namespace["report"].verdict in out
-    assert "['contract', 'needs_enforced', 'efficacy']" in out
+    # the claims the prose makes about the output: original beside unlearned, forget accuracy falls
+    result = namespace["result"]
+    assert list(result.table.rows) == ["original", "unlearned"] and "unlearned" in out
+    assert result.metrics["FA"] < result.original_metrics["FA"] - 50
+    assert result.metrics["TA"] > result.original_metrics["TA"] - 5
