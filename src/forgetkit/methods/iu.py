@@ -118,7 +118,7 @@ class IU(Method):
 
     alpha: float = 0.2
     """step size α on F⁻¹v (reference ``--alpha`` default; the paper tunes it in 1–20, third-party
-    CIFAR-10 scripts use 10, which overshoots on the CPU preset's small CNN: docs/baselines.md)"""
+    CIFAR-10 scripts use 10, which overshoots on the CPU preset's small CNN: docs/results/baselines.md)"""
     fisher_samples: int = 1000
     """N: retain samples in the Fisher recursion and its 1/N scale (reference: 1000)"""
     recursion: str = "as_coded"

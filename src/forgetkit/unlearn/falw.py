@@ -17,7 +17,7 @@ How often μ_c, σ_c are re-estimated is the ``estimate`` option: ``every_step``
 reference), ``every_k`` (a full held-out pass every ``k`` steps) or ``running`` (each step refreshes
 the probabilities of the next ``running_batch`` held-out samples, cycling through the split, and
 refits from that buffer). Default ``every_k`` with k = 50: on Fashion-MNIST it cost 1.01× RL against
-3.6× for ``every_step``, at an Avg. Gap within seed noise of it (``docs/falw.md``).
+3.6× for ``every_step``, at an Avg. Gap within seed noise of it (``docs/results/falw.md``).
 """
 from __future__ import annotations
 
