@@ -16,7 +16,8 @@ from .api import EvaluationTable, UnlearnResult, evaluate, unlearn
 
 _EXPORTS = {
     "register_method": "plugins", "register_weighting": "plugins", "register_evaluator": "plugins",
-    "register_dataset": "plugins", "register_model": "plugins", "load_plugins": "plugins",
+    "register_dataset": "plugins", "register_model": "plugins", "register_request_shape": "plugins",
+    "load_plugins": "plugins",
     "audit": "metrics.audit",
 }
 

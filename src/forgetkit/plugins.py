@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from typing import Callable
 
 GROUPS = ("forgetkit.methods", "forgetkit.weightings", "forgetkit.evaluators", "forgetkit.datasets",
-          "forgetkit.models")
+          "forgetkit.models", "forgetkit.request_shapes")
 
 
 def _registry(group: str):
@@ -43,6 +43,9 @@ def _registry(group: str):
     if group == "forgetkit.models":
         from .models import MODELS
         return MODELS
+    if group == "forgetkit.request_shapes":
+        from .data.requests import REQUEST_SHAPES
+        return REQUEST_SHAPES
     raise ValueError(f"unknown plug-in group {group!r}; groups: {', '.join(GROUPS)}")
 
 
@@ -73,11 +76,20 @@ def _check_callable(kind: str, signature: str):
     return check
 
 
+def _check_request_shape(item) -> None:
+    from .data.requests import RequestShape
+
+    if not (isinstance(item, type) and issubclass(item, RequestShape) and dataclasses.is_dataclass(item)):
+        raise TypeError(f"register_request_shape expects a @dataclass subclass of "
+                        f"forgetkit.data.requests.RequestShape (its fields are the options), got {item!r}")
+
+
 CHECKS = {
     "forgetkit.methods": _check_method,
     "forgetkit.weightings": _check_weighting,
     "forgetkit.datasets": _check_callable("dataset", "(data_dir=None) -> DataBundle"),
     "forgetkit.models": _check_callable("model", "(in_shape, num_classes, **options) -> nn.Module"),
+    "forgetkit.request_shapes": _check_request_shape,
 }
 
 
@@ -141,6 +153,12 @@ def register_dataset(name: str, *, override: bool = False) -> Callable:
 def register_model(name: str, *, override: bool = False) -> Callable:
     """Decorator: add an architecture ``fn(in_shape, num_classes, **options) -> nn.Module`` under ``name``."""
     return _register("forgetkit.models", name, override)
+
+
+def register_request_shape(name: str, *, override: bool = False) -> Callable:
+    """Decorator: add a forget-request shape (a dataclass ``RequestShape`` whose fields are its
+    options, with ``build(data) -> ForgetRequest``) under ``name``; configs use it as ``kind: name``."""
+    return _register("forgetkit.request_shapes", name, override)
 
 
 def load_plugins() -> list[str]:

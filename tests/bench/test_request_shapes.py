@@ -64,6 +64,7 @@ def test_a_named_request_is_reported_by_its_shape_name(tmp_path):
     run_experiment(parse_config(raw), tmp_path)
     with ResultStore(tmp_path / "results.sqlite") as store:
         assert {r["request"] for r in store.rows()} == {"random 10 %"}
+        assert {r["params"]["request_kind"] for r in store.rows()} == {"random"}
 
 
 def test_smoke_keeps_a_class_request_for_class_only_methods():
@@ -75,3 +76,49 @@ def test_smoke_keeps_a_class_request_for_class_only_methods():
     kinds = [(r["kind"], r.get("classes"), r.get("role", "report")) for r in smoke(raw)["requests"]]
     assert kinds == [("random", None, "report"), ("longtail", None, "report"), ("class", [4], "report"),
                      ("class", [6], "validation")]
+
+
+# -- the registry changes no cell key ----------------------------------------------------------
+
+LEGACY_DUMP = [  # RequestSpec.model_dump() of the schema that listed the built-in shapes' fields itself
+    {"kind": "random", "name": None, "fraction": 0.1, "classes": None, "ratio": None, "gamma": None,
+     "natural_order": False, "keep_one": False, "whole": None, "partial": None, "role": "report"},
+    {"kind": "longtail", "name": "lt", "fraction": None, "classes": None, "ratio": 1.0, "gamma": 1.0,
+     "natural_order": False, "keep_one": False, "whole": None, "partial": None, "role": "report"},
+    {"kind": "class", "name": None, "fraction": None, "classes": [3], "ratio": None, "gamma": None,
+     "natural_order": False, "keep_one": False, "whole": None, "partial": None, "role": "report"},
+    {"kind": "mixed", "name": None, "fraction": 0.25, "classes": None, "ratio": None, "gamma": None,
+     "natural_order": False, "keep_one": False, "whole": 1, "partial": 2, "role": "validation"},
+]
+"""what that schema made of these requests as a user writes them (ints where floats belong):"""
+AS_WRITTEN = [{"kind": "random", "fraction": 0.1}, {"kind": "longtail", "ratio": 1, "gamma": 1, "name": "lt"},
+              {"kind": "class", "classes": [3]},
+              {"kind": "mixed", "whole": 1, "partial": 2, "fraction": 0.25, "role": "validation"}]
+
+
+@pytest.mark.parametrize("requests", [AS_WRITTEN, LEGACY_DUMP], ids=["as-written", "dumped-by-the-old-schema"])
+def test_cell_keys_hash_what_they_hashed_before_the_registry(requests):
+    """A results store written before request shapes had a registry resumes with nothing re-run:
+    the part of a cell key a request contributes is the old schema's dump, and a config that
+    schema dumped (experiment.json, read again by ``forgetkit audit``) still parses."""
+    from forgetkit.bench.grid import request_key_fields
+
+    cfg = parse_config({**CFG, "requests": requests, "methods": [{"name": "ga"}]})
+    assert [request_key_fields(r) for r in cfg.requests] == LEGACY_DUMP
+    assert all(type(request_key_fields(r)["gamma"]) is float for r in cfg.requests if r.kind == "longtail")
+
+
+def test_rows_store_their_request_kind_and_older_rows_fall_back_to_the_config():
+    from forgetkit.bench.grid import row_request_kind
+
+    specs = [{"kind": "random", "name": "random 10 %"}, {"kind": "class", "name": None}]
+    assert row_request_kind({"request": "anything", "params": {"request_kind": "mixed"}}, specs) == "mixed"
+    assert row_request_kind({"request": "random 10 %", "params": {}}, specs) == "random"
+    assert row_request_kind({"request": "class3", "params": {}}, specs) == "class"
+    assert row_request_kind({"request": "subclass3-k2-c0", "params": {}}, specs) == "subclass"
+    assert row_request_kind({"request": "my shape", "params": {}}, specs) is None
+
+
+def test_an_option_another_shape_has_is_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"requests\.0: unknown option\(s\) \['classes'\]; options: \['fraction'\]"):
+        parse_config({**CFG, "requests": [{"kind": "random", "fraction": 0.1, "classes": [3]}]})

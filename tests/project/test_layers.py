@@ -51,7 +51,7 @@ def test_a_planted_upward_import_is_reported(tmp_path, module, line, expected):
 
 def test_a_planted_cycle_inside_a_subpackage_is_reported(tmp_path):
     """Layers say nothing about modules inside one subpackage; the acyclic contract does."""
-    env = planted_copy(tmp_path, {"data/requests.py": "from . import tabular  # noqa",
+    env = planted_copy(tmp_path, {"data/requests/__init__.py": "from .. import tabular  # noqa",
                                   "data/tabular.py": "from . import requests  # noqa"})
     res = lint(tmp_path, env)
     assert res.returncode != 0 and "No cycles are allowed in forgetkit.data" in res.stdout, res.stdout

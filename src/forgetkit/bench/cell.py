@@ -56,7 +56,7 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
     req = ws.request(cell.seed, cell.request)
     row = {"key": cell.key, "experiment": cfg.name, "method": cell.label, "weighting": cell.weighting,
            "request": cfg.requests[cell.request].name or req.name, "seed": cell.seed, "provenance": provenance(ws, cell.seed),
-           "params": {"base_label": cell.base_label}, "error": None}
+           "params": {"base_label": cell.base_label, "request_kind": req.kind}, "error": None}
     trained_before = ws.models_trained
     try:
         original, orig_seconds = ws.original(cell.seed)

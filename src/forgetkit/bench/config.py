@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -26,7 +27,8 @@ def validate_schema(schema: type[BaseModel], raw):
     try:
         return schema.model_validate(raw)
     except ValidationError as e:
-        lines = [f"{'.'.join(str(x) for x in err['loc']) or '(config)'}: {err['msg'].removeprefix('Value error, ')}"
+        lines = [": ".join(part for part in (".".join(str(x) for x in err["loc"]),
+                                             err["msg"].removeprefix("Value error, ")) if part)
                  for err in e.errors()]
         raise ValueError("invalid config:\n  " + "\n  ".join(lines)) from None
 
@@ -38,37 +40,58 @@ class ModelSpec(StrictModel):
     """keyword options of the architecture (e.g. width)"""
 
 
-class RequestSpec(StrictModel):
-    kind: Literal["random", "class", "longtail", "mixed"]
+LEGACY_REQUEST_FIELDS = {"fraction": None, "classes": None, "ratio": None, "gamma": None, "natural_order": False,
+                         "keep_one": False, "whole": None, "partial": None}
+"""the options every request carried when the schema listed the four built-in shapes' fields itself:
+configs dumped then (``experiment.json``) hold them all, at these values where unused, and cell keys
+hash them, so results stores written then resume with nothing re-run"""
+
+
+class RequestSpec(BaseModel):
+    """A forget request: the registered shape (``kind``), its name in reports, its role, and the
+    shape's own options as further keys (``fraction: 0.1``), checked against what the shape declares."""
+
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    """a shape in ``forgetkit.data.requests.REQUEST_SHAPES`` (``forgetkit methods`` lists them)"""
     name: str | None = None
     """the request shape's name in reports and the leaderboard (default: the request's own name)"""
-    fraction: float | None = Field(None, gt=0, lt=1)
-    """random: fraction of the training set; mixed: share of each partly forgotten class"""
-    classes: list[int] | None = None
-    """class: the classes to forget"""
-    ratio: float | None = Field(None, gt=0, le=1)
-    """longtail: forget ratio of the training set"""
-    gamma: float | None = Field(None, ge=0)
-    """longtail: power-law exponent (0 = balanced)"""
-    natural_order: bool = False
-    """longtail: rank classes by index instead of a seeded permutation"""
-    keep_one: bool = False
-    """longtail: never remove a class entirely"""
-    whole: int | None = Field(None, ge=1)
-    """mixed: how many classes (seeded choice) are removed whole"""
-    partial: int | None = Field(None, ge=1)
-    """mixed: how many other classes (seeded choice) are forgotten in part"""
     role: Literal["report", "validation"] = "report"
     """validation requests are for tuning only and never reported"""
 
-    @model_validator(mode="after")
-    def _fields_for_kind(self):
-        need = {"random": ["fraction"], "class": ["classes"], "longtail": ["ratio", "gamma"],
-                "mixed": ["whole", "partial", "fraction"]}[self.kind]
-        for f in need:
-            if getattr(self, f) is None:
-                raise ValueError(f"a {self.kind} request needs the field '{f}'")
-        return self
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, kind: str) -> str:
+        from ..data.requests import REQUEST_SHAPES
+        from ..options import suggestion
+
+        if kind not in REQUEST_SHAPES:
+            raise ValueError(f"unknown request shape {kind!r}{suggestion(kind, REQUEST_SHAPES.names())}; "
+                             f"known: {', '.join(REQUEST_SHAPES.names())}")
+        return kind
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The shape's options as given (after :class:`ExperimentConfig` checked them)."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def shape(self):
+        """The configured :class:`forgetkit.data.requests.RequestShape`."""
+        from ..data.requests import make_shape
+
+        return make_shape(self.kind, self.options)
+
+    def check_options(self, where: str) -> None:
+        """Check the options against the shape (errors start with ``where``) and keep them as the
+        shape stores them (an int given for a float becomes a float, as cell keys always hashed it).
+        A legacy field at its unused value (from a dumped config) is dropped."""
+        from ..data.requests import REQUEST_SHAPES, make_shape
+
+        declared = {f.name for f in dataclasses.fields(REQUEST_SHAPES.get(self.kind))}
+        given = {k: v for k, v in self.options.items()
+                 if k in declared or k not in LEGACY_REQUEST_FIELDS or v != LEGACY_REQUEST_FIELDS[k]}
+        shape = make_shape(self.kind, given, where)
+        self.__pydantic_extra__ = {k: getattr(shape, k) for k in given}
 
 
 class MethodSpec(StrictModel):
@@ -141,6 +164,12 @@ class ExperimentConfig(StrictModel):
         if not v:
             raise ValueError(f"'{info.field_name}' must not be empty")
         return v
+
+    @model_validator(mode="after")
+    def _request_options(self):
+        for i, spec in enumerate(self.requests):
+            spec.check_options(f"requests.{i}")
+        return self
 
 
 SMOKE = {"train_size": 600, "test_size": 300, "train_epochs": 1, "requests": 2}
@@ -379,8 +408,6 @@ def _shown(cfg: ExperimentConfig, i: int) -> str:
 def _settings(cfg: ExperimentConfig, i: int) -> dict:
     """What defines method entry ``i`` apart from its label: options with the defaults filled in,
     its weightings and their options (``falw.tau``)."""
-    import dataclasses
-
     from ..methods import METHODS
 
     spec = cfg.methods[i]

@@ -10,9 +10,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from ..data.requests import REQUEST_SHAPES
 from ..methods import METHODS
 from ..unlearn.weightings import WEIGHTINGS
-from .config import ExperimentConfig, MethodSpec
+from .config import LEGACY_REQUEST_FIELDS, ExperimentConfig, MethodSpec, RequestSpec
 
 ORIGINAL, RETRAIN = "Original", "Retrain"
 REFERENCES = (ORIGINAL, RETRAIN)
@@ -76,6 +77,27 @@ def applies(method: str, request_kind: str) -> bool:
     return request_kind == "class" or not METHODS.get(method).class_only
 
 
+def request_key_fields(req: RequestSpec) -> dict:
+    """What a request contributes to its cells' keys: its dump over the legacy fields, so a built-in
+    shape's cells keep the keys they had before shapes had a registry."""
+    return {**LEGACY_REQUEST_FIELDS, **req.model_dump()}
+
+
+def row_request_kind(row: dict, specs: list[dict]) -> str | None:
+    """The request shape of a stored row: ``params.request_kind``, which rows record; for a row
+    stored before they did, the kind of the config's request of that name (``specs``: the
+    ``requests`` of ``experiment.json``'s config), else the shape its own name starts with
+    (``class3``, ``longtail-r0.3-g1``); None when none fits."""
+    kind = (row.get("params") or {}).get("request_kind")
+    if kind:
+        return kind
+    for spec in specs:
+        if spec.get("name") == row["request"]:
+            return spec.get("kind")
+    return next((k for k in sorted(REQUEST_SHAPES.names(), key=len, reverse=True) if row["request"].startswith(k)),
+                None)
+
+
 def _hash(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
@@ -90,7 +112,7 @@ def plan(cfg: ExperimentConfig, roles: tuple[str, ...] = ("report",)) -> list[Ce
         for ri, req in enumerate(cfg.requests):
             if req.role not in roles:
                 continue
-            common = {"base": base, "seed": seed, "request": req.model_dump()}
+            common = {"base": base, "seed": seed, "request": request_key_fields(req)}
             for ref in REFERENCES:
                 cells.append(Cell(seed, ri, None, ref, "-", ref, ref, _hash({**common, "method": ref.lower()})))
             for mi, spec in enumerate(cfg.methods):

@@ -13,15 +13,15 @@ import numpy as np
 import torch
 
 from ..cache import ModelCache
-from ..data import class_request, heldout_split, load_dataset, longtail_request, mixed_request, random_request
-from ..data.base import DataBundle, Split
-from ..data.requests import ForgetRequest
+from ..data import heldout_split, load_dataset
+from ..data.base import DataBundle, Split, as_float
+from ..data.requests import ForgetRequest, ShapeData
 from ..metrics.core import accuracy, predict_logits
-from ..models import build_model
+from ..models import build_model, penultimate_features
 from ..train import train_cached
 from ..unlearn.context import UnlearnContext
 from ..unlearn.engine import DivergenceError
-from .config import ExperimentConfig, RequestSpec
+from .config import ExperimentConfig
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,16 +99,18 @@ class Workspace:
 
     @lru_cache(maxsize=None)
     def request(self, seed: int, ri: int) -> ForgetRequest:
-        spec: RequestSpec = self.cfg.requests[ri]
-        y = self.pool(seed)[0].y.numpy()
-        nc = self.bundle.num_classes
-        if spec.kind == "random":
-            return random_request(y, spec.fraction, seed)
-        if spec.kind == "class":
-            return class_request(y, spec.classes, nc)
-        if spec.kind == "mixed":
-            return mixed_request(y, nc, spec.whole, spec.partial, spec.fraction, seed)
-        return longtail_request(y, nc, spec.ratio, spec.gamma, seed, spec.natural_order, spec.keep_one)
+        """Request ``ri`` on the seed's pool, built by its registered shape; a shape that reads the
+        original's features gets them (and so trains or loads the original first)."""
+        shape = self.cfg.requests[ri].shape()
+        pool = self.pool(seed)[0]
+        features = (lambda: self.pool_features(seed)) if shape.needs_features else None
+        return shape.build(ShapeData(pool.y.numpy(), self.bundle.num_classes, seed, pool.x, features))
+
+    @lru_cache(maxsize=None)
+    def pool_features(self, seed: int) -> np.ndarray:
+        """The original model's penultimate features of the seed's pool (for feature-clustering shapes)."""
+        model, x = self.original(seed)[0], self.pool(seed)[0].x
+        return np.concatenate([penultimate_features(model, as_float(chunk), self.device) for chunk in x.split(4096)])
 
     def build(self):
         b = self.bundle

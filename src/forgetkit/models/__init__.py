@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -158,3 +159,21 @@ def last_linear(model: nn.Module) -> nn.Linear:
     if not linears:
         raise ValueError("model has no nn.Linear layer")
     return linears[-1]
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor, device=None, batch_size: int = 1024) -> np.ndarray:
+    """The input of ``model``'s last linear layer for every row of ``x`` (what a feature-clustering
+    request shape groups), computed in batches without gradients; the model is left as it was."""
+    device = torch.device(device or "cpu")
+    feats: list[torch.Tensor] = []
+    handle = last_linear(model).register_forward_hook(lambda _m, inp, _o: feats.append(inp[0].flatten(1).cpu()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for chunk in torch.as_tensor(x).split(batch_size):
+                model(chunk.to(device))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat(feats).double().numpy()
