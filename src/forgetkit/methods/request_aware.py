@@ -19,7 +19,7 @@ Not from a paper; it combines three papers' ideas on forgetkit's engine:
   n_train,k) — the prior correction of Saerens, Latinne & Decaestecker, "Adjusting the Outputs of a
   Classifier to New a Priori Probabilities: A Simple Procedure" (Neural Computation 2002). Without
   it a class that keeps 10 % of its samples is driven to the original's confidence, far above a
-  retrained model's (measured: MNIST-5k, γ = 2, docs/reference/methods.md); random requests shift every
+  retrained model's (measured: MNIST-5k, γ = 2, docs/results/ra-targets.md); random requests shift every
   class alike, so their targets do not move.
 
 The quantile targets are then lowered by δ in log-odds (``deflate``, ours): a retrained model saw
@@ -200,18 +200,18 @@ class RequestAware(EngineMethod):
     """TRW tilt β for classes removed whole; 0 = plain renormalisation. TRW's 10 (paper §B.7, the
     v1/v2 default) sends a removed class's samples to its nearest class far more than a retrained
     model does (validation class requests: MIA-NN gap 15–29 at β 10, 0.4–8 at β 2); 2 had the lowest
-    value of the leaderboard's selection rule on the validation requests (docs/reference/methods.md)"""
+    value of the leaderboard's selection rule on the validation requests (docs/results/ra-targets.md)"""
     prior_power: float = 2.0
     """κ: the original's logits get κ·log(n_retain,k / n_train,k) before the targets are built
     (prior correction; 1 = Bayes' rule for the retrain set's class priors, 0 = none; 2 measured
-    closer to Retrain on the selection seed, docs/reference/methods.md)"""
+    closer to Retrain on the selection seed, docs/results/ra-targets.md)"""
     deflate: float = 1.5
     """δ: the held-out quantile targets of classes kept in part are lowered by δ in log-odds. A
     retrained model saw less data than the original and is less confident everywhere (MNIST-5k,
     30 % request: median true-class probability 0.974 vs 0.987, ≈ 0.5–0.7 in log-odds), and the
     retain CE pulls forget samples back up; 1.5 measured closest on the selection seed"""
     forget_weight: float = 3.0
-    """λ_f, multiplier of the forget term (3: measured on the selection seed, docs/reference/methods.md)"""
+    """λ_f, multiplier of the forget term (3: measured on the selection seed, docs/results/ra-targets.md)"""
     combine: str = "pooled"
     """pooled: one shuffled pass over D_r ∪ D_f averaged per batch (engine ``mixed``, as RL);
     sum_of_means: mean retain term + λ_f·mean forget soft CE (engine ``paired``, as TRW)"""
@@ -220,7 +220,7 @@ class RequestAware(EngineMethod):
     whole masked out) rather than to their labels alone (s = 0: plain CE, the v1 design). Hard labels
     push retain accuracy past a retrained model's (MNIST-5k leaderboard, v1 defaults: RA above
     Retrain's in 20 of 24 rows, by up to 2.1 points); the original's own outputs hold it back.
-    0.5 measured closest on the validation requests (docs/reference/methods.md)"""
+    0.5 measured closest on the validation requests (docs/results/ra-targets.md)"""
 
     def __post_init__(self):
         super().__post_init__()
