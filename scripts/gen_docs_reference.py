@@ -178,6 +178,27 @@ def _schema_tables(root, title: str) -> list[str]:
     return parts
 
 
+def _request_shapes() -> list[str]:
+    """A request's keys besides kind/name/role are its shape's options: one table per registered shape."""
+    try:
+        from forgetkit.data.requests import REQUEST_SHAPES
+    except ImportError:  # a tree without the shape registry
+        return []
+    parts = ["### Request shapes (`requests[].kind`)", "",
+             "Each request names a registered shape with `kind:`; its other keys are that shape's options.", ""]
+    for name, cls in sorted(REQUEST_SHAPES.items()):
+        own = cls.__dict__.get("__doc__") or ""
+        summary = _markdown(" ".join(inspect.cleandoc(own).split("\n\n")[0].split()))
+        parts += [f"#### `kind: {name}`", "", summary, ""]
+        rows = _rows(cls) if dataclasses.is_dataclass(cls) else []
+        if rows:
+            parts += ["| option | type | default | meaning |", "| --- | --- | --- | --- |"]
+            parts += [f"| `{f}` | {_cell(k)} | `{_cell(d)}` | {_cell(doc)} |" for f, k, d, doc, _ in rows
+                      if not f.startswith("_")]  # private state, not an option
+        parts.append("")
+    return parts
+
+
 def config_reference() -> str:
     _import_tree()
     from forgetkit.bench.config import ExperimentConfig
@@ -185,6 +206,7 @@ def config_reference() -> str:
 
     parts = ["## Forgetting experiments (`experiment_type: forget`, the default)", ""]
     parts += _schema_tables(ExperimentConfig, "top level")
+    parts += _request_shapes()
     parts += ["## Soft-weighting experiments (`experiment_type: soft-weighting`)", ""]
     parts += _schema_tables(SoftWeightingConfig, "top level")
     return "\n".join(parts).replace("### `top level`", "### Top level")

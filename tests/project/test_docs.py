@@ -90,6 +90,10 @@ def test_generated_config_reference_has_every_field():
         for field in model.model_fields:
             assert f"| `{field}` |" in text, f"{model.__name__}.{field} missing from the config reference"
     assert "never share a directory" in text  # a field's docstring made it into the table
+    from forgetkit.data.requests import REQUEST_SHAPES
+
+    for shape in dict(REQUEST_SHAPES.items()):
+        assert f"#### `kind: {shape}`" in text, f"request shape {shape} missing from the config reference"
 
 
 @pytest.mark.slow
