@@ -125,7 +125,8 @@ def test_verdict_names_the_closest_method_those_worse_than_original_and_collapse
     by_label = {"Retrain": [_row("Retrain", 0.0)], "Original": [_row("Original", 2.0)],
                 "RL": [_row("RL", 3.3)], "GA": [_row("GA", 1.2)], "SalUn": [_row("SalUn", 1.5, ra=12.0)]}
     text = "\n".join(verdict(by_label, 10))
-    assert "Closest to Retrain: GA**, Avg. Gap 1.20 (0.30 below the next, SalUn)" in text
+    assert "Closest to Retrain: GA**, Avg. Gap 1.20 (n<2) (the untouched Original: 2.00 (n<2))" in text
+    assert "Its lead: 0.30 below the next, SalUn; one seed, so no spread was measured" in text
     assert "Worse than not unlearning** (Original's Avg. Gap 2.00): RL (3.30)." in text
     assert "Collapsed** (RA or TA near chance): SalUn." in text
 

@@ -174,7 +174,8 @@ def test_paired_table_pairs_each_weighting_with_its_base_on_request_and_seed():
     assert len(body) == 1 and not any(line.startswith("| SalUn") for line in lines)
     diffs = [1.0 - 4.0, 2.5 - 2.0, 8.0 - 9.0]  # (a,0), (a,1), (b,0)
     mean, sd = sum(diffs) / 3, (sum((d - sum(diffs) / 3) ** 2 for d in diffs) / 2) ** 0.5
-    assert f"{mean:.2f} ± {sd:.2f}" in body[0] and "| 2 / 3 |" in body[0] and "-3.00, +0.50, -1.00" in body[0]
+    half = 4.302653 * sd / 3 ** 0.5  # t(0.975, 2 df) × sd / √n: "±" is the 95 % interval's half-width
+    assert f"{mean:.2f} ± {half:.2f}" in body[0] and "| 2 / 3 |" in body[0] and "-3.00, +0.50, -1.00" in body[0]
 
 
 def test_report_draws_where_the_forgotten_class_went(tmp_path):

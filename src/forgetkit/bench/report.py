@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from .derived import with_derived
+from .glance import NOISE_MARK, closest, first_screen, verdict_lines
 from .grid import ORIGINAL, RETRAIN
+from .intervals import PLUS_MINUS, fmt_ci
 from .store import ResultStore
 
 MAIN = ("FA", "RA", "TA", "MIA")
@@ -17,12 +19,7 @@ REF_ORDER = {ORIGINAL: 0, RETRAIN: 1}
 
 
 def _fmt(values, digits=2) -> str:
-    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], float)
-    if v.size == 0:
-        return "–"
-    if v.size == 1:
-        return f"{v[0]:.{digits}f}"
-    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+    return fmt_ci(values, digits)
 
 
 def _label(row) -> str:
@@ -43,10 +40,12 @@ def group_rows(rows: list[dict]) -> dict[str, dict[str, list[dict]]]:
 
 
 def main_table(by_label: dict[str, list[dict]]) -> list[str]:
-    """FA/RA/TA/MIA mean ± sd; in parentheses the mean over seeds of |metric − Retrain| on the same
-    seed, so the four parenthesised gaps average exactly to the Avg. Gap beside them."""
+    """FA/RA/TA/MIA mean ± 95 % interval; in parentheses the mean over seeds of |metric − Retrain|
+    on the same seed, so the four parenthesised gaps average exactly to the Avg. Gap beside them.
+    Methods within seed noise of the closest to Retrain are marked."""
     lines = ["| Method | FA | RA | TA | MIA | Avg. Gap ↓ | Time (s) | Speed-up |",
              "|---|---|---|---|---|---|---|---|"]
+    best, noise = closest(by_label)
     for label in sorted(by_label, key=_order):
         rs = by_label[label]
         cells = []
@@ -58,7 +57,11 @@ def main_table(by_label: dict[str, list[dict]]) -> list[str]:
         time_ = _fmt([r["metrics"]["time_s"] for r in rs], 1)
         speeds = [r["metrics"].get("speedup") for r in rs if r["metrics"].get("speedup") is not None]
         speed = "1.0×" if label == RETRAIN else "–" if not speeds else f"{np.nanmean(speeds):.1f}×"
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {gap} | {time_} | {speed} |")
+        shown = f"{label} {NOISE_MARK}" if noise.get(label) and label != best else label
+        lines.append(f"| {shown} | " + " | ".join(cells) + f" | {gap} | {time_} | {speed} |")
+    if any(v and lbl != best for lbl, v in noise.items()):
+        lines += ["", f"{NOISE_MARK}: within seed noise of {best}, the closest to Retrain (paired t-test p ≥ 0.05 "
+                  "over shared seeds, or overlapping 95 % intervals)."]
     return lines
 
 
@@ -68,21 +71,17 @@ def _fmt_mean(values, digits: int = 2) -> str:
 
 
 def verdict(by_label: dict[str, list[dict]], num_classes: int | None) -> list[str]:
-    """Three lines a reader wants first: who came closest to Retrain (and by how much), who did
-    worse than leaving the model as it was, and who collapsed."""
+    """The lines a reader wants first: who came closest to Retrain (and by how much, against seed
+    noise), who did worse than leaving the model as it was, and who collapsed."""
+    out = verdict_lines(by_label)
+    if not out:
+        return []
     gaps = {lbl: np.mean([r["metrics"]["AvgGap"] for r in rs]) for lbl, rs in by_label.items()
             if lbl != RETRAIN and rs and all("AvgGap" in r["metrics"] for r in rs)}
     methods = {lbl: g for lbl, g in gaps.items() if lbl != ORIGINAL}
-    if not methods:
-        return []
-    ranked = sorted(methods, key=methods.get)
-    best = ranked[0]
-    line = f"- **Closest to Retrain: {best}**, Avg. Gap {methods[best]:.2f}"
-    if len(ranked) > 1:
-        line += f" ({methods[ranked[1]] - methods[best]:.2f} below the next, {ranked[1]})"
-    out = [line + "."]
     if ORIGINAL in gaps:
-        worse = [f"{lbl} ({methods[lbl]:.2f})" for lbl in ranked if methods[lbl] > gaps[ORIGINAL]]
+        worse = [f"{lbl} ({methods[lbl]:.2f})" for lbl in sorted(methods, key=methods.get)
+                 if methods[lbl] > gaps[ORIGINAL]]
         out.append(f"- **Worse than not unlearning** (Original's Avg. Gap {gaps[ORIGINAL]:.2f}): "
                    + (", ".join(worse) if worse else "none") + ".")
     collapsed = sorted({_label(r) for rs in by_label.values() for r in rs if _collapsed(r, num_classes)})
@@ -127,7 +126,7 @@ def extra_table(by_label) -> list[str]:
 
 
 def format_values(values, digits: int = 2) -> str:
-    """Mean ± sd of the numbers, or the distinct strings (e.g. MIA-NN's class pair), missing ones skipped."""
+    """Mean ± 95 % interval of the numbers, or the distinct strings (e.g. MIA-NN's class pair), missing ones skipped."""
     values = [v for v in values if v is not None]
     if any(isinstance(v, str) for v in values):
         return ", ".join(sorted({str(v) for v in values}))
@@ -159,7 +158,7 @@ def paired_table(by_label) -> list[str]:
         return []
     return ["Paired Avg. Gap difference, weighted variant − its base method, per (request, seed) "
             "(negative = the weighting helped):", "",
-            "| Comparison | mean ± sd | better in | differences |", "|---|---|---|---|"] + lines + [""]
+            "| Comparison | mean ± 95 % CI | better in | differences |", "|---|---|---|---|"] + lines + [""]
 
 
 def collapse_warnings(rows: list[dict], num_classes: int | None) -> list[str]:
@@ -200,6 +199,7 @@ def write_report(out_dir: str | Path) -> Path:
     if smoke:
         lines += ["> **Smoke run**: data, epochs and budgets were shrunk by `--smoke` to check that the "
                   "configuration works. These numbers are not results.", ""]
+    explain = []
     if rows:
         p = rows[0]["provenance"]
         seeds = sorted({r["seed"] for r in rows})
@@ -209,23 +209,27 @@ def write_report(out_dir: str | Path) -> Path:
                   f"thread(s); torch {p.get('torch')}; commit `{p.get('commit')}`.", ""]
         if recipes:
             lines += ["Tuned recipes: " + ", ".join(f"`{x}`" for x in recipes), ""]
-        lines += ["Each cell: mean ± sd over seeds. In parentheses: the mean over seeds of |metric − Retrain on "
+        explain = [f"Each cell: {PLUS_MINUS}. In parentheses: the mean over seeds of |metric − Retrain on "
                   "the same seed|; Avg. Gap is the mean of those four (lower is better). MIA is SalUn's "
                   "MIA-Efficacy. For whole-class requests TA and MIA use the test set without the forgotten "
                   "classes (SalUn's protocol); otherwise the whole test set.", ""]
     grouped = group_rows(rows)
+    pooled: dict[str, list[dict]] = defaultdict(list)
+    for by_label in grouped.values():
+        for label, rs in by_label.items():
+            pooled[label] += rs
+    scope = f"all {len(grouped)} forget requests" if len(grouped) > 1 else f"request {next(iter(grouped), '')}"
+    lines += first_screen(pooled, verdict(pooled, num_classes), out_dir, scope) + explain
     if len(grouped) > 1:
-        pooled: dict[str, list[dict]] = defaultdict(list)
-        for by_label in grouped.values():
-            for label, rs in by_label.items():
-                pooled[label] += rs
         lines += [f"## Mean over all {len(grouped)} forget requests", "",
-                  "Each cell: mean ± sd over requests and seeds (the shape of TRW's Table 2).", ""]
+                  "Each cell over requests and seeds (the shape of TRW's Table 2): mean ± half-width of the 95 % "
+                  "Student-t interval over the (request, seed) pairs.", ""]
         lines += verdict(pooled, num_classes) + main_table(pooled) + [""] + paired_table(pooled)
         lines += ["Other metrics:", ""] + extra_table(pooled) + [""] if extra_table(pooled) else []
     for request, by_label in sorted(grouped.items()):
         lines += [f"## Forget request `{request}`", "", _request_line(by_label), ""]
-        lines += verdict(by_label, num_classes) + main_table(by_label) + [""] + paired_table(by_label)
+        lines += (verdict(by_label, num_classes) if len(grouped) > 1 else []) + main_table(by_label) + [""]
+        lines += paired_table(by_label)
         dev = deviation_table(by_label)
         if dev:
             lines += ["Unlearning deviation (FaLW Def. 1, share of forget samples) and ΔFA (method − Retrain) "

@@ -6,6 +6,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from ..bench.intervals import PLUS_MINUS, fmt_ci
+
 TASK_METRIC = {"forgetkit": {"dp": "dp", "eop": "eop", "robustness": "robust_accuracy"},
                "reference": {"dp": "dp_surrogate", "eop": "eop_surrogate",
                              "robustness": "robust_accuracy"}}
@@ -16,16 +18,6 @@ TASK_LABEL = {"dp": "|DP| (hard preds)", "eop": "|EOP| (hard preds)",
               "dp_surrogate": "DP surrogate (signed, probabilities)",
               "eop_surrogate": "EOP surrogate (signed, FERM log-loss)",
               "robust_accuracy": "robust accuracy %"}
-
-
-def _mean_std(values) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.2f}" if len(v) == 1 else f"{v.mean():.2f} ± {v.std(ddof=1):.2f}"
-
-
-def _fmt(values, digits=3) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.{digits}f}" if len(v) == 1 else f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
 
 
 def improvement(metric: str, before: float, after: float) -> float:
@@ -53,10 +45,10 @@ def table(ok_rows, metric: str) -> list[str]:
         get = lambda k: [r["metrics"][k] for r in rs]  # noqa: E731
         digits = 2 if metric == "robust_accuracy" else 3
         lines.append(
-            f"| {d} | {m} | {u} | {w} | {len(rs)} | {_mean_std(get('before_accuracy'))} → "
-            f"{_mean_std(get('after_accuracy'))} | {_fmt(get('before_loss'))} → {_fmt(get('after_loss'))} | "
-            f"{_fmt(get('before_' + metric), digits)} → {_fmt(get('after_' + metric), digits)} | "
-            f"{_fmt(get('predicted_delta_task'))} / {_fmt(get('actual_delta_task'))} |")
+            f"| {d} | {m} | {u} | {w} | {len(rs)} | {fmt_ci(get('before_accuracy'))} → "
+            f"{fmt_ci(get('after_accuracy'))} | {fmt_ci(get('before_loss'), 3)} → {fmt_ci(get('after_loss'), 3)} | "
+            f"{fmt_ci(get('before_' + metric), digits)} → {fmt_ci(get('after_' + metric), digits)} | "
+            f"{fmt_ci(get('predicted_delta_task'), 3)} / {fmt_ci(get('actual_delta_task'), 3)} |")
     return lines
 
 
@@ -114,7 +106,7 @@ def write_report(cfg, rows, out_dir: pathlib.Path, smoke: bool, commits: list[st
              f"fraction {cfg.hard_fraction}, seeds {cfg.seeds}, smoke={smoke}, "
              f"commit{'s' * (len(commits) > 1)} {', '.join(f'`{c}`' for c in commits)}, "
              f"{len(ok)} ok / {len(failed)} failed rows.",
-             "", f"Mean ± std over seeds; accuracy, loss and task metric on the **{split}** split; "
+             "", f"Each cell: {PLUS_MINUS}. Accuracy, loss and task metric on the **{split}** split; "
              "'val task Δ' is the validation surrogate F (predicted −εᵀI_F vs actual).", ""]
     lines += table(ok, metric) if ok else ["(no finished rows)"]
     if ok:
