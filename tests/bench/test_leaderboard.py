@@ -14,7 +14,7 @@ from scipy import stats
 from forgetkit.bench import workspace
 from forgetkit.bench.config import parse_config
 from forgetkit.bench.leaderboard import (Entry, Setting, Shape, average_ranks, head_to_head, league, league_ranks,
-                                         mean_ranks, paired_p, pareto_front, rank_shape, render, shape_kind,
+                                         mean_ranks, paired_p, pareto_front, rank_shape, render,
                                          shown_name, t_interval)
 from forgetkit.bench.runner import run_experiment
 from forgetkit.cli import main
@@ -156,15 +156,6 @@ def test_shown_names_use_the_papers_spelling_and_pair_tuned_rows():
     assert shown_name("falw-tuned", True) == ("FaLW-tuned", "FaLW", True)
     assert shown_name("RL", True) == ("RL-tuned", "RL", True)
     assert shown_name("My GA", False) == ("My GA", "My GA", False)
-
-
-def test_shape_kind_from_a_named_spec_or_the_request_name():
-    specs = [{"kind": "mixed", "name": "mixed"}, {"kind": "longtail", "name": "lt-g1"}]
-    assert shape_kind("lt-g1", specs) == "longtail"
-    assert shape_kind("mixed", specs) == "mixed"
-    assert shape_kind("class3", specs) == "class"
-    assert shape_kind("longtail-r0.3-g0.5", []) == "longtail"
-    assert shape_kind("whatever", []) is None
 
 
 def test_rank_shape_ranks_methods_only_ties_share_and_tests_pair_on_shared_seeds():
@@ -512,8 +503,3 @@ def test_claims_are_keyed_by_registry_names_and_unknown_names_are_refused(tmp_pa
                    "{method: rl, against: [ft]}\n")
     with pytest.raises(ValueError, match="unknown method 'nosuch'"):
         load_claims(bad)
-
-
-def test_a_stored_request_kind_wins_over_the_name():
-    assert shape_kind("class3", [], {"params": {"request_kind": "subclass"}}) == "subclass"
-    assert shape_kind("class3", [], {"params": {}}) == "class"

@@ -13,7 +13,7 @@ computed from the numbers. Rows run from uncommitted code are shown, marked, and
 One module per job: :mod:`.statistics`, :mod:`.loading`, :mod:`.ranking`, :mod:`.tables`,
 :mod:`.plots`, :mod:`.reading` (with the claims it checks in ``claims.yaml``) and :mod:`.page`.
 """
-from .loading import Entry, Setting, Shape, load_setting, shape_kind, shown_name, split_by_tuning
+from .loading import Entry, Setting, Shape, load_setting, shown_name, split_by_tuning
 from .page import render, write_leaderboard
 from .plots import Panel, pareto_panels, plot_panels
 from .ranking import Ranked, answer, league, league_ranks, rank_shape
@@ -24,5 +24,5 @@ from .tables import fmt_p, mean_rank_table, rank_matrix, shape_table
 __all__ = ["LEVEL", "READING_TITLE", "Entry", "Panel", "Ranked", "Setting", "Shape", "answer", "automatic_reading",
            "average_ranks", "beats_all", "head_to_head", "league", "league_ranks", "load_claims", "load_setting",
            "mean_rank_table", "mean_ranks", "ours_lines", "paired_p", "pareto_front", "pareto_panels", "plot_panels",
-           "rank_matrix", "rank_shape", "render", "shape_kind", "shape_table", "shown_name", "split_by_tuning",
+           "rank_matrix", "rank_shape", "render", "shape_table", "shown_name", "split_by_tuning",
            "t_interval", "write_leaderboard"]

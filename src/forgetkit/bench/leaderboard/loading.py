@@ -11,13 +11,10 @@ import numpy as np
 
 from ...methods import METHODS
 from ...unlearn.weightings import WEIGHTINGS
-from ..grid import ORIGINAL, RETRAIN, paper_name, weighting_name
+from ..grid import ORIGINAL, RETRAIN, paper_name, row_request_kind, weighting_name
 from ..report import load_run
 from ..tune import TUNED_SUFFIX
 
-KINDS = ("random", "class", "longtail", "mixed")
-"""request kinds a store written before rows recorded their kind can name; an unnamed request's own
-name starts with its kind (``class3``, ``longtail-r0.3-g1``)"""
 DIRTY = "+dirty"
 """the suffix of a commit whose source had uncommitted changes: nobody can check that code out"""
 
@@ -130,19 +127,6 @@ def shown_name(label: str, has_recipe: bool) -> tuple[str, str, bool]:
     return (base + TUNED_SUFFIX if tuned else base), base, tuned
 
 
-def shape_kind(name: str, specs: list[dict], row: dict | None = None) -> str | None:
-    """The kind of a row's request: the kind the row stored, else (a store written before rows
-    recorded it) a named spec's kind, else the prefix of the request's own name."""
-    if row is not None:
-        stored = row.get("request_kind") or row.get("params", {}).get("request_kind")
-        if stored:
-            return str(stored)
-    for s in specs:
-        if s.get("name") == name:
-            return s.get("kind")
-    return next((k for k in KINDS if name.startswith(k)), None)
-
-
 def load_setting(run_dir: str | Path) -> Setting:
     """The rows of one run directory, grouped by shape and row label."""
     run_dir = Path(run_dir)
@@ -179,7 +163,7 @@ def load_setting(run_dir: str | Path) -> Setting:
         if shown.count(name) > 1:
             names[lbl] = (lbl, lbl.removesuffix(TUNED_SUFFIX), tuned)
     for r in sorted([*rows, *failed], key=lambda r: (order[r["request"]], r["seed"])):
-        shape = setting.shapes.setdefault(r["request"], Shape(r["request"], shape_kind(r["request"], specs, r)))
+        shape = setting.shapes.setdefault(r["request"], Shape(r["request"], row_request_kind(r, specs)))
         e = shape.entries.setdefault(r["method"], Entry(r["method"], *names[r["method"]]))
         (e.ok if r["status"] == "ok" else e.failed)[r["seed"]] = r
     return setting
