@@ -19,6 +19,7 @@ _EXPORTS = {
     "register_dataset": "plugins", "register_model": "plugins", "register_request_shape": "plugins",
     "load_plugins": "plugins",
     "audit": "metrics.audit",
+    "ForgetkitWarning": "inputs",
 }
 
 __all__ = ["unlearn", "evaluate", "UnlearnResult", "EvaluationTable", *sorted(_EXPORTS)]

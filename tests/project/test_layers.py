@@ -15,10 +15,12 @@ ROOT = Path(__file__).resolve().parents[2]
 LINT = Path(sys.executable).with_name("lint-imports")
 
 
-def lint(cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def lint(cwd: Path, env: dict | None = None, contract: str | None = None) -> subprocess.CompletedProcess:
+    """``lint-imports`` over every contract, or over ``contract`` (its id in .importlinter) alone."""
     if not LINT.is_file():
         pytest.fail(f"{LINT} not found: install the test extra (`pip install -e '.[test]'`)")
-    return subprocess.run([str(LINT), "--no-cache", "--no-logo", str(ROOT / ".importlinter")],
+    only = ["--contract", contract] if contract else []
+    return subprocess.run([str(LINT), "--no-cache", "--no-logo", str(ROOT / ".importlinter"), *only],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -55,3 +57,16 @@ def test_a_planted_cycle_inside_a_subpackage_is_reported(tmp_path):
                                   "data/tabular.py": "from . import requests  # noqa"})
     res = lint(tmp_path, env)
     assert res.returncode != 0 and "No cycles are allowed in forgetkit.data" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("module, line, expected", [
+    ("api.py", "from .bench import store  # noqa", "forgetkit.api -> forgetkit.bench.store"),
+    ("methods/ga.py", "from ..bench import store  # noqa", "forgetkit.methods.ga -> forgetkit.bench.store"),
+    ("unlearn/engine.py", "from ..bench import store  # noqa", "forgetkit.unlearn.engine -> forgetkit.bench.store"),
+    ("inputs/splits.py", "from ..bench import store  # noqa", "forgetkit.inputs.splits -> forgetkit.bench.store"),
+])
+def test_a_planted_bench_import_below_bench_is_reported(tmp_path, module, line, expected):
+    """The API may import bench as far as the layers go (it sits above); the forbidden contract, checked
+    alone here, says it must not, and neither may anything below bench."""
+    res = lint(tmp_path, planted_copy(tmp_path, {module: line}), contract="nothing-below-bench-imports-bench")
+    assert res.returncode != 0 and expected in res.stdout, res.stdout + res.stderr

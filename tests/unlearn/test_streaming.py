@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 import forgetkit.api as api
+import forgetkit.inputs.splits as splits
 from forgetkit import unlearn
 from forgetkit.methods import METHODS
 from forgetkit.testing import conformance_problem
@@ -128,7 +129,7 @@ def test_auto_choice(problem, monkeypatch):
     assert api.choose_data_path(Subset(Shift(x, y), range(10)), "auto", "rl") == "streaming"
     assert api.choose_data_path((x, y), "streaming", "rl") == "streaming"
     assert api.choose_data_path(Shift(x, y), "resident", "rl") == "resident"
-    monkeypatch.setattr(api, "_memory_limit", lambda: 1000.0)
+    monkeypatch.setattr(splits, "memory_limit", lambda: 1000.0)
     assert api.choose_data_path(ds, "auto", "rl") == "streaming"  # too large for the budget
     with pytest.raises(ValueError, match="the data does not fit in memory and method 'ssd' cannot stream"):
         api.choose_data_path(ds, "auto", "ssd")
@@ -185,7 +186,7 @@ def test_streaming_refusals_before_anything_runs(problem, monkeypatch):
     model, x, y, held = problem
     with pytest.raises(ValueError, match="train: streaming reads samples by position, which an iterable dataset"):
         unlearn(model, DataLoader(Endless(x, y), batch_size=8), FORGET, method="rl", data_path="streaming")
-    monkeypatch.setattr(api, "_memory_limit", lambda: 1000.0)
+    monkeypatch.setattr(splits, "memory_limit", lambda: 1000.0)
     with pytest.raises(ValueError, match=r"with test=\.\.\., the streamed forget and retain sets are read into memory"):
         unlearn(model, TensorDataset(x, y), FORGET, method="rl", data_path="streaming", test=held)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..inputs import MIN_HELDOUT_PER_CLASS
 from ..methods import build_method
 from ..metrics.core import without_classes
 from ..metrics.evaluators import EVALUATORS
@@ -24,10 +25,6 @@ from .executors import build_executor, require_executor
 from .grid import Cell, plan, weightings_for
 from .store import ResultStore, check_output_paths, resolve_cache_dir
 from .workspace import Workspace, code_commit, guard_output
-
-MIN_HELDOUT_PER_CLASS = 2
-"""a held-out class with fewer samples has no spread: FaLW's σ (and the audit) cannot be estimated"""
-
 
 @dataclass
 class RunSummary:

@@ -16,20 +16,13 @@ from ..cache import ModelCache
 from ..data import heldout_split, load_dataset
 from ..data.base import DataBundle, Split, as_float
 from ..data.requests import ForgetRequest, ShapeData
+from ..inputs import resolve_device
 from ..metrics.core import accuracy, predict_logits
 from ..models import build_model, penultimate_features
 from ..train import train_cached
 from ..unlearn.context import UnlearnContext
 from ..unlearn.engine import DivergenceError
 from .config import ExperimentConfig
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: cuda was asked for but no CUDA GPU is available")
-    return torch.device(name)
 
 
 def threads_per_worker(threads: int | None) -> int:

@@ -27,6 +27,8 @@ class UnlearnContext:
     seed: int = 0
     kind: str = "image"  # "image" | "tabular": image-only methods refuse tabular data
     forget_classes: tuple[int, ...] = ()  # set for class-unlearning requests
+    update_frozen_stats: bool = False
+    """False: norm layers inside modules whose parameters are all frozen keep their running statistics"""
 
     def __post_init__(self):
         self.original = copy.deepcopy(self.original).to(self.device).eval()

@@ -8,7 +8,9 @@ Tensor splits stay resident on the device (the fast path); a split streamed from
 the order the same plan gives the resident path. On CUDA the forward pass runs under bf16
 autocast with channels-last images. Masked coordinates are restored after each masked step and their optimiser
 state (momentum, Adam moments) zeroed, so they stay bit-for-bit fixed under weight decay and momentum.
-A :class:`StopRule` may end a run early; the optimiser (SGD, Adam, AdamW) and the learning-rate
+Norm layers (BatchNorm and the like) inside modules whose parameters are all frozen
+(``requires_grad=False``) stay in eval mode, so their running statistics do not move: frozen stays
+frozen, unless ``ctx.update_frozen_stats`` asks otherwise. A :class:`StopRule` may end a run early; the optimiser (SGD, Adam, AdamW) and the learning-rate
 schedule (built-in or any ``torch.optim.lr_scheduler``) come from :class:`~.optim.Optimisation`.
 """
 from __future__ import annotations
@@ -264,6 +266,32 @@ class _Planner:
         return [(f, r, first + i) for i, (f, r) in enumerate(steps)]
 
 
+def frozen_norms(model: nn.Module) -> list[nn.Module]:
+    """Norm layers with running statistics whose parameters are all frozen: their own, or (a layer
+    without affine parameters) those of the closest enclosing module that has any."""
+    out = []
+
+    def visit(module: nn.Module, frozen_above: bool | None) -> None:
+        own = list(module.parameters(recurse=False))
+        params = list(module.parameters())
+        frozen = (not any(p.requires_grad for p in params)) if params else frozen_above
+        if isinstance(module, nn.modules.batchnorm._NormBase) and module.track_running_stats:
+            if (not any(p.requires_grad for p in own)) if own else frozen:
+                out.append(module)
+        for child in module.children():
+            visit(child, frozen)
+
+    visit(model, None)
+    return out
+
+
+def set_train_mode(model: nn.Module, train: bool, keep: list[nn.Module]) -> None:
+    """``model.train(train)`` with the norm layers of ``keep`` in eval mode (their statistics kept)."""
+    model.train(train)
+    for m in keep:
+        m.eval()
+
+
 def _lr_at(cfg: Optimisation, epoch: int, step: int, steps_per_epoch: int) -> float:
     """Rate of a built-in schedule at ``step`` of a run of ``cfg.epochs`` × ``steps_per_epoch`` steps."""
     return builtin_lr(cfg, epoch, step, cfg.epochs * steps_per_epoch)
@@ -325,11 +353,12 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
     reader = StepReader(forget, retain, ctx.seed)
     total_it, total_steps = planner.total_iterations, planner.total_steps()
     frozen = [p.detach().clone() for p, _ in masked] if not alternating else None
+    keep = [] if ctx.update_frozen_stats else frozen_norms(model)
     sched_it = 0
     for epoch in range(cfg.epochs):
         if (epoch * planner.per_epoch if alternating else log.steps) >= total_it > 0:
             break
-        model.train(cfg.train_mode)
+        set_train_mode(model, cfg.train_mode, keep)
         use_forget = cfg.forget_epochs is None or epoch < cfg.forget_epochs
         loss_sum, n_steps = torch.zeros((), device=dev), 0  # summed on the device: no per-step sync
         steps = planner.epoch(epoch, use_forget)
@@ -349,7 +378,7 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
             nf = len(f_pos)
             if nf or not alternating:
                 parts.weighting.before_step(model, ctx, log.steps)
-            model.train(cfg.train_mode)
+            set_train_mode(model, cfg.train_mode, keep)
             f_pos, r_pos = f_pos.to(dev), r_pos.to(dev)
             xs = [as_float(x_f)] if nf else []  # each split scaled on its own: their dtypes may differ
             if len(r_pos):
@@ -392,7 +421,7 @@ def run_engine(model: nn.Module, ctx: UnlearnContext, parts: Parts, cfg: LoopCon
             if parts.stop is not None and log.steps % parts.stop.every == 0:
                 mode = model.training
                 stop = parts.stop.should_stop(model, ctx, log.steps)
-                model.train(mode)
+                set_train_mode(model, mode, keep)
                 if stop:
                     log.stopped_at = log.steps
                     break

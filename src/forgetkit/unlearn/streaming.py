@@ -17,12 +17,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler, TensorDataset, \
+    default_collate
+
+from ..data.base import Split
+from ..inputs import InputCheck, check_loader_order, labels_checked, pair, to_tensor
 
 LOADER_OPTIONS = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn",
                   "multiprocessing_context", "prefetch_factor")
 """the settings of a user's DataLoader the streaming path keeps (its sampler and batch size are
 the engine's: the engine plans the order and the method sets the batch size)"""
+SCAN_BATCH = 256
+"""samples per batch of the up-front check of a streamed split"""
 
 
 class StreamingUnsupported(ValueError):
@@ -214,3 +220,62 @@ class StepReader:
                 if not self.streamed[k] and split is not None:
                     xs[k] = self._resident(split, pos)
             yield tuple(xs)
+
+
+def stream_source(data, name: str) -> tuple[Dataset, StreamOptions, str]:
+    """The map-style dataset a streamed split reads by position, how to read it, and what to call a batch."""
+    if isinstance(data, Split):
+        return TensorDataset(data.x, data.y), StreamOptions(), "batch"
+    if isinstance(data, (tuple, list)):
+        x, y = pair(data, name, "the data")
+        return TensorDataset(to_tensor(x, name, "x"), to_tensor(y, name, "y")), StreamOptions(), "batch"
+    if isinstance(data, DataLoader):
+        check_loader_order(data, name)
+        if isinstance(data.dataset, IterableDataset):
+            raise ValueError(f"{name}: streaming reads samples by position, which an iterable dataset does not "
+                             "have; pass data_path='resident' to read it into memory once")
+        if not isinstance(data.sampler, SequentialSampler) or type(data.batch_sampler) is not BatchSampler:
+            raise ValueError(f"{name}: the DataLoader has its own sampler ({type(data.sampler).__name__}, "
+                             f"{type(data.batch_sampler).__name__}); streaming reads loader.dataset by position "
+                             "in the engine's order: pass a DataLoader without a sampler, or a Subset of the dataset")
+        return data.dataset, StreamOptions.of(data), "DataLoader batch"
+    if isinstance(data, Dataset) and not isinstance(data, IterableDataset):
+        if len(data):  # type: ignore[arg-type]
+            pair(data[0], name, "Dataset item 0")
+        return data, StreamOptions(), "Dataset batch"
+    raise TypeError(f"{name} must be a forgetkit Split, an (x, y) pair of tensors, a map-style torch Dataset "
+                    f"or a DataLoader, got {type(data).__name__}")
+
+
+def scan(dataset: Dataset, options: StreamOptions, name: str, what: str, forget_idx) -> StreamSplit:
+    """Read ``dataset`` once, in batches, for the up-front checks of :mod:`forgetkit.inputs`; keep only its labels."""
+    n = len(dataset)  # type: ignore[arg-type]
+    batches = [list(range(i, min(n, i + SCAN_BATCH))) for i in range(0, n, SCAN_BATCH)]
+    check, ys, shape = InputCheck(name, None, forget_idx), [], None
+    loader = options.loader(dataset, batches, options.collate, seed=0)
+    it = iter(loader)
+    for b, keys in enumerate(batches):
+        try:
+            batch = next(it)
+        except RuntimeError as e:
+            raise ValueError(f"{name}: samples of {what} {b} cannot form one batch ({e}); inputs must share "
+                             "one shape and each label must be one integer") from None
+        x, y = pair(batch, name, f"{what} {b}")
+        split = labels_checked(to_tensor(x, name, f"{what} {b}'s input"), to_tensor(y, name, f"{what} {b}'s labels"),
+                               name)
+        if shape is None:
+            shape = tuple(split.x.shape[1:])
+            check.shape = shape
+        check.add(keys[0], split.x, split.y)
+        ys.append(split.y)
+    check.finish()
+    y = torch.cat(ys) if ys else torch.empty(0, dtype=torch.long)
+    return StreamSplit(dataset, torch.arange(n), y, shape or (), name, options)
+
+
+def resident(split):
+    """A streamed split read into memory (for evaluation); a resident one as it is."""
+    if not isinstance(split, StreamSplit):
+        return split
+    x = torch.cat([c.cpu() for c in split.x.split(SCAN_BATCH)]) if len(split) else torch.empty(0, *split.sample_shape)
+    return Split(x, split.y.cpu())
