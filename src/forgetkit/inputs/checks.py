@@ -117,8 +117,9 @@ def class_list(classes, name: str = "forget_classes") -> tuple[int, ...]:
 
 def check_forget_classes(classes: tuple[int, ...], forget: Split, retain: Split | None, num_classes: int,
                          name: str = "forget_classes") -> None:
-    """Whole classes: each named class is a class of the model, all of its samples are in the forget
-    set (none left in ``retain``), and the forget set holds no other class."""
+    """Whole classes: each named class is a class of the model and all of its samples are in the
+    forget set (none left in ``retain``); the forget set may hold single samples of other classes too
+    (a mixed request)."""
     if not classes:
         return
     out = [c for c in classes if c >= num_classes]
@@ -129,11 +130,6 @@ def check_forget_classes(classes: tuple[int, ...], forget: Split, retain: Split 
     if absent:
         raise ValueError(f"{name}: classes {absent} have no samples in the forget set; a class removed whole "
                          "must have all its training samples there")
-    other = sorted(present - set(classes))
-    if other:
-        raise ValueError(f"{name}: the forget set also holds samples of classes {other}; forget_classes describes "
-                         "a request that removes whole classes only: name every forgotten class, or leave "
-                         "forget_classes out for a request of single samples")
     kept = sorted(set(classes) & set(retain.y.tolist())) if retain is not None else []
     if kept:
         raise ValueError(f"{name}: classes {kept} still have samples outside the forget set, so they are not "
