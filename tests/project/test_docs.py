@@ -96,6 +96,15 @@ def test_generated_config_reference_has_every_field():
         assert f"#### `kind: {shape}`" in text, f"request shape {shape} missing from the config reference"
 
 
+def test_api_reference_covers_every_public_name():
+    sys.path.insert(0, str(ROOT / "src"))
+    import forgetkit
+
+    page = (DOCS / "reference" / "api.md").read_text()
+    missing = [n for n in forgetkit.__all__ if not re.search(rf"(heading: |::: )forgetkit\.{n}\b", page)]
+    assert not missing, f"docs/reference/api.md does not document forgetkit.{missing}"
+
+
 @pytest.mark.slow
 def test_site_builds_strictly(tmp_path):
     missing = [m for m in ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
