@@ -1,6 +1,11 @@
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the on-disk dataset writers of tests/data/test_data_images.py are shared with the registry-wide
+# dataset contract (tests/project): importable from any test folder, whichever is collected first
+sys.path.insert(0, str(Path(__file__).parent / "data"))
 # pytest-xdist runs one worker per core: forgetkit runs in a worker take one thread too.
 os.environ["OMP_NUM_THREADS"] = "1"
 

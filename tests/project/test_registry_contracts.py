@@ -32,7 +32,8 @@ from forgetkit.unlearn.weightings import WEIGHTINGS, build_weighting
 from test_data_images import cifar_rows, make_cifar10, make_idx_dataset, make_tiny, write_pickle
 
 for _module in pkgutil.walk_packages(forgetkit.__path__, "forgetkit."):  # every registration, wherever it is
-    importlib.import_module(_module.name)
+    if not _module.name.endswith(".__main__"):
+        importlib.import_module(_module.name)
 
 CPU = torch.device("cpu")
 KNOWN_SPLITS = {"forget", "retain", "heldout"}

@@ -3,4 +3,5 @@ import sys
 
 from . import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing this module (a registry-wide import walk) must not run the CLI
+    sys.exit(main())
