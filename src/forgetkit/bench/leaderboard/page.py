@@ -15,7 +15,7 @@ from .tables import DIRTY_MARK, answer_table, mean_rank_table, rank_matrix, shap
 
 def _dirty_rows(settings: list[Setting]) -> int:
     return sum(len(e.ok) + len(e.failed) for st in settings for sh in st.shapes.values()
-               for e in sh.entries.values() if e.dirty and not e.is_reference)
+               for e in sh.entries.values() if e.dirty)
 
 
 def render(settings: list[Setting], plot_name: str | None, reading: str | None) -> str:
