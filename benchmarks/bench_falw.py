@@ -16,10 +16,10 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from forgetkit.bench.config import parse_config
+from forgetkit.bench.intervals import PLUS_MINUS, fmt_ci
 from forgetkit.bench.runner import Workspace, run_experiment
 from forgetkit.bench.store import ResultStore
 from forgetkit.methods import build_method
@@ -88,12 +88,12 @@ def main() -> None:
     base = statistics.median(times["RL"])
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, train_size {args.train_size}, "
           f"model {args.model}, {args.epochs} epochs, {args.repeats} repeats")
-    print("| Variant | median time (s) | × RL | Avg. Gap (mean ± sd over seeds) |")
+    print(f"| Variant | median time (s) | × RL | Avg. Gap ({PLUS_MINUS}) |")
     print("|---|---|---|---|")
     for label, ts in times.items():
         med = statistics.median(ts)
         g = gaps.get(label, [])
-        gap = f"{np.mean(g):.2f} ± {np.std(g, ddof=1):.2f}" if len(g) > 1 else (f"{g[0]:.2f}" if g else "–")
+        gap = fmt_ci(g)
         print(f"| {label} | {med:.2f} | {med / base:.2f}× | {gap} |")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
+from forgetkit.bench.intervals import t_interval
 from forgetkit.bench.report import _label
 from forgetkit.bench.store import ResultStore
 
@@ -29,7 +30,7 @@ def _gamma(request: str) -> float:
 
 
 def plot_gamma(rows, out: Path) -> None:
-    """FA gap and Avg. Gap (mean ± sd over seeds) against γ, one line per method."""
+    """FA gap and Avg. Gap (mean ± 95 % Student-t half-width over seeds) against γ, one line per method."""
     data = defaultdict(lambda: defaultdict(list))
     for r in rows:
         if r["method"] not in ("retrain", "original"):
@@ -39,7 +40,8 @@ def plot_gamma(rows, out: Path) -> None:
         gs = sorted(by_g)
         for ax, i in zip(axes, (0, 1)):
             vals = [np.array([v[i] for v in by_g[g]]) for g in gs]
-            ax.errorbar(gs, [v.mean() for v in vals], [v.std() for v in vals], marker="o", capsize=3, label=label)
+            ax.errorbar(gs, [v.mean() for v in vals], [t_interval(v)[1] or 0.0 for v in vals], marker="o", capsize=3,
+                        label=label)
     for ax, name in zip(axes, ("|FA − FA_Retrain|", "Avg. Gap")):
         ax.set_xlabel("γ (long-tail exponent)")
         ax.set_ylabel(name)

@@ -1,6 +1,6 @@
 """Compact Markdown tables of chosen metrics from a run's result store (used for the docs' tables).
 
-``python benchmarks/summarise_run.py RUN_DIR KEY [KEY ...]``            mean ± sd per label over every row
+``python benchmarks/summarise_run.py RUN_DIR KEY [KEY ...]``            mean ± 95 % CI per label over every row
 ``python benchmarks/summarise_run.py RUN_DIR KEY ... --per-request``    one column block per request (means)
 
 Labels follow the report (``method`` or ``method + weighting``); string-valued keys (e.g. the
