@@ -503,3 +503,21 @@ def test_claims_are_keyed_by_registry_names_and_unknown_names_are_refused(tmp_pa
                    "{method: rl, against: [ft]}\n")
     with pytest.raises(ValueError, match="unknown method 'nosuch'"):
         load_claims(bad)
+
+
+def test_a_store_written_before_rows_recorded_their_kind_reads_the_same(runs, tmp_path):
+    import sqlite3
+
+    from forgetkit.bench.leaderboard import load_setting
+
+    old = tmp_path / "lb-tiny"
+    shutil.copytree(runs / "lb-tiny", old)
+    with sqlite3.connect(old / "results.sqlite") as db:
+        for key, params in db.execute("SELECT key, params FROM results").fetchall():
+            p = json.loads(params)
+            assert p.pop("request_kind") in ("random", "class")
+            db.execute("UPDATE results SET params = ? WHERE key = ?", (json.dumps(p), key))
+    kinds = {s.name: s.kind for s in load_setting(runs / "lb-tiny").shapes.values()}
+    assert kinds == {"random 10 %": "random", "class3": "class"}
+    assert {s.name: s.kind for s in load_setting(old).shapes.values()} == kinds
+    assert render([load_setting(old)], None, None) == render([load_setting(runs / "lb-tiny")], None, None)
