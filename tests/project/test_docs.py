@@ -52,6 +52,13 @@ def test_no_process_words_or_machine_paths():
     assert not found, "the docs must speak of the project only:\n" + "\n".join(found)
 
 
+def test_readme_is_short_and_points_into_the_site():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150, "README.md is the front page: at most 150 lines, the rest in docs/"
+    for page in re.findall(r"\]\((docs/[^)#]+)", text):
+        assert (ROOT / page).is_file(), f"README links to {page}, which does not exist"
+
+
 def test_forbidden_patterns_catch_what_they_name():
     planted = ["see issue 13", "the lead's grid", "no GPU was lent to this task", "/work/runs/x", "one helper session"]
     for text in planted:
