@@ -153,7 +153,7 @@ class ExperimentConfig(StrictModel):
     """set by ``--smoke``: data and budgets were shrunk; reports mark every number as not a result"""
     threads: int | None = Field(None, ge=1)
     """torch threads per worker (default: OMP_NUM_THREADS, else 1 — measured fastest on CPU for the
-    small models here, see docs/performance.md); results depend on it, so every row records it"""
+    small models here, see docs/results/performance.md); results depend on it, so every row records it"""
     progress: Literal["bars", "metrics"] = Field("bars", exclude=True)
     """what ``forgetkit run`` shows: bars, or metrics (also a line per unlearning epoch with forget and
     retain accuracy; ``--progress`` overrides it); display only, so left out of cell keys and dumps"""

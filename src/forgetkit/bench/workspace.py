@@ -30,7 +30,7 @@ def threads_per_worker(threads: int | None) -> int:
     the environment sets it, else one.
 
     One, not cores ÷ workers: measured on the 2-core machine (``benchmarks/bench_threads.py``,
-    ``docs/performance.md``) the demo alone took 133 s with one thread and 145 s with two, and two
+    ``docs/results/performance.md``) the demo alone took 133 s with one thread and 145 s with two, and two
     runs at once 55 s with one thread each against 89 s with two — small models gain nothing from
     intra-op threads, and processes that each take every core oversubscribe. Use the cores by
     running cells in parallel (``--executor ray``), or set ``threads`` for large models.
