@@ -7,7 +7,7 @@ own (``soft-weighting`` in :mod:`forgetkit.influence`), so the CLI never branche
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -48,12 +48,17 @@ def kind_of_run(out_dir: Path) -> ExperimentKind:
 def _run_forget(raw: dict, out: Path, *, smoke: bool = False, show_progress: bool = True, executor: str = "local",
                 executor_options: dict | None = None) -> RunSummary:
     from .config import parse_config, smoke as shrink
+    from .papers import save_paper, split_paper
+    from .report import write_report
     from .runner import run_experiment
     from .tune import with_tuned_rows
 
+    paper, raw = split_paper(raw)  # a paper preset's published numbers: for the report, not the run
     raw = with_tuned_rows(raw)
-    return run_experiment(parse_config(shrink(raw) if smoke else raw), out, show_progress=show_progress,
-                          executor=executor, executor_options=executor_options)
+    summary = run_experiment(parse_config(shrink(raw) if smoke else raw), out, show_progress=show_progress,
+                             executor=executor, executor_options=executor_options, report=False)
+    save_paper(out, paper)
+    return replace(summary, report=write_report(out))
 
 
 def _forget_report(out: Path) -> Path:

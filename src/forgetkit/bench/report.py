@@ -11,6 +11,7 @@ from .derived import with_derived
 from .glance import NOISE_MARK, closest, first_screen, verdict_lines
 from .grid import ORIGINAL, RETRAIN
 from .intervals import PLUS_MINUS, fmt_ci
+from .papers import paper_lines
 from .store import ResultStore
 
 MAIN = ("FA", "RA", "TA", "MIA")
@@ -220,6 +221,7 @@ def write_report(out_dir: str | Path) -> Path:
             pooled[label] += rs
     scope = f"all {len(grouped)} forget requests" if len(grouped) > 1 else f"request {next(iter(grouped), '')}"
     lines += first_screen(pooled, verdict(pooled, num_classes), out_dir, scope) + explain
+    lines += paper_lines(out_dir, grouped)  # a paper preset's published numbers beside ours
     if len(grouped) > 1:
         lines += [f"## Mean over all {len(grouped)} forget requests", "",
                   "Each cell over requests and seeds (the shape of TRW's Table 2): mean ± half-width of the 95 % "
