@@ -207,3 +207,45 @@ def test_importing_forgetkit_does_not_need_ray():
     code = ("import sys; sys.modules['ray'] = None\n"
             "import forgetkit, forgetkit.cli, forgetkit.bench.runner, forgetkit.bench.executors\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# docs/errors.md rows C… (command line: files, executors, signals) and F… (stores) → the tests that
+# hold them; a row without a test, or a test named here that is gone, fails below
+NUMBERED_ROWS = {
+    "C1": "tests/cli/test_files_and_stores.py::test_report_refuses_a_store_it_did_not_write_and_writes_nothing",
+    "C2": "tests/cli/test_files_and_stores.py::test_merge_refuses_a_source_whose_store_is_foreign",
+    "C3": "tests/cli/test_files_and_stores.py::test_run_refuses_a_foreign_store_before_writing_anything",
+    "C4": "tests/cli/test_files_and_stores.py::test_tune_refuses_a_foreign_study_file",
+    "C5": "tests/cli/test_files_and_stores.py::test_run_into_a_directory_with_a_broken_experiment_json",
+    "C6": "tests/cli/test_files_and_stores.py::test_a_broken_experiment_json_is_named_with_its_field",
+    "C7": "tests/cli/test_files_and_stores.py::test_ray_that_cannot_connect_writes_no_run_directory",
+    "C8": "tests/cli/test_files_and_stores.py::test_address_without_the_ray_executor_is_refused_before_writing",
+    "C9": "tests/bench/test_tune_resume.py::test_ctrl_c_in_tune_is_one_line_and_exit_130",
+    "C10": "tests/bench/test_tune_resume.py::test_stopped_and_resumed_study_picks_the_same_recipe",
+    "C11": "tests/cli/test_files_and_stores.py::test_sigterm_mid_run_is_one_line_and_exit_143",
+    "C12": "tests/cli/test_files_and_stores.py::test_a_reader_that_leaves_the_pipe_gets_no_traceback",
+    "C13": "tests/cli/test_loading.py::test_a_pickled_whole_model_is_refused_plainly",
+    "C14": "tests/cli/test_loading.py::test_state_dict_checkpoints_load",
+    "C15": "tests/cli/test_loading.py::test_other_checkpoints_are_refused_naming_the_file",
+    "C16": "tests/cli/test_loading.py::test_a_checkpoint_of_another_shape_names_the_architecture",
+    "C17": "tests/cli/test_loading.py::test_bad_data_files_name_the_file_and_the_problem",
+    "C18": "tests/cli/test_loading.py::test_model_factory_errors",
+    "C19": "tests/cli/test_loading.py::test_evaluate_refuses_a_bad_csv_before_scoring",
+    "C20": "tests/cli/test_loading.py::test_forget_indices_files",
+    "F1": "tests/cli/test_files_and_stores.py::test_a_reader_never_creates_a_store",
+    "F2": "tests/cli/test_files_and_stores.py::test_a_reader_never_creates_a_store",
+    "F3": "tests/cli/test_files_and_stores.py::test_merge_refuses_a_source_whose_store_is_foreign",
+}
+
+
+def test_numbered_command_line_and_store_rows_each_have_a_test():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    rows = re.findall(r"^\| ([CF]\d+) \|", (root / "docs" / "errors.md").read_text(), flags=re.M)
+    assert len(rows) == len(set(rows)), "a row number is used twice"
+    assert sorted(rows) == sorted(NUMBERED_ROWS), "docs/errors.md and NUMBERED_ROWS list different rows"
+    for row, node in NUMBERED_ROWS.items():
+        path, name = node.split("::")
+        assert f"def {name}(" in (root / path).read_text(), f"row {row}: {node} does not exist"

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..plugins import load_plugins
 from .cell import execute_cell, extra_references
@@ -31,6 +32,39 @@ def require_executor(name: str) -> None:
         raise ValueError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
     if name == "ray":
         _import_ray()
+
+
+@contextmanager
+def connected(name: str, options: dict | None = None) -> Iterator[dict]:
+    """The executor's back end, reached before the run writes anything; yields the options left for
+    :func:`build_executor`. Ray: joins ``address`` (or starts a local instance) unless Ray is already
+    running in this process, and shuts down what it started; a cluster that cannot be reached is a
+    ``ValueError``, so a run that cannot start leaves no run directory behind."""
+    require_executor(name)
+    options = dict(options or {})
+    if name == "local":
+        if options:
+            hint = " (--address goes with --executor ray)" if "address" in options else ""
+            raise ValueError(f"the local executor takes no options, got {sorted(options)}{hint}")
+        yield options
+        return
+    ray = _import_ray()
+    address = options.pop("address", None)
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        except Exception as e:  # noqa: BLE001  Ray raises ConnectionError, RuntimeError, ValueError, ...
+            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ValueError(f"the ray executor cannot reach {where} ({type(e).__name__}: {reason}); nothing was "
+                             "written. Check --address (`ray start --head` prints it; `ray status` on the head "
+                             "checks it), or run with --executor local") from None
+    try:
+        yield options
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _import_ray():
@@ -101,25 +135,17 @@ def _ray_cell(cfg_json: str, dirs: tuple[str, str], threads: int, cell: Cell) ->
 
 class RayExecutor:
     """Cells as Ray tasks. ``gpus_per_task`` defaults to 0.25 when CUDA is available (four small
-    jobs packed per GPU) and 0 otherwise. Without ``address`` a local Ray instance is started (or the
-    one already running in this process is used). A task whose worker died is retried up to
-    ``max_retries`` times, then stored as failed (and re-run next time)."""
+    jobs packed per GPU) and 0 otherwise. Ray itself is started or joined by :func:`connected`. A
+    task whose worker died is retried up to ``max_retries`` times, then stored as failed (and re-run
+    next time)."""
 
-    def __init__(self, ws: Workspace, prog, task, *, address: str | None = None, cpus_per_task: float = 1,
+    def __init__(self, ws: Workspace, prog, task, *, cpus_per_task: float = 1,
                  gpus_per_task: float | None = None, max_retries: int = 2):
-        self.ws, self.prog, self.task, self.address = ws, prog, task, address
+        self.ws, self.prog, self.task = ws, prog, task
         self.cpus_per_task, self.gpus_per_task, self.max_retries = cpus_per_task, gpus_per_task, max_retries
 
     def run(self, todo: list[Cell], on_row: OnRow) -> None:
-        ray = _import_ray()
-        started = not ray.is_initialized()
-        if started:
-            ray.init(address=self.address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
-        try:
-            self._sweep(ray, todo, on_row)
-        finally:
-            if started:
-                ray.shutdown()
+        self._sweep(_import_ray(), todo, on_row)
 
     def _sweep(self, ray, todo: list[Cell], on_row: OnRow) -> None:
         cfg = self.ws.cfg
@@ -172,9 +198,7 @@ def failed_row(ws: Workspace, cell: Cell, error: str) -> dict:
 
 
 def build_executor(name: str, ws: Workspace, prog, task, **options):
-    require_executor(name)
+    """The executor inside :func:`connected` (which checked ``name`` and took the connection options)."""
     if name == "local":
-        if options:
-            raise ValueError(f"the local executor takes no options, got {sorted(options)}")
         return LocalExecutor(ws, prog, task)
     return RayExecutor(ws, prog, task, **options)

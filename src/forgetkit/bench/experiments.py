@@ -6,7 +6,6 @@ own (``soft-weighting`` in :mod:`forgetkit.influence`), so the CLI never branche
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -42,7 +41,9 @@ def kind_of_run(out_dir: Path) -> ExperimentKind:
     marker = Path(out_dir) / "experiment.json"
     if not marker.exists():
         raise FileNotFoundError(f"{out_dir} holds no run (no experiment.json); run an experiment with --out {out_dir}")
-    return EXPERIMENT_KINDS.get(json.loads(marker.read_text()).get("experiment_type") or "forget")
+    from .store import read_experiment
+
+    return EXPERIMENT_KINDS.get(read_experiment(out_dir, ()).get("experiment_type") or "forget")
 
 
 def _run_forget(raw: dict, out: Path, *, smoke: bool = False, show_progress: bool = True, executor: str = "local",

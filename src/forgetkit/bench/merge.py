@@ -9,11 +9,11 @@ directory one run of all seeds would have left: every row and its audit report, 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
-from .store import ResultStore
+from ..files import atomic_write
+from .store import ResultStore, check_store_file, read_experiment
 
 SPLITTABLE = ("seeds", "threads", "cache_dir")
 """config fields the runs may differ in: which seeds, and how each process ran"""
@@ -25,7 +25,7 @@ def read_run(run_dir: Path) -> dict:
     if not (run_dir / "results.sqlite").is_file() or not meta_path.is_file():
         raise ValueError(f"merge: {run_dir} is not a run directory (it needs results.sqlite and experiment.json "
                          "from `forgetkit run --out`)")
-    meta = json.loads(meta_path.read_text())
+    meta = read_experiment(run_dir, ("name", "config"))
     if "planned_keys" not in meta:
         raise ValueError(f"merge: {meta_path} lists no planned cells; re-run that experiment with this version")
     return meta
@@ -75,6 +75,8 @@ def merge_runs(out: str | Path, sources: list[str | Path]) -> tuple[int, int]:
                     "again after tuning, then merge)" if "methods" in diff else "")
             raise ValueError(f"merge: {src} and {sources[0]} differ in {', '.join(diff)}; only runs that differ "
                              f"in {', '.join(SPLITTABLE)} can be merged{hint}")
+    for src in sources:  # every store readable before the merged one is created
+        check_store_file(src / "results.sqlite", create=src == out)
     copied = 0
     with DirectoryLock(out):
         with ResultStore(out / "results.sqlite") as dst:
@@ -84,15 +86,13 @@ def merge_runs(out: str | Path, sources: list[str | Path]) -> tuple[int, int]:
                 copied += _copy_rows(src, dst)
                 _copy_audits(src, out)
         meta = merged_meta(metas)
-        tmp = out / "experiment.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
-        os.replace(tmp, out / "experiment.json")
+        atomic_write(out / "experiment.json", json.dumps(meta, indent=1))
     return copied, len(meta["planned_keys"])
 
 
 def _copy_rows(src: Path, dst: ResultStore) -> int:
     n = 0
-    with ResultStore(src / "results.sqlite") as store:
+    with ResultStore(src / "results.sqlite", create=False) as store:
         for row in store.rows():
             if dst.has(row["key"]) or (row["status"] != "ok" and dst.status(row["key"]) is not None):
                 continue

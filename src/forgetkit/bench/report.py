@@ -1,7 +1,6 @@
 """Markdown report shaped like the FaLW paper's tables, plus PNG plots, rebuilt from the store."""
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from .glance import NOISE_MARK, closest, first_screen, verdict_lines
 from .grid import ORIGINAL, RETRAIN
 from .intervals import PLUS_MINUS, fmt_ci
 from .papers import paper_lines
-from .store import ResultStore
+from .store import ResultStore, read_experiment
 
 MAIN = ("FA", "RA", "TA", "MIA")
 STANDARD = set(MAIN) | {"AvgGap", "time_s", "retrain_time_s", "speedup", "n_forget", "n_test"}
@@ -180,9 +179,9 @@ def load_run(out_dir: str | Path, with_artifacts: bool = False) -> tuple[dict, l
     if not db.exists():
         raise FileNotFoundError(f"no results store at {db}; run an experiment with --out {out_dir} first")
     meta_path = out_dir / "experiment.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"name": out_dir.name, "config": {}}
+    meta = read_experiment(out_dir) if meta_path.exists() else {"name": out_dir.name, "config": {}}
     keys = set(meta["planned_keys"]) if "planned_keys" in meta else None
-    with ResultStore(db) as store:
+    with ResultStore(db, create=False) as store:
         rows = [r for r in store.rows(status="ok") if keys is None or r["key"] in keys]
         failed = [r for r in store.rows(status="failed") if keys is None or r["key"] in keys]
         artifacts = {r["key"]: store.artifacts(r["key"]) for r in rows}

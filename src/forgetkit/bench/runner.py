@@ -21,9 +21,10 @@ from ..metrics.evaluators import EVALUATORS
 from ..unlearn.weightings import build_weighting
 from .cell import evaluator_options, method_params
 from .config import ExperimentConfig
-from .executors import build_executor, require_executor
+from ..files import atomic_write
+from .executors import build_executor, connected, require_executor
 from .grid import Cell, plan, weightings_for
-from .store import ResultStore, check_output_paths, resolve_cache_dir
+from .store import ResultStore, check_output_paths, check_store_file, resolve_cache_dir
 from .workspace import Workspace, code_commit, guard_output
 
 @dataclass
@@ -118,8 +119,10 @@ def stale_cells(cfg: ExperimentConfig, cells: list[Cell], stored: dict[str, dict
 
 def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress: bool = True,
                    executor: str = "local", executor_options: dict | None = None, report: bool = True) -> RunSummary:
-    """Run every cell not yet in the store, then write the report (unless ``report`` is False)."""
-    from .progress import Progress
+    """Run every cell not yet in the store, then write the report (unless ``report`` is False).
+
+    Everything that can refuse the run is checked before the first file is written: the config,
+    the executor (Ray reached), the output paths, a store already there, the data."""
     from .report import write_report
 
     out_dir = Path(out_dir)
@@ -128,13 +131,24 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
     require_executor(executor)
     check_output_paths(out_dir, cfg.cache_dir)
     guard_output(out_dir, cfg)
+    check_store_file(out_dir / "results.sqlite")
     ws = Workspace(cfg, resolve_cache_dir(out_dir, cfg.cache_dir), out_dir=out_dir)
     check_data(ws)
     cells = plan(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "experiment.json").write_text(json.dumps(
-        {"name": cfg.name, "experiment_type": cfg.experiment_type, "config": cfg.model_dump(),
-         "planned_keys": [c.key for c in cells]}, indent=1))
+    with connected(executor, executor_options) as options:  # a cluster that cannot be reached: nothing written
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(out_dir / "experiment.json", json.dumps(
+            {"name": cfg.name, "experiment_type": cfg.experiment_type, "config": cfg.model_dump(),
+             "planned_keys": [c.key for c in cells]}, indent=1))
+        rerun, failed = _run_cells(cfg, cells, ws, out_dir, show_progress, executor, options)
+    return RunSummary(write_report(out_dir) if report else None, len(cells), failed, rerun)
+
+
+def _run_cells(cfg: ExperimentConfig, cells: list[Cell], ws: Workspace, out_dir: Path, show_progress,
+               executor: str, options: dict) -> tuple[list[str], list[tuple[str, str]]]:
+    """Run the cells the store lacks (or holds with stale hyper-parameters); (rows re-run, failed rows)."""
+    from .progress import Progress
+
     with ResultStore(out_dir / "results.sqlite") as store, Progress(show_progress) as prog:
         stale = stale_cells(cfg, cells, {r["key"]: r for r in store.rows(status="ok")})
         rerun = list(stale.values())
@@ -148,7 +162,7 @@ def run_experiment(cfg: ExperimentConfig, out_dir: str | Path, *, show_progress:
             store.put(**row)
             prog.advance(task)
 
-        build_executor(executor, ws, prog, task, **(executor_options or {})).run(todo, on_row)
+        build_executor(executor, ws, prog, task, **options).run(todo, on_row)
         failed = [(f"{r['method']} / {r['request']} / seed {r['seed']}", str(r["error"]).splitlines()[0])
                   for r in store.rows(status="failed") if r["key"] in {c.key for c in cells}]
-    return RunSummary(write_report(out_dir) if report else None, len(cells), failed, rerun)
+    return rerun, failed

@@ -41,12 +41,20 @@ COLUMNS = ("key", "experiment", "method", "weighting", "request", "seed", "statu
 
 
 class ResultStore:
-    """SQLite results; safe against crashes (WAL + one transaction per row)."""
+    """SQLite results; safe against crashes (WAL + one transaction per row).
 
-    def __init__(self, path: str | Path):
+    ``create=False`` opens an existing store only (to read it: reports, merges): a missing file, an
+    empty SQLite file or another program's database is then refused, and never given our tables.
+    A file that is another program's database is refused either way.
+    """
+
+    def __init__(self, path: str | Path, *, create: bool = True):
         self.path = Path(path)
         if self.path.exists():
-            _check_readable(self.path)
+            check_store_file(self.path, create=create)
+        elif not create:
+            raise FileNotFoundError(f"no results store at {self.path}; run an experiment with --out "
+                                    f"{self.path.parent} first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=60)
         try:
@@ -129,16 +137,76 @@ class ResultStore:
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _check_readable(path: Path) -> None:
+def check_store_file(path: Path, *, create: bool = True) -> None:
+    """Refuse, reading only, a file at ``path`` that is not a results store (``create``: an empty
+    SQLite file, which a new store may fill, passes); no file passes."""
+    check_sqlite_file(path, RESULTS_TABLES, "results store", empty_ok=create)
+
+
+def check_sqlite_file(path: Path, tables: dict[str, tuple], what: str, *, empty_ok: bool) -> None:
+    """Refuse, reading only, a file at ``path`` that is not an SQLite database holding ``tables``
+    (:func:`check_tables`); no file passes."""
+    path = Path(path)
+    if path.exists():
+        _check_readable(path, what)
+        check_tables(path, tables, what, empty_ok=empty_ok)
+
+
+def _check_readable(path: Path, what: str = "results store") -> None:
     """Refuse a file that is not an SQLite database, reading its header only (never writing)."""
     with open(path, "rb") as f:
         head = f.read(len(SQLITE_MAGIC))
     if head and head != SQLITE_MAGIC:
-        raise _not_a_store(path, "it does not start with the SQLite header")
+        raise _not_a_store(path, "it does not start with the SQLite header", what)
 
 
-def _not_a_store(path: Path, why: str) -> ValueError:
-    return ValueError(f"{path} is not a readable results store ({why}); it was left untouched. To start a "
+RESULTS_TABLES = {"results": COLUMNS}
+"""the tables (and the columns of each) that make a SQLite file a results store"""
+
+
+def sqlite_tables(path: Path, what: str = "results store") -> dict[str, set[str]]:
+    """Table → column names of the SQLite file at ``path``, read without writing anything beside it
+    (``immutable``, so no journal files appear); a file a live writer holds (it has a ``-wal``
+    beside it) is read through a normal read-only connection, which sees its latest tables."""
+    live = Path(f"{path}-wal").exists()
+    uri = f"file:{path}?{'mode=ro' if live else 'immutable=1'}"
+    try:
+        db = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error as e:
+        raise _not_a_store(path, str(e), what) from None
+    try:
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {n: {r[1] for r in db.execute(f"PRAGMA table_info('{n}')")} for n in names}
+    except sqlite3.DatabaseError as e:
+        if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+            raise
+        raise _not_a_store(path, str(e), what) from None
+    finally:
+        db.close()
+
+
+def check_tables(path: Path, expected: dict[str, tuple], what: str, *, empty_ok: bool) -> None:
+    """Refuse a SQLite file that is not ours: one with tables but not ``expected`` (another
+    program's database, or ours damaged), or, unless ``empty_ok``, one with no table at all."""
+    tables = sqlite_tables(path, what)
+    if not tables:
+        if empty_ok:
+            return
+        raise ValueError(f"{path} is an empty SQLite file, not a {what} (it has no table); it was left "
+                         "untouched. Give the directory of a forgetkit run, or remove the file")
+    missing = sorted(set(expected) - set(tables))
+    if missing:
+        raise ValueError(f"{path} is not a forgetkit {what}: it holds the table(s) {sorted(tables)}, not "
+                         f"{sorted(expected)}; it was left untouched. Give another --out, or move the file away")
+    for table, columns in expected.items():
+        lacking = [c for c in columns if c not in tables[table]]
+        if lacking:
+            raise ValueError(f"{path} is not a forgetkit {what}: its table {table!r} lacks the column(s) "
+                             f"{lacking}; it was left untouched. Give another --out, or move the file away")
+
+
+def _not_a_store(path: Path, why: str, what: str = "results store") -> ValueError:
+    return ValueError(f"{path} is not a readable {what} ({why}); it was left untouched. To start a "
                       f"new store, give another --out, or move the file away (mv {path} {path}.broken) "
                       "and re-run")
 
@@ -179,3 +247,35 @@ def _can_create_in(directory: Path) -> bool:
     os.close(fd)
     os.unlink(directory / f".forgetkit-probe-{os.getpid()}")
     return True
+
+
+EXPERIMENT_FILE = "experiment.json"
+EXPERIMENT_FIELDS = {"name": str, "config": dict, "planned_keys": list, "experiment_type": str, "keys": list}
+"""the fields of a run's experiment.json that readers use, with their JSON types"""
+
+
+def read_experiment(run_dir: str | Path, fields: tuple[str, ...] = ("name",)) -> dict:
+    """A run's ``experiment.json``, with ``fields`` present; a file that is not JSON, not an object,
+    or lacks a field (or holds one of the wrong type) is a ``ValueError`` naming the file and the field."""
+    path = Path(run_dir) / EXPERIMENT_FILE
+    rewrite = (f"forgetkit run writes it: restore it, or run the experiment again with --out {Path(run_dir)} "
+               "(finished rows are kept)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); {rewrite}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not valid JSON (it is not UTF-8 text); {rewrite}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(meta).__name__}; {rewrite}")
+    for name in fields:
+        if name not in meta:
+            raise ValueError(f"{path} lacks the field {name!r}; {rewrite}")
+    for name, kind in EXPERIMENT_FIELDS.items():
+        if name in meta and not isinstance(meta[name], kind) and not (name == "experiment_type" and meta[name] is None):
+            raise ValueError(f"{path}: the field {name!r} must be a JSON {_JSON_NAMES[kind]}, got "
+                             f"{type(meta[name]).__name__}; {rewrite}")
+    return meta
+
+
+_JSON_NAMES = {str: "string", dict: "object", list: "list"}

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import yaml
 
+from ..files import atomic_write
 from .config import ExperimentConfig, load_raw, parse_config, smoke as smoke_raw
-from .store import ResultStore
+from .store import ResultStore, check_sqlite_file, check_store_file
 
 RULES = {"avg_gap_on_validation": "lowest mean Avg. Gap to Retrain over the validation requests and seeds",
          "avg_gap_and_mia_nn_on_validation": "lowest mean gap to Retrain over the validation requests and seeds: "
@@ -30,6 +31,10 @@ RULES = {"avg_gap_on_validation": "lowest mean Avg. Gap to Retrain over the vali
                                              "MIA-Efficacy and MIA-NN"}
 TUNE_KEYS = {"method", "methods", "space", "trials", "rule", "seeds", "recipes"}
 SMOKE_TRIALS = 3
+SAMPLER_SEED = 0
+STUDY_FILE = "tune.sqlite"
+OPTUNA_TABLES = {"studies": (), "trials": ()}
+"""tables every Optuna storage has: a tune.sqlite without them is another program's file"""
 TUNED_SUFFIX = "-tuned"
 """a tuned row's label: the reference-default row's label plus this"""
 
@@ -228,13 +233,14 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
     out_dir = Path(out_dir)
     trials_dir = out_dir / "trials"
     recipes_dir = out_dir / "recipes" if smoke or not spec.get("recipes") else Path(spec["recipes"])
+    check_sqlite_file(out_dir / STUDY_FILE, OPTUNA_TABLES, "tuning store (Optuna studies)", empty_ok=True)
+    check_store_file(trials_dir / "results.sqlite")
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     outcomes = []
     for mi, space in spaces.items():
         study = optuna.create_study(study_name=f"{cfg.name}/{labels[mi]}", direction="minimize",
-                                    storage=f"sqlite:///{out_dir / 'tune.sqlite'}", load_if_exists=True,
-                                    sampler=optuna.samplers.TPESampler(seed=0))
+                                    storage=f"sqlite:///{out_dir / STUDY_FILE}", load_if_exists=True)
         _fail_stale(study)
 
         def objective(trial, mi=mi, space=space) -> float:
@@ -243,10 +249,8 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
             run_experiment(trial_cfg, trials_dir, show_progress=show_progress, report=False)
             return trial_score(trial_cfg, trials_dir, rule)
 
-        done = sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
-        if n_trials > done:
-            study.optimize(objective, n_trials=n_trials - done)
-        best = study.best_trial
+        optimize(study, objective, n_trials)
+        best = best_trial(study)
         recipe = save_recipe(recipes_dir, cfg.methods[mi].model_dump(exclude_none=True), best.params,
                              {"config": cfg.name, "config_hash": config_hash(raw), "rule": rule, "smoke": smoke,
                               "trials": len(_complete(study)), "best_value": best.value, "space": space,
@@ -257,7 +261,7 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
         outcomes.append((labels[mi], study, space, recipe))
     final_report = None
     if "method" in spec:
-        final_raw = with_options(raw, next(iter(spaces)), outcomes[0][1].best_params)
+        final_raw = with_options(raw, next(iter(spaces)), best_trial(outcomes[0][1]).params)
         final_report = run_experiment(parse_config(final_raw), out_dir / "final", show_progress=show_progress).report
     return write_tune_report(out_dir, outcomes, rule, final_report, smoke)
 
@@ -293,9 +297,45 @@ def with_tuned_rows(raw: dict) -> dict:
 
 
 def _complete(study) -> list:
+    """The completed trials in the order they were asked for."""
     import optuna
 
-    return [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return sorted((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: t.number)
+
+
+def sampler_for(completed: int):
+    """TPE seeded by how many trials the study has completed. The k-th completed trial then draws the
+    same values whether the study ran straight through or was stopped and resumed any number of
+    times: TPE reads only completed trials, and an interrupted trial (stored failed) is drawn again,
+    with the same values, as the next one."""
+    import optuna
+
+    return optuna.samplers.TPESampler(seed=SAMPLER_SEED + completed)
+
+
+def optimize(study, objective, n_trials: int) -> None:
+    """Run trials until the study has ``n_trials`` completed ones. A trial that raises (Ctrl-C
+    included) is stored failed and the exception goes on, without Optuna's logged traceback."""
+    import optuna
+
+    while len(_complete(study)) < n_trials:
+        study.sampler = sampler_for(len(_complete(study)))
+        trial = study.ask()
+        try:
+            value = objective(trial)
+        except BaseException:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            raise
+        study.tell(trial, value)
+
+
+def best_trial(study):
+    """The completed trial with the lowest value; among equal values the one asked for first (a
+    rule that does not depend on where the study was interrupted, as trial numbers do)."""
+    trials = _complete(study)
+    if not trials:
+        raise ValueError(f"study {study.study_name!r} has no completed trial")
+    return min(trials, key=lambda t: t.value)
 
 
 def _fail_stale(study) -> None:
@@ -351,8 +391,7 @@ def save_recipe(recipes_dir: Path, method: dict, params: dict, provenance: dict)
         if yaml.safe_load(path.read_text()) == {**body, "version": version}:
             return path
         version += 1
-    path.write_text(yaml.safe_dump({"version": version, **body}, sort_keys=False))
-    return path
+    return atomic_write(path, yaml.safe_dump({"version": version, **body}, sort_keys=False))
 
 
 def apply_recipe(raw: dict, recipe_path: str | Path) -> dict:
@@ -396,24 +435,24 @@ def write_tune_report(out_dir: Path, outcomes: list, rule: str, final_report: Pa
         lines += ["> **Smoke run**: data, epochs and trials were shrunk by `--smoke`; the recipes below are "
                   "marked smoke-tuned and are not a tuning result.", ""]
     lines += [f"- Selection rule: `{rule}` — {RULES[rule]}; the reported requests are never used to select.",
-              "- Sampler: Optuna TPE, seed 0; studies in `tune.sqlite`.", ""]
+              f"- Sampler: Optuna TPE, seeded {SAMPLER_SEED} + the number of trials completed before each "
+              "(a study stopped and resumed draws what an uninterrupted one does); trials numbered in the order "
+              f"they completed; studies in `{STUDY_FILE}`.", ""]
     if final_report is not None:
         lines += [f"- Report of the chosen settings on the reported requests: "
                   f"`{final_report.relative_to(out_dir)}`", ""]
     for label, study, space, recipe in outcomes:
         trials = _complete(study)
+        best = best_trial(study)
         names = list(space)
         lines += [f"## {label}", "",
                   f"- Search space: `{json.dumps(space)}`",
                   f"- Trials: {len(trials)} completed",
-                  f"- Chosen: `{json.dumps(study.best_params)}` (trial {study.best_trial.number}, "
-                  f"value {study.best_value:.4g})",
+                  f"- Chosen: `{json.dumps(best.params)}` (trial {trials.index(best)}, value {best.value:.4g})",
                   f"- Recipe: `{recipe}`",
                   "", "| trial | " + " | ".join(names) + " | value |", "|---" * (len(names) + 2) + "|"]
-        for t in trials:
+        for i, t in enumerate(trials):
             cells = [f"{t.params[n]:.4g}" if isinstance(t.params[n], float) else str(t.params[n]) for n in names]
-            lines.append(f"| {t.number} | " + " | ".join(cells) + f" | {t.value:.4g} |")
+            lines.append(f"| {i} | " + " | ".join(cells) + f" | {t.value:.4g} |")
         lines.append("")
-    path = out_dir / "tune_report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return atomic_write(out_dir / "tune_report.md", "\n".join(lines) + "\n")

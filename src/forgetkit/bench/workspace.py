@@ -2,7 +2,6 @@
 and cached (models on disk by content hash), plus the provenance every row carries."""
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -23,6 +22,7 @@ from ..train import train_cached
 from ..unlearn.context import UnlearnContext
 from ..unlearn.engine import DivergenceError
 from .config import ExperimentConfig
+from .store import read_experiment
 
 
 def threads_per_worker(threads: int | None) -> int:
@@ -197,7 +197,7 @@ def guard_output(out_dir: Path, cfg: ExperimentConfig) -> None:
     """Refuse to mix two experiments' results in one directory."""
     marker = out_dir / "experiment.json"
     if marker.exists():
-        other = json.loads(marker.read_text()).get("name")
+        other = read_experiment(out_dir).get("name")
         if other != cfg.name:
             raise ValueError(f"{out_dir} holds results of experiment {other!r}; refusing to write "
                              f"{cfg.name!r} there (choose another --out)")

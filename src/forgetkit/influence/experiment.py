@@ -35,7 +35,7 @@ from pydantic import Field, field_validator, model_validator
 from ..bench.config import StrictModel, validate_schema
 from ..bench.experiments import ExperimentKind, RunSummary, register_kind
 from ..bench.workspace import code_commit, guard_output
-from ..bench.store import ResultStore
+from ..bench.store import ResultStore, read_experiment
 from ..data import DATASETS, load_dataset
 from ..data.tabular import REFERENCE_L2, REFERENCE_LOADERS, load_reference
 from .core import LinearInfluence, as_tensor
@@ -358,10 +358,10 @@ def rebuild_report(out: pathlib.Path) -> pathlib.Path:
     (``forgetkit report``), labelled with the commits the rows were computed at, not the code that
     rebuilds it."""
     out = pathlib.Path(out)
-    meta = json.loads((out / "experiment.json").read_text())
+    meta = read_experiment(out, ("config", "smoke"))
     cfg, smoke = parse_config(meta["config"]), meta["smoke"]
     grid = set(meta["keys"]) if "keys" in meta else planned_keys(cfg, smoke)
-    with ResultStore(out / "results.sqlite") as store:
+    with ResultStore(out / "results.sqlite", create=False) as store:
         rows = [r for r in store.rows(experiment=cfg.name) if r["key"] in grid]
     commits = sorted({r["provenance"].get("git_commit", "unknown") for r in rows}) or [meta.get("commit", "unknown")]
     return write_report(cfg, rows, out, smoke=smoke, commits=commits)
