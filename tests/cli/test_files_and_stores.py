@@ -228,3 +228,74 @@ def test_a_reader_never_creates_a_store(tmp_path):
     with pytest.raises(ValueError, match="is not a forgetkit results store"):
         ResultStore(tmp_path / "theirs.sqlite")  # a writer too
     assert _snapshot(tmp_path) == before
+
+
+def test_a_directory_where_a_file_belongs(tmp_path, capsys):
+    (tmp_path / "cfg").mkdir()
+    assert main(["run", str(tmp_path / "cfg"), "--out", str(tmp_path / "out")]) == 2
+    _one_line(capsys, f"{tmp_path / 'cfg'} is a directory, not a file; give the file")
+    args = ["evaluate", f"m={tmp_path / 'cfg'}", "--model", "mlp", "--forget", str(tmp_path / "cfg"),
+            "--retain", str(tmp_path / "cfg"), "--test", str(tmp_path / "cfg")]
+    assert main(args) == 2
+    _one_line(capsys, f"forget file '{tmp_path / 'cfg'}' is a directory; give the file itself")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"]
+
+
+@pytest.mark.parametrize("sig, status, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGHUP, 129, "terminated"),
+                                               (signal.SIGINT, 130, "interrupted")], ids=["term", "hup", "int"])
+def test_signals_end_a_command_with_one_line(sig, status, word, monkeypatch, capsys):
+    import forgetkit.cli.methods as methods
+
+    def signalled(args):
+        os.kill(os.getpid(), sig)
+        pytest.fail("the signal did not interrupt the command")
+
+    monkeypatch.setattr(methods, "methods", signalled)
+    assert main(["methods"]) == status
+    _one_line(capsys, f"forgetkit: {word}: nothing was left half-written; re-run the same command to resume")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored after the command
+
+
+def test_an_ignored_hangup_stays_ignored(monkeypatch):
+    import forgetkit.cli.methods as methods
+
+    monkeypatch.setattr(methods, "methods", lambda args: os.kill(os.getpid(), signal.SIGHUP) or 0)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        assert main(["methods"]) == 0
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_store_held_by_another_process_says_so():
+    from forgetkit.cli import error_message
+
+    text = error_message(sqlite3.OperationalError("database is locked"), Path("out/results.sqlite"))
+    assert text == ("the store out/results.sqlite is held by another process (database is locked); wait for it to "
+                    "finish and re-run")
+
+
+def test_a_damaged_row_is_named_by_store_and_key(tmp_path, capsys):
+    from forgetkit.bench.store import ResultStore
+
+    run = _run_dir(tmp_path, {"name": "x", "config": {}, "planned_keys": ["k1"]})
+    with ResultStore(run / "results.sqlite") as store:
+        store.put(key="k1", experiment="x", method="GA", weighting="uniform", request="r", seed=0, status="ok",
+                  metrics={"FA": 1.0}, params={}, provenance={})
+    db = sqlite3.connect(run / "results.sqlite")
+    db.execute("UPDATE results SET metrics = '{\"FA\": 1.' WHERE key = 'k1'")
+    db.commit()
+    db.close()
+    assert main(["report", str(run)]) == 2
+    _one_line(capsys, f"{run / 'results.sqlite'}: the metrics of row k1 is damaged (not JSON: ")
+    assert not (run / "report.md").exists()
+
+
+def test_tune_checks_its_recipes_directory_before_the_trials(tmp_path, capsys):
+    (tmp_path / "recipes").write_text("a file")
+    raw = {**TINY, "requests": TINY["requests"] + [{"kind": "random", "fraction": 0.15, "role": "validation"}],
+           "tune": {"methods": "all", "trials": 1, "recipes": str(tmp_path / "recipes")}}
+    cfg = _config(tmp_path, raw)
+    assert main(["tune", cfg, "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    _one_line(capsys, f"tune.recipes {tmp_path / 'recipes'} is a file, not a directory")
+    assert not (tmp_path / "out").exists()

@@ -125,13 +125,20 @@ class ResultStore:
         for r in cur.fetchall():
             row = dict(zip(names, r))
             for field in ("metrics", "params", "provenance"):
-                row[field] = json.loads(row[field])
+                row[field] = self._decode(row[field], f"the {field} of row {row['key']}")
             out.append(row)
         return out
 
+    def _decode(self, text: str, what: str):
+        try:
+            return json.loads(text)
+        except (json.JSONDecodeError, TypeError) as e:
+            raise ValueError(f"{self.path}: {what} is damaged (not JSON: {e}); re-run the experiment into "
+                             "another --out, or delete that row to have it computed again") from None
+
     def artifacts(self, key: str) -> dict[str, object]:
         cur = self._db.execute("SELECT name, value FROM artifacts WHERE key=?", (key,))
-        return {name: json.loads(value) for name, value in cur.fetchall()}
+        return {name: self._decode(value, f"artifact {name!r} of row {key}") for name, value in cur.fetchall()}
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -219,11 +226,12 @@ def resolve_cache_dir(out_dir: str | Path, cache_dir: str | Path | None) -> Path
 def check_output_paths(out_dir: str | Path, cache_dir: str | Path | None) -> None:
     """Refuse, before anything is written, an output directory or model cache (``None``: the default
     beside the output) that is a file, lies under a file, or cannot be written."""
-    _check_dir(Path(out_dir), "--out")
-    _check_dir(resolve_cache_dir(out_dir, cache_dir), "cache_dir")
+    check_dir(Path(out_dir), "--out")
+    check_dir(resolve_cache_dir(out_dir, cache_dir), "cache_dir")
 
 
-def _check_dir(path: Path, what: str) -> None:
+def check_dir(path: Path, what: str) -> None:
+    """Refuse a directory that is a file, lies under a file, or cannot be written (``what`` names it)."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{what} {path} is a file, not a directory; give a directory")
     existing = path

@@ -23,7 +23,7 @@ import yaml
 
 from ..files import atomic_write
 from .config import ExperimentConfig, load_raw, parse_config, smoke as smoke_raw
-from .store import ResultStore, check_sqlite_file, check_store_file
+from .store import ResultStore, check_dir, check_sqlite_file, check_store_file
 
 RULES = {"avg_gap_on_validation": "lowest mean Avg. Gap to Retrain over the validation requests and seeds",
          "avg_gap_and_mia_nn_on_validation": "lowest mean gap to Retrain over the validation requests and seeds: "
@@ -235,6 +235,7 @@ def tune(config: str | Path | dict, out_dir: str | Path, *, n_trials: int | None
     recipes_dir = out_dir / "recipes" if smoke or not spec.get("recipes") else Path(spec["recipes"])
     check_sqlite_file(out_dir / STUDY_FILE, OPTUNA_TABLES, "tuning store (Optuna studies)", empty_ok=True)
     check_store_file(trials_dir / "results.sqlite")
+    check_dir(recipes_dir, "tune.recipes")  # before the trials, not after them
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     outcomes = []

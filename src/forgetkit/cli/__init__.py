@@ -25,22 +25,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, a scheduler's time limit): unwound like Ctrl-C, so stores close cleanly."""
+    """SIGTERM (``kill``, a scheduler's time limit) or SIGHUP (the terminal closed): unwound like
+    Ctrl-C, so stores close cleanly."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run a command; every expected failure is one line ``forgetkit: error: ...`` (exit 2), a
-    failed cell exits 1, Ctrl-C exits 130 and SIGTERM 143 — never a traceback for these."""
+    failed cell exits 1, Ctrl-C exits 130, SIGTERM 143 and SIGHUP 129 — never a traceback for these."""
     args = argparse.Namespace()
     try:
-        with _sigterm_unwinds():
+        with _signals_unwind():
             args = build_parser().parse_args(argv)
             return args.func(args)
     except KeyboardInterrupt as e:
         store = getattr(args, "store", None)
         kept = f"finished {getattr(args, 'kept', 'rows')} are kept in {store}" if store else \
             "nothing was left half-written"
-        word, status = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+        word, status = ("terminated", 128 + e.signum) if isinstance(e, Terminated) else ("interrupted", 130)
         print(f"forgetkit: {word}: {kept}; re-run the same command to resume", file=sys.stderr)
         return status
     except BrokenPipeError:  # `forgetkit methods | head`: the reader left; say nothing more
@@ -52,20 +57,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextmanager
-def _sigterm_unwinds():
-    """While a command runs in the main thread, SIGTERM raises :class:`Terminated`."""
+def _signals_unwind():
+    """While a command runs in the main thread, SIGTERM and SIGHUP raise :class:`Terminated`; a
+    signal the caller chose to ignore (``nohup``) stays ignored."""
     def handler(signum, frame):
-        raise Terminated()
+        raise Terminated(signum)
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is signal.SIG_DFL:
+                previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _silence_stdout() -> None:
@@ -84,9 +93,13 @@ def error_message(e: BaseException, store: Path | None = None) -> str:
         where = e.filename or store or "the output"
         kept = "finished rows are kept" if store is None or Path(store).exists() else "nothing was lost"
         return f"disk full while writing {where}; {kept}; free space and re-run"
+    if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+        return f"the store {store or ''} is held by another process ({e}); wait for it to finish and re-run"
     if isinstance(e, sqlite3.DatabaseError):
         return (f"the results store {store} cannot be read ({e}); it was left untouched: give another --out "
                 "or move the file away, and re-run")
+    if isinstance(e, IsADirectoryError):
+        return f"{e.filename} is a directory, not a file; give the file"
     if isinstance(e, OSError) and not isinstance(e, FileNotFoundError) and e.strerror:
         where = f" {e.filename}" if e.filename else ""
         return f"cannot write{where}: {e.strerror}; check the path and its permissions"

@@ -45,6 +45,8 @@ class LoadedData:
 
 def existing(path: str | Path, what: str) -> Path:
     p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{what} file '{p}' is a directory; give the file itself")
     if not p.is_file():
         raise MissingInputFile(f"{what} file '{p}' does not exist")
     return p
