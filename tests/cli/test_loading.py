@@ -92,7 +92,7 @@ def test_data_files_in_every_accepted_form(tmp_path):
 @pytest.mark.parametrize("make, fragment", [
     (lambda p: torch.save({"x": torch.rand(3, 2)}, p.with_suffix(".pt")), "must hold x and y"),
     (lambda p: torch.save({"x": torch.rand(3, 2), "y": torch.rand(3)}, p.with_suffix(".pt")),
-     "y must hold integer class labels, got torch.float32"),
+     "labels must be integer class indices, got torch.float32"),
     (lambda p: torch.save({"x": torch.rand(3, 2), "y": torch.arange(2)}, p.with_suffix(".pt")),
      "x has 3 rows but y has 2"),
     (lambda p: p.with_suffix(".csv").write_text("1,2"), "must end in .pt or .npz"),
@@ -229,3 +229,33 @@ def test_evaluate_refuses_a_bad_csv_before_scoring(csv, fragment, tmp_path, caps
     assert main(args) == 2
     assert fragment in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table_dir"]
+
+
+def test_evaluate_normalises_inputs_as_the_model_expects(user_module, tmp_path, capsys):
+    """A model trained on normalised inputs scores the same on raw files with ``--normalize`` as it
+    does on the normalised inputs themselves; a malformed ``--normalize`` is one line."""
+    from importlib import import_module
+
+    torch.manual_seed(0)
+    net = import_module("mypkg.models").make_net((4,), 3, hidden=6)
+    torch.save(net.state_dict(), tmp_path / "mine.pt")
+    x, y = torch.rand(60, 4), torch.arange(60) % 3
+    for name, part in (("forget", slice(0, 10)), ("retain", slice(10, 40)), ("test", slice(40, 60))):
+        torch.save({"x": x[part], "y": y[part]}, tmp_path / f"{name}.pt")
+        torch.save({"x": (x[part] - 0.5) / 0.25, "y": y[part]}, tmp_path / f"{name}-normalised.pt")
+
+    def table(suffix, *extra):
+        args = ["evaluate", f"mine={tmp_path / 'mine.pt'}", "--model", "mypkg.models:make_net", "--model-option",
+                "hidden=6", "--metrics", "FA,RA,TA", *extra,
+                *(a for n in ("forget", "retain", "test") for a in (f"--{n}", str(tmp_path / f"{n}{suffix}.pt")))]
+        assert main(args) == 0, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    assert table("", "--normalize", "{mean: 0.5, std: 0.25}") == table("-normalised")
+    assert table("", "--normalize", "{mean: 0.5, std: 0.25}") != table("")
+    bad = ["evaluate", f"m={tmp_path / 'mine.pt'}", "--model", "mypkg.models:make_net", "--forget",
+           str(tmp_path / "forget.pt"), "--retain", str(tmp_path / "retain.pt"), "--test", str(tmp_path / "test.pt")]
+    assert main([*bad, "--normalize", "{mean: [0.5, 0.5], std: 1}"]) == 2
+    assert "--normalize: mean has 2 values but the inputs have 4 channels" in capsys.readouterr().err
+    assert main([*bad, "--normalize", "fast"]) == 2
+    assert "--normalize must be (mean, std) or a function of a batch of inputs, got 'fast'" in capsys.readouterr().err

@@ -237,6 +237,7 @@ NUMBERED_ROWS = {
     "C23": "tests/cli/test_files_and_stores.py::test_a_store_held_by_another_process_says_so",
     "C24": "tests/cli/test_files_and_stores.py::test_a_damaged_row_is_named_by_store_and_key",
     "C25": "tests/cli/test_files_and_stores.py::test_tune_checks_its_recipes_directory_before_the_trials",
+    "C26": "tests/cli/test_loading.py::test_evaluate_normalises_inputs_as_the_model_expects",
     "F1": "tests/cli/test_files_and_stores.py::test_a_reader_never_creates_a_store",
     "F2": "tests/cli/test_files_and_stores.py::test_a_reader_never_creates_a_store",
     "F3": "tests/cli/test_files_and_stores.py::test_merge_refuses_a_source_whose_store_is_foreign",

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .loading import load_checkpoint, load_data, load_indices, model_option, model_spec
+from .loading import load_checkpoint, load_data, load_indices, model_option, model_spec, normalize_option
 
 
 def _named(text: str) -> tuple[str, Path]:
@@ -56,6 +56,7 @@ def evaluate(args) -> int:
     num_classes = args.num_classes or int(torch.cat([forget.y, retain.y, test.y]).max()) + 1
     model = model_spec(args.model, args.model_option)
     in_shape = tuple(forget.x.shape[1:])
+    normalize = normalize_option(args.normalize, in_shape) if args.normalize else None
 
     def load(path, what):
         return load_checkpoint(path, model, in_shape, num_classes, what)
@@ -69,7 +70,8 @@ def evaluate(args) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     table = score(models, forget=(forget.x, forget.y), retain=(retain.x, retain.y), test=(test.x, test.y),
                   reference=refs or None, metrics=metrics, original=original, num_classes=num_classes,
-                  forget_classes=args.forget_classes or ())
+                  forget_classes=args.forget_classes or (),
+                  normalize=normalize)
     print(table)
     if csv is not None:
         from ..files import atomic_write
@@ -99,6 +101,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "your own factory as package.module:function")
     e.add_argument("--model-option", action="append", type=model_option, metavar="KEY=VALUE",
                    help="architecture option, e.g. width=32 (repeatable)")
+    e.add_argument("--normalize", metavar="SPEC",
+                   help="how the models expect their inputs normalised: '{mean: [...], std: [...]}' (one value, or "
+                        "one per channel) or package.module:function applied to each batch; the data files stay "
+                        "as they are")
     e.add_argument("--reference", action="append", type=Path, metavar="PATH",
                    help="state_dict of a model retrained without the forget set (repeatable: several seeds)")
     e.add_argument("--original", type=Path, metavar="PATH", help="state_dict of the model before unlearning")

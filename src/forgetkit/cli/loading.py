@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..data.base import Split
+from ..inputs.splits import labels_checked
 
 STATE_DICT_KEYS = ("state_dict", "model_state_dict")
 """wrappers of a state_dict that training scripts commonly save"""
@@ -97,13 +98,13 @@ def load_data(path: str | Path, what: str) -> LoadedData:
             f"it holds a {type(raw).__name__}"
         raise ValueError(f"{what} file '{p}' must hold x and y (a dict or .npz with keys 'x' and 'y', or an "
                          f"(x, y) pair); {held}")
-    x, y = (raw[k] if torch.is_tensor(raw[k]) else torch.as_tensor(np.asarray(raw[k])) for k in ("x", "y"))
-    if y.dtype.is_floating_point or y.dtype == torch.bool:
-        raise ValueError(f"{what} file '{p}': y must hold integer class labels, got {y.dtype}")
     try:
-        split = Split(x, y.long())
-    except ValueError as e:
-        raise ValueError(f"{what} file '{p}': {e}") from None
+        x, y = (raw[k] if torch.is_tensor(raw[k]) else torch.as_tensor(np.asarray(raw[k])) for k in ("x", "y"))
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{what} file '{p}': x and y must be arrays of numbers ({e})") from None
+    if y.dtype == torch.bool:
+        raise ValueError(f"{what} file '{p}': labels must be integer class indices, got torch.bool")
+    split = labels_checked(x, y, f"{what} file '{p}'")
     idx = raw.get("indices")
     return LoadedData(split, None if idx is None else np.asarray(idx).ravel())
 
@@ -155,28 +156,50 @@ class ModelSpec:
                 raise ValueError(f"--model {self.name!r} is not a registered model (known: {', '.join(MODELS.names())}); "
                                  "give one of them or your own factory as package.module:function")
             return build_model(self.name, in_shape, num_classes, **self.options)
-        return _call_factory(self.name, _factory(self.name), self.options, in_shape, num_classes)
+        return _call_factory(self.name, importable(self.name, "--model"), self.options, in_shape, num_classes)
 
 
-def _factory(spec: str) -> Callable:
+def importable(spec: str, flag: str) -> Callable:
+    """The function or class ``package.module:name`` names (``flag`` says which option gave it)."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"--model {spec!r}: give a registered name or package.module:function")
+        raise ValueError(f"{flag} {spec!r}: give package.module:function")
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"--model {spec!r}: module {module_name!r} cannot be imported ({e}); install its "
+        raise ValueError(f"{flag} {spec!r}: module {module_name!r} cannot be imported ({e}); install its "
                          "package or put its directory on PYTHONPATH") from None
     obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
             public = sorted(n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n)))
-            raise ValueError(f"--model {spec!r}: module {module_name!r} has no {attr!r}; it has "
+            raise ValueError(f"{flag} {spec!r}: module {module_name!r} has no {attr!r}; it has "
                              f"{', '.join(public) or 'no public callables'}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ValueError(f"--model {spec!r}: {attr!r} is a {type(obj).__name__}, not a function or class")
+        raise ValueError(f"{flag} {spec!r}: {attr!r} is a {type(obj).__name__}, not a function or class")
     return obj
+
+
+def normalize_option(text: str, sample_shape: tuple) -> Callable:
+    """``--normalize``: ``"{mean: [...], std: [...]}"`` or ``"[mean, std]"`` (YAML, one value or one per
+    channel of ``sample_shape``), or ``package.module:function`` applied to every batch."""
+    import yaml
+
+    from ..inputs.models import normalisation
+
+    text = text.strip()
+    if ":" in text and not text.startswith(("{", "[")):
+        return importable(text, "--normalize")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"--normalize {text!r} is not valid YAML ({str(e).splitlines()[0]}); give "
+                         "'{mean: [0.5], std: [0.25]}' or package.module:function") from None
+    try:
+        return normalisation(value, sample_shape, "--normalize")
+    except TypeError as e:
+        raise ValueError(str(e)) from None
 
 
 SHAPE_ARGS = ("in_shape", "num_classes")
