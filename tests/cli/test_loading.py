@@ -207,12 +207,18 @@ def test_evaluate_with_a_model_of_ones_own_module(user_module, tmp_path, capsys)
     assert "does not fit the chosen architecture (it does not load into mypkg.models:make_net" in capsys.readouterr().err
 
 
-def test_methods_lists_models_with_their_options(capsys):
+def test_methods_lists_models_and_request_shapes_with_their_options(capsys):
+    from forgetkit.data.requests import REQUEST_SHAPES
+    from forgetkit.models import MODELS
+
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
-    models = out.split("Models (")[1]
+    models, shapes = out.split("Models (")[1].split("Request shapes (")
     assert "package.module:function" in models.splitlines()[0]
-    assert "mlp" in models and "[options: hidden, depth]" in models
+    assert "[options: hidden, depth]" in next(line for line in models.splitlines() if line.strip().startswith("mlp "))
+    assert [line.split()[0] for line in models.splitlines()[1:] if line.strip()] == list(MODELS.names())
+    assert [line.split()[0] for line in shapes.splitlines()[1:] if line.strip()] == list(REQUEST_SHAPES.names())
+    assert "[options: fraction]" in next(line for line in shapes.splitlines() if line.strip().startswith("random "))
 
 
 @pytest.mark.parametrize("csv, fragment", [

@@ -12,6 +12,7 @@ def methods(args) -> int:
 
     load_plugins()
     from ..data import DATASETS
+    from ..data.requests import REQUEST_SHAPES
     from ..methods import METHODS
     from ..metrics.evaluators import EVALUATORS
     from ..models import MODELS
@@ -35,11 +36,17 @@ def methods(args) -> int:
         print(f"  {name:<14} {_first_line(fn)}")
     print("Models (model.name, --model; or your own as --model package.module:function):")
     for name, fn in MODELS.items():
-        options = ", ".join(declared_options(fn))
-        print(f"  {name:<14} {_first_line(fn)}{f'  [options: {options}]' if options else ''}")
+        print(f"  {name:<14} {_first_line(fn)}{_options(declared_options(fn))}")
+    print("Request shapes (requests.N.kind):")
+    for name, cls in REQUEST_SHAPES.items():
+        print(f"  {name:<14} {_first_line(cls)}{_options(declared_options(cls))}")
     return 0
 
 
+def _options(declared: dict) -> str:
+    return f"  [options: {', '.join(declared)}]" if declared else ""
+
+
 def add_parser(sub) -> None:
-    m = sub.add_parser("methods", help="list methods, weightings, evaluators, datasets and models")
+    m = sub.add_parser("methods", help="list methods, weightings, evaluators, datasets, models and request shapes")
     m.set_defaults(func=methods)
