@@ -19,7 +19,7 @@ from torch import nn
 from .data.base import DataBundle, Split
 from .data.requests import ForgetRequest, validate_indices
 from .inputs import (KeepModes, UnchangedModelWarning, as_split, check_fits, check_forget_classes,
-                     check_heldout_counts, check_inputs, check_labels, check_mia_sizes, check_trainable, class_list,
+                     check_heldout_counts, check_inputs, check_labels, check_mia_sizes, check_seed, check_trainable, class_list,
                      model_device, normalisation, normalised, output_size, resolve_classes, resolve_device, unwrapped)
 from .inputs import choose_data_path as _choose_data_path
 from .methods import METHODS, build_method
@@ -143,7 +143,7 @@ def evaluate(models: dict[str, nn.Module], *, forget, retain, test, reference=No
     if "reference" in models and refs:
         raise ValueError("'reference' names the retrained model's row; rename that entry of models")
     core, extra = _parse_metrics(metrics, bool(refs))
-    tau = _check_tau(tau)
+    tau, seed = _check_tau(tau), check_seed(seed)
     if options is not None and not isinstance(options, dict):
         raise TypeError(f"options must be a mapping of evaluator name -> options, got {type(options).__name__}")
     for k in options or {}:
@@ -307,8 +307,7 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
                         f"got {type(progress).__name__}")
     if reference is not None and test is None:
         raise ValueError("metrics against a reference need a test set (test=...)")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    seed = check_seed(seed)
     if not isinstance(update_frozen_stats, bool):
         raise TypeError(f"update_frozen_stats must be True or False, got {update_frozen_stats!r}")
     if not isinstance(model, nn.Module):
@@ -368,6 +367,12 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
         out, info = m.unlearn(wrapped, ctx, w, progress)
     except StreamingUnsupported as e:
         raise StreamingUnsupported(f"method {name!r} cannot run on streamed data: {e}") from None
+    except ValueError as e:  # torch's BatchNorm on a batch of one sample, reached by the method's own batches
+        if "Expected more than 1 value per channel when training" not in str(e):
+            raise
+        raise ValueError(f"method {name!r} ran a batch of one sample through a BatchNorm layer in train mode, which "
+                         f"cannot normalise it (forget_indices: {len(idx)} sample(s)); forget at least 2 samples with batch_size >= 2, "
+                         "or use a method that mixes forget and retain samples in one batch (rl, ft)") from None
     seconds = time.perf_counter() - start
     info = {**info, "data_path": path}
     if printer is not None and not printer.lines:  # a method without engine epochs: one line at the end

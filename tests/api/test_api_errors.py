@@ -161,7 +161,7 @@ def test_model_returning_a_tuple(data):
 def test_model_that_fails_on_the_data(data):
     x, y = data
     wrong = build_model("mlp", (3, 8, 8), 10, hidden=16, depth=1)
-    with pytest.raises(ValueError, match=r"model fails on one sample of shape \(1, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"model fails on samples of shape \(1, 8, 8\)"):
         unlearn(wrong, (x, y), FORGET, method="ga")
 
 

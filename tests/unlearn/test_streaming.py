@@ -97,9 +97,9 @@ def test_a_dataloader_streams_with_its_workers_and_collate(problem):
     loader = DataLoader(TensorDataset(x, y), batch_size=999, collate_fn=collate)
     res = unlearn(model, loader, FORGET, method="rl", epochs=1, batch_size=64, seed=1)
     assert res.info["data_path"] == "streaming"
-    # the check pass (batches of 256), the model's size probe (1), then one epoch of engine batches of 64
+    # the check pass (batches of 256), the model's output probe (2), then one epoch of engine batches of 64
     # (forget and retain rows of a mixed batch collated apart, as the resident path scales them apart)
-    assert calls[:3] == [256, 44, 1] and sum(calls[3:]) == len(y) and max(calls[3:]) <= 64
+    assert calls[:3] == [256, 44, 2] and sum(calls[3:]) == len(y) and max(calls[3:]) <= 64
     ref = unlearn(model, (x, y), FORGET, method="rl", epochs=1, batch_size=64, seed=1)
     assert same(ref.model, res.model, atol=0)
 
@@ -111,8 +111,8 @@ def test_a_transform_runs_at_every_read_and_changes_the_result(problem):
     res = unlearn(model, plain, FORGET, **kw)
     assert res.info["data_path"] == "streaming"  # auto: the Dataset holds a transform
     # the check pass and two epochs read every sample three times; item 0 is read twice more
-    # (the (x, y) check and the model's output-size probe)
-    assert plain.reads == 3 * len(y) + 2
+    # (the (x, y) check and the model's output probe) and item 1 once more (the probe)
+    assert plain.reads == 3 * len(y) + 3
     same_as_tensors = unlearn(model, ((x.float() / 255), y), FORGET, **kw)
     assert same(res.model, same_as_tensors.model)
     shifted = unlearn(model, Shift(x, y, 0.2), FORGET, **kw)

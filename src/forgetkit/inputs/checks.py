@@ -34,7 +34,7 @@ class InputCheck:
 
     def add(self, offset: int, x: torch.Tensor, y: torch.Tensor) -> None:
         name = self.name
-        if self.shape is not None and tuple(x.shape[1:]) != self.shape:
+        if self.shape is not None and len(x) and tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"{name}: samples have shape {tuple(x.shape[1:])}, but the training data's are {self.shape}")
         if x.dtype == torch.bool:
             raise ValueError(f"{name}: inputs are booleans; pass them as float (x.float()) or uint8 images")
@@ -71,6 +71,13 @@ class InputCheck:
                                      "normalisation as normalize=(mean, std) (or put it inside the model)")
             elif self.dtype != torch.uint8:
                 raise ValueError(f"{name}: images must be uint8 or float in [0, 1], got {self.dtype}")
+
+
+def check_seed(seed) -> int:
+    """A seed torch and numpy both take: an integer in [0, 2**63)."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
 
 
 def check_labels(split: Split, name: str, num_classes: int) -> None:
@@ -152,6 +159,9 @@ def check_mia_sizes(n_retain: int, test: Split, forget_classes: tuple[int, ...])
     """MIA-Efficacy takes one shadow member per scored test sample (the test set without the
     forgotten classes) from the retain set: refused up front, not after unlearning."""
     n_test = len(test) - int(torch.isin(test.y, torch.as_tensor(forget_classes, dtype=torch.long)).sum())
+    if not n_test:
+        raise ValueError(f"test: every test sample is of forget_classes {list(forget_classes)}, which TA and MIA "
+                         "leave out; give test samples of the other classes")
     if n_retain < n_test:
         raise ValueError(f"test: MIA-Efficacy takes one shadow member per test sample from the retain set, but "
                          f"test has {n_test} samples and the retain set {n_retain}; give a smaller test set")

@@ -13,6 +13,8 @@ from ..data.base import as_float
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 """devices a model can be unlearned on"""
+PROBE = 2
+"""samples the model is first run on: one row of logits each, and not probabilities"""
 
 
 class ForgetkitWarning(UserWarning):
@@ -85,27 +87,29 @@ def output_size(model: nn.Module, x: torch.Tensor, name: str = "model") -> int:
     warns (:class:`ProbabilitiesWarning`) when its rows look like probabilities rather than logits."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(model).__name__}")
+    probe = x[:PROBE]
     with KeepModes(model):
         model.eval()
         try:
-            out = model(as_float(x[:1].to(model_device(model))))
+            out = model(as_float(probe.to(model_device(model))))
         except Exception as e:  # noqa: BLE001  the user's forward: report it with the input shape
-            raise ValueError(f"{name} fails on one sample of shape {tuple(x.shape[1:])}: "
+            raise ValueError(f"{name} fails on samples of shape {tuple(x.shape[1:])}: "
                              f"{type(e).__name__}: {e}") from e
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{name} returned a {type(out).__name__}, not a tensor of logits; forgetkit needs "
                         "forward(x) -> logits of shape (N, classes): wrap the model so forward returns "
                         "only the logits (e.g. model(x)[0])")
-    if out.dim() != 2 or out.shape[0] != 1:
-        raise ValueError(f"{name} returned shape {tuple(out.shape)} for one sample; forgetkit needs logits "
-                         "of shape (N, classes)")
+    n = len(probe)
+    if out.dim() != 2 or out.shape[0] != n:
+        raise ValueError(f"{name} returned shape {tuple(out.shape)} for {n} sample(s); forgetkit needs one row of "
+                         "logits per sample, shape (N, classes)")
     if not out.is_floating_point():
         raise ValueError(f"{name} returned {out.dtype} outputs; forgetkit needs float logits (not predicted labels)")
     if not torch.isfinite(out).all():
-        raise ValueError(f"{name} returned NaN or inf logits on a sample of the training data; check the model's "
+        raise ValueError(f"{name} returned NaN or inf logits on samples of the data; check the model's "
                          "weights and that it expects these inputs")
-    row = out.float()
-    if out.shape[1] > 1 and (row >= 0).all() and abs(row.sum().item() - 1) < 1e-4:
+    rows = out.float()
+    if out.shape[1] > 1 and (rows >= 0).all() and ((rows.sum(1) - 1).abs() < 1e-4).all():
         warnings.warn(f"{name}'s outputs look like probabilities (non-negative, each row sums to 1); forgetkit "
                       "treats outputs as logits, so losses and metrics would be wrong: remove the final "
                       "softmax (return logits)", ProbabilitiesWarning, stacklevel=3)
@@ -169,8 +173,9 @@ def normalisation(normalize, sample_shape: tuple | None = None, name: str = "nor
 
 
 def normalised(model: nn.Module, transform) -> nn.Module:
-    """``model`` itself without a normalisation, else :class:`Normalised` (``transform`` from :func:`normalisation`)."""
-    return model if transform is None else Normalised(model, transform)
+    """``model`` itself without a normalisation (or when it is no module, to be refused as it is), else
+    :class:`Normalised` (``transform`` from :func:`normalisation`)."""
+    return model if transform is None or not isinstance(model, nn.Module) else Normalised(model, transform)
 
 
 def unwrapped(model: nn.Module) -> nn.Module:
