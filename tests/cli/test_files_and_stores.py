@@ -299,3 +299,21 @@ def test_tune_checks_its_recipes_directory_before_the_trials(tmp_path, capsys):
     assert main(["tune", cfg, "--out", str(tmp_path / "out"), "--quiet"]) == 2
     _one_line(capsys, f"tune.recipes {tmp_path / 'recipes'} is a file, not a directory")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("options, fragment", [
+    ({"gpu_per_task": 1}, "executor_options: unknown option(s) ['gpu_per_task']; the ray executor takes address, "
+                          "cpus_per_task, gpus_per_task, max_retries"),
+    ({"cpus_per_task": 0}, "executor_options.cpus_per_task: expected a number > 0, got 0"),
+    ({"max_retries": 1.5}, "executor_options.max_retries: expected an integer >= 0, got 1.5"),
+], ids=["unknown", "zero-cpus", "fractional-retries"])
+def test_ray_options_are_checked_before_anything_is_written(options, fragment, tmp_path, monkeypatch):
+    from forgetkit.bench.config import parse_config
+    from forgetkit.bench.runner import run_experiment
+
+    _unreachable_ray(monkeypatch)  # never reached: the options are refused first
+    with pytest.raises(ValueError) as err:
+        run_experiment(parse_config(TINY), tmp_path / "out", show_progress=False, executor="ray",
+                       executor_options=options)
+    assert fragment in str(err.value)
+    assert list(tmp_path.iterdir()) == []

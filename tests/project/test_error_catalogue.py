@@ -238,6 +238,7 @@ NUMBERED_ROWS = {
     "C24": "tests/cli/test_files_and_stores.py::test_a_damaged_row_is_named_by_store_and_key",
     "C25": "tests/cli/test_files_and_stores.py::test_tune_checks_its_recipes_directory_before_the_trials",
     "C26": "tests/cli/test_loading.py::test_evaluate_normalises_inputs_as_the_model_expects",
+    "C27": "tests/cli/test_files_and_stores.py::test_ray_options_are_checked_before_anything_is_written",
     "F1": "tests/cli/test_files_and_stores.py::test_a_reader_never_creates_a_store",
     "F2": "tests/cli/test_files_and_stores.py::test_a_reader_never_creates_a_store",
     "F3": "tests/cli/test_files_and_stores.py::test_merge_refuses_a_source_whose_store_is_foreign",

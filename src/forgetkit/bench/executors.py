@@ -50,6 +50,7 @@ def connected(name: str, options: dict | None = None) -> Iterator[dict]:
         return
     ray = _import_ray()
     address = options.pop("address", None)
+    check_ray_options(options)
     started = not ray.is_initialized()
     if started:
         try:
@@ -65,6 +66,28 @@ def connected(name: str, options: dict | None = None) -> Iterator[dict]:
     finally:
         if started:
             ray.shutdown()
+
+
+RAY_OPTIONS = {"cpus_per_task": "a number > 0", "gpus_per_task": "a number >= 0",
+               "max_retries": "an integer >= 0"}
+
+
+def check_ray_options(options: dict) -> None:
+    """The :class:`RayExecutor` options (besides ``address``), checked before Ray starts: an unknown
+    or out-of-range one would otherwise fail only when the first task is submitted."""
+    unknown = sorted(set(options) - set(RAY_OPTIONS))
+    if unknown:
+        raise ValueError(f"executor_options: unknown option(s) {unknown}; the ray executor takes address, "
+                         f"{', '.join(RAY_OPTIONS)}")
+    for name, value in options.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = number and (value > 0 if name == "cpus_per_task" else value >= 0)
+        if name == "max_retries":
+            ok = ok and isinstance(value, int)
+        if name == "gpus_per_task" and value is None:
+            ok = True
+        if not ok:
+            raise ValueError(f"executor_options.{name}: expected {RAY_OPTIONS[name]}, got {value!r}")
 
 
 def _import_ray():
