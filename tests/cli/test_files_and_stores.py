@@ -139,6 +139,15 @@ def test_a_broken_experiment_json_is_named_with_its_field(text, fragment, tmp_pa
     assert _snapshot(tmp_path) == before
 
 
+def test_leaderboard_names_a_broken_experiment_json(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "experiment.json").write_text("{")
+    assert main(["report", "--leaderboard", str(run), "--out", str(tmp_path / "lb.md")]) == 2
+    _one_line(capsys, f"{run / 'experiment.json'} is not valid JSON")
+    assert not (tmp_path / "lb.md").exists()
+
+
 def test_run_into_a_directory_with_a_broken_experiment_json(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

@@ -2,7 +2,6 @@
 one :class:`Entry` per row label with its stored rows by seed."""
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from ...methods import METHODS
 from ...unlearn.weightings import WEIGHTINGS
 from ..grid import ORIGINAL, RETRAIN, paper_name, row_request_kind, weighting_name
 from ..report import load_run
+from ..store import read_experiment
 from ..tune import TUNED_SUFFIX
 
 DIRTY = "+dirty"
@@ -134,7 +134,7 @@ def load_setting(run_dir: str | Path) -> Setting:
     if not marker.exists():
         raise FileNotFoundError(f"{run_dir} holds no run (no experiment.json); give a directory made by "
                                 "`forgetkit run --out DIR`")
-    kind = json.loads(marker.read_text()).get("experiment_type") or "forget"
+    kind = read_experiment(run_dir, ()).get("experiment_type") or "forget"
     if kind != "forget":
         raise ValueError(f"{run_dir} is a {kind!r} run; the leaderboard ranks forget runs (experiment_type forget)")
     meta, rows, failed, _ = load_run(run_dir)
