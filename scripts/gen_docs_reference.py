@@ -199,6 +199,19 @@ def _request_shapes() -> list[str]:
     return parts
 
 
+def _paper_block() -> list[str]:
+    """The ``paper:`` block of a preset under configs/papers/ (the published numbers shown beside ours)."""
+    try:
+        from forgetkit.bench.papers import PaperNumbers
+    except ImportError:  # a tree without reproduction presets
+        return []
+    parts = ["## The paper block of a reproduction preset", "",
+             "A preset under `configs/papers/` adds `paper:`, the published numbers of the table it reproduces; "
+             "the report prints each metric as \"paper / ours\".", ""]
+    tables = _schema_tables(PaperNumbers, "paper")
+    return parts + [line.replace("### `rows`", "### `paper.rows`") for line in tables]
+
+
 def config_reference() -> str:
     _import_tree()
     from forgetkit.bench.config import ExperimentConfig
@@ -207,6 +220,7 @@ def config_reference() -> str:
     parts = ["## Forgetting experiments (`experiment_type: forget`, the default)", ""]
     parts += _schema_tables(ExperimentConfig, "top level")
     parts += _request_shapes()
+    parts += _paper_block()
     parts += ["## Soft-weighting experiments (`experiment_type: soft-weighting`)", ""]
     parts += _schema_tables(SoftWeightingConfig, "top level")
     return "\n".join(parts).replace("### `top level`", "### Top level")
