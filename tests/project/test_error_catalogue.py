@@ -258,3 +258,135 @@ def test_numbered_command_line_and_store_rows_each_have_a_test():
         for node in (nodes,) if isinstance(nodes, str) else nodes:
             path, name = node.split("::")
             assert f"def {name}(" in (root / path).read_text(), f"row {row}: {node} does not exist"
+
+
+# docs/errors.md rows P… (the Python API): each case is run, and the fragment it checks must be quoted
+# in its row, so the catalogue and the code cannot drift apart
+def _api_world():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 256, (80, 1, 8, 8), dtype=torch.uint8, generator=g), torch.arange(80) % 10
+    return build_model("mlp", (1, 8, 8), 10, hidden=16, depth=1), (x, y)
+
+
+class _BatchMean(torch.nn.Module):
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x).mean(0, keepdim=True)
+
+
+def _frozen(model):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _api_cases():
+    from torch import nn
+
+    from forgetkit import evaluate, unlearn
+    from forgetkit.inputs import ProbabilitiesWarning, UnchangedModelWarning
+
+    F = list(range(0, 80, 8))
+    threes = list(range(3, 80, 10))
+
+    def ev(model, data, **kw):
+        x, y = data
+        return evaluate({"m": model}, forget=(x[:10], y[:10]), retain=(x[10:], y[10:]), test=(x[:10], y[:10]), **kw)
+
+    bn = lambda: nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 10))  # noqa: E731
+    x_inf = lambda d: (d[0], torch.where(torch.arange(80) == 5, float("inf"), d[1].float()))  # noqa: E731
+    return {
+        "P1": (lambda m, d: unlearn(m, d, F, method="rl", epochs=0), ValueError,
+               "epochs=0 would return the model unchanged; method 'rl' needs epochs >= 1"),
+        "P2": (lambda m, d: unlearn(_frozen(m), d, F), ValueError,
+               "model has 4 parameter tensors, all frozen (requires_grad=False), so unlearning could not change it"),
+        "P3": (lambda m, d: unlearn(m, d, F, forget_classes=[3]), ValueError,
+               "forget_classes: classes [3] have no samples in the forget set"),
+        "P4": (lambda m, d: unlearn(m, d, threes[:3], forget_classes=[3]), ValueError,
+               "forget_classes: classes [3] still have samples outside the forget set, so they are not removed whole"),
+        "P5": (lambda m, d: unlearn(m, d, threes, forget_classes=[3, 12]), ValueError,
+               "forget_classes: classes [12] do not exist"),
+        "P6": (lambda m, d: unlearn(_BatchMean(m), d, F), ValueError,
+               "model returned shape (1, 10) for 2 sample(s); forgetkit needs one row of logits per sample"),
+        "P7": (lambda m, d: unlearn(nn.Sequential(m, _Argmax()), d, F), ValueError,
+               "model returned torch.int64 outputs; forgetkit needs float logits (not predicted labels)"),
+        "P8": (lambda m, d: unlearn(nn.Sequential(m, _Times(float("nan"))), d, F), ValueError,
+               "model returned NaN or inf logits on samples of the data"),
+        "P9": (lambda m, d: unlearn(nn.Sequential(nn.Flatten(), nn.Linear(64, 1)), d, F), ValueError,
+               "the model returns 1 output per sample; forgetkit needs one logit per class"),
+        "P10": (lambda m, d: unlearn(bn(), d, [0], method="ga", epochs=1), ValueError,
+                "method 'ga' ran a batch of one sample through a BatchNorm layer in train mode"),
+        "P11": (lambda m, d: unlearn(m, d, F, test=(torch.cat([d[0]] * 2), torch.cat([d[1]] * 2))), ValueError,
+                "test: MIA-Efficacy takes one shadow member per test sample from the retain set"),
+        "P12": (lambda m, d: unlearn(m, d, threes, forget_classes=[3], test=(d[0][threes], d[1][threes])), ValueError,
+                "test: every test sample is of forget_classes [3], which TA and MIA leave out"),
+        "P13": (lambda m, d: unlearn(m, d, F, seed=1.5), ValueError, "seed must be an integer >= 0, got 1.5"),
+        "P14": (lambda m, d: unlearn(m, d, F, device="meta"), ValueError,
+                "device 'meta': forgetkit runs models on cpu, cuda, mps"),
+        "P15": (lambda m, d: unlearn(m, (d[0] > 100, d[1]), F), ValueError,
+                "train: inputs are booleans; pass them as float (x.float()) or uint8 images"),
+        "P16": (lambda m, d: unlearn(m, x_inf(d), F), ValueError,
+                "train: labels must be integer class indices, got torch.float32 values such as [inf]"),
+        "P17": (lambda m, d: unlearn(m, d, F, normalize=(0.5, 0.0)), ValueError, "normalize: every std must be > 0, got [0.0]"),
+        "P18": (lambda m, d: ev(m, d, reference=m, tau=float("nan")), ValueError, "tau must be a finite number >= 0, got nan"),
+        "P19": (lambda m, d: ev(m, d, metrics=[]), ValueError,
+                "metrics must be a non-empty list of metric names (or None for FA, RA, TA, MIA), got []"),
+        "P20": (lambda m, d: evaluate({"m": m}, forget=(d[0][:5], d[1][:5]), retain=d, test=(d[0][:0], d[1][:0])),
+                ValueError, "test: the test set is empty; TA and MIA need test samples"),
+        "P21": (lambda m, d: unlearn(m, d, F, update_frozen_stats="yes"), TypeError,
+                "update_frozen_stats must be True or False, got 'yes'"),
+        "P22": (lambda m, d: unlearn(nn.Sequential(m, nn.Softmax(1)), d, F, epochs=1), ProbabilitiesWarning,
+                "model's outputs look like probabilities (non-negative, each row sums to 1)"),
+        "P23": (lambda m, d: unlearn(m, d, F, method="ga", epochs=1, lr=1e-30), UnchangedModelWarning,
+                "unlearning with 'ga' left every parameter of the model as it was"),
+        "P24": (lambda m, d: unlearn(m, d, F, method="ga", epochs=1, lr=1e-6, test=(d[0][:40], d[1][:40])),
+                UnchangedModelWarning, "unlearning with 'ga' left FA, RA, TA and MIA exactly as the original's"),
+    }
+
+
+class _Argmax(torch.nn.Module):
+    def forward(self, logits):
+        return logits.argmax(1, keepdim=True).repeat(1, 10)
+
+
+class _Times(torch.nn.Module):
+    def __init__(self, factor):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x):
+        return x * self.factor
+
+
+def _api_rows() -> dict[str, str]:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
+    return {m.group(1): m.group(0) for m in re.finditer(r"^\| (P\d+) \|.*$", text, flags=re.M)}
+
+
+def test_api_rows_and_cases_are_the_same():
+    assert sorted(_api_rows(), key=lambda r: int(r[1:])) == sorted(_api_cases(), key=lambda r: int(r[1:]))
+
+
+@pytest.mark.parametrize("row", sorted(_api_cases(), key=lambda r: int(r[1:])))
+def test_api_row(row):
+    call, kind, fragment = _api_cases()[row]
+    assert fragment in _api_rows()[row], f"docs/errors.md row {row} does not quote {fragment!r}"
+    model, data = _api_world()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    if issubclass(kind, Warning):
+        with pytest.warns(kind) as caught:
+            call(model, data)
+        assert any(fragment in f"{w.category.__name__}: {w.message}" for w in caught), [str(w.message) for w in caught]
+    else:
+        with pytest.raises(kind) as err:
+            call(model, data)
+        assert fragment in str(err.value)
+    if row != "P2":  # P2 froze the model itself to make its point
+        assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the model was modified"
