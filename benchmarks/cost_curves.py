@@ -11,7 +11,8 @@ before the call (``ru_maxrss``, the whole process's peak, where that reset is un
 Every method runs at its reference defaults except that its passes over the data are cut to ONE
 (``epochs=1``; SFRon: one epoch; one-shot methods unchanged), and "retrain" is one epoch of the
 training recipe on the retain set: the fitted exponent then says how the cost of one pass grows,
-which is what a full run multiplies by its epochs.
+which is what a full run multiplies by its epochs. Class-only methods (SVD, TRW, ...) forget whole
+classes instead: one class at 10 %, five at 50 %, no point at 1 %.
 
 The store is JSON lines, one point a line; a point already there is skipped, so ``run`` resumes.
 Points run smallest pool first. A point over ``--point-timeout`` seconds of CPU time is recorded as such and the same
@@ -62,6 +63,21 @@ def one_pass_options(name: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------ one point
+
+CLASSES_FOR = {0.1: (0,), 0.5: (0, 1, 2, 3, 4)}
+"""a class-only method's request at a forget size: whole classes of the (balanced) pool"""
+
+
+def class_request_for(method: str, fraction: float) -> tuple[int, ...]:
+    """The classes a class-only method forgets at ``fraction`` (empty for every other method);
+    a class-only method has no point at a size no set of whole classes makes (1 %)."""
+    from forgetkit.methods import METHODS
+
+    if method in (RETRAIN, FALW) or not METHODS.get(method).class_only:
+        return ()
+    if fraction not in CLASSES_FOR:
+        raise ValueError(f"{method} forgets whole classes: no request of {fraction:.0%}")
+    return CLASSES_FOR[fraction]
 
 def _prepare(folder: Path, pool: int) -> Path:
     """Pool, held-out set and trained original of one pool size, saved once for all its points."""
@@ -128,11 +144,13 @@ def measure(folder: Path, method: str, pool: int, fraction: float) -> dict:
     import torch
 
     from forgetkit import api
-    from forgetkit.data.requests import random_request
+    from forgetkit.data.requests import class_request, random_request
     from forgetkit.train import TrainRecipe, train_classifier
 
     train, held, original, build, classes = _load_pool(folder, pool)
-    forget = random_request(train.y.numpy(), fraction, 0).indices
+    whole = class_request_for(method, fraction)
+    forget = (class_request(train.y.numpy(), whole, classes) if whole else
+              random_request(train.y.numpy(), fraction, 0)).indices
     torch.manual_seed(0)
     fresh = build()
     rss_before = _memory_kib("VmRSS")
@@ -146,13 +164,14 @@ def measure(folder: Path, method: str, pool: int, fraction: float) -> dict:
         name, weighting = (("rl", "falw") if method == FALW else (method, "uniform"))
         options = one_pass_options(name)
         result = api.unlearn(original, train, forget, name, heldout=held, weighting=weighting, seed=0,
-                             device="cpu", **options)
+                             device="cpu", forget_classes=whole, **options)
         seconds = result.seconds
     cpu_seconds = time.process_time() - cpu_start
     peak = _memory_kib("VmHWM") if exact else None
     if peak is None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"method": method, "pool": pool, "fraction": fraction, "n_forget": int(len(forget)),
+            "request": f"classes {list(whole)}" if whole else "random",
             "seconds": round(seconds, 3), "cpu_seconds": round(cpu_seconds, 3), "peak_rss_mib": round(peak / 1024, 1),
             "peak_extra_mib": round(max(peak - (rss_before or 0), 0) / 1024, 1) if exact else None,
             "options": options, "threads": torch.get_num_threads(), "status": "ok"}
@@ -199,6 +218,14 @@ def _release_freed_memory() -> None:
         pass
 
 
+def _has_point(method: str, fraction: float) -> bool:
+    try:
+        class_request_for(method, fraction)
+        return True
+    except ValueError:
+        return False
+
+
 def run_pool(args) -> None:
     """Every missing point of one pool size, in this one process (a fresh process per point costs
     more than most points on a loaded machine); each point is appended to the store when done."""
@@ -212,7 +239,7 @@ def run_pool(args) -> None:
     for fraction in args.fractions:
         for method in args.methods or method_names():
             key = (method, args.pool, fraction)
-            if key in done or (method, fraction) in too_slow:
+            if key in done or (method, fraction) in too_slow or not _has_point(method, fraction):
                 continue
             if time.process_time() > args.cpu_budget:
                 print(f"CPU budget spent; stopping before {key}", flush=True)
@@ -224,6 +251,9 @@ def run_pool(args) -> None:
             except _Timeout:
                 row = {"method": method, "pool": args.pool, "fraction": fraction, "status": "timeout",
                        "cpu_seconds": args.point_timeout}
+            except Exception as e:  # noqa: BLE001  one method's failure is a recorded point, not the end of the run
+                row = {"method": method, "pool": args.pool, "fraction": fraction, "status": "error",
+                       "error": f"{type(e).__name__}: {e}"}
             finally:
                 signal.setitimer(signal.ITIMER_PROF, 0)
             row |= {"commit": commit, "cpu": cpu}
