@@ -71,11 +71,14 @@ def test_paper_preset_passes_smoke_and_reports_the_paper(preset, tmp_path, capsy
     assert rc == 0, err[-3000:]
     report = Path(out.strip().splitlines()[-1].removeprefix("report: ")).read_text()
     paper, _ = split_paper(raw)
-    assert f"## Beside the paper: {paper.table}" in report
-    first = paper.rows[0]
-    assert f"| {first.method} | {first.values[0]:.2f} / " in report
-    ours = report.split(f"| {first.method} | {first.values[0]:.2f} / ")[1].split(" ")[0]
-    float(ours)  # the Retrain row ran: a number beside the paper's, not "–"
+    section = report.split(f"## Beside the paper: {paper.table}")[1].split("\n## ")[0]
+    ran = [r["name"] for r in raw["requests"]][:2]  # --smoke keeps the first two requests
+    for request in ran:
+        table = section.split(f"**{request}**")[1].split("\n\n")[1]
+        rows = [line for line in table.splitlines() if line.startswith("| ") and "paper / ours" not in line]
+        assert len(rows) == sum(r.request == request for r in paper.rows)
+        for line in rows:  # every paper row found its row of ours: a number beside the paper's, never "–"
+            assert "/ –" not in line, line
 
 
 @pytest.mark.parametrize("preset", PAPERS, ids=[p.stem for p in PAPERS])
