@@ -5,7 +5,7 @@
 
 Reads a finished (or growing) run made with ``metrics.audit: true`` — e.g. ``forgetkit run
 configs/audit-stop.yaml --out runs/audit-stop`` — and re-audits every unlearned row from the scores
-its store keeps (``forgetkit.metrics.audit.audit_scores``; the Original row of the same request and
+its store keeps (``forgetkit.audit.audit_scores``; the Original row of the same request and
 seed is "before"). Nothing is trained or run. Beside each row's audit it puts the Retrain-based
 measures of the same row against the Retrain row: ΔFA (forget accuracy minus Retrain's, points),
 the confidence gap (mean true-class probability minus Retrain's on the same samples), FaLW's
@@ -30,11 +30,10 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import spearmanr
 
-from forgetkit.audit_cli import retain_counts
 from forgetkit.bench.grid import ORIGINAL, RETRAIN
 from forgetkit.bench.report import load_run
-from forgetkit.metrics.audit import (RETRAIN_SLOPE, TARGET_MARGIN, TARGET_MARGIN_BELOW, audit_scores,
-                                     decode_scores)
+from forgetkit.audit import audit_scores, decode_scores
+from forgetkit.audit.rules import RETRAIN_SLOPE, TARGET_MARGIN, TARGET_MARGIN_BELOW
 from forgetkit.metrics.core import unlearning_deviation
 
 GAP_TAU = 0.02
@@ -73,7 +72,6 @@ def cell_records(run: Path, *, margin: float, target_margin: float, target_margi
     only, when given: a setting chosen on some seeds is reported on the others)."""
     _, rows, _, arts = load_run(run, with_artifacts=True)
     by = {(r["method"], r["request"], r["seed"]): r for r in rows}
-    counts = retain_counts(run)
     out = []
     for row in rows:
         if row["method"] == ORIGINAL or (seeds is not None and row["seed"] not in seeds):
@@ -84,7 +82,7 @@ def cell_records(run: Path, *, margin: float, target_margin: float, target_margi
         a, r, o = (decode_scores(arts[x["key"]]["audit_scores"]) for x in (row, ref, orig))
         stored = arts[row["key"]]["audit"]
         accuracy = {k: v for k, v in stored["accuracy"].items() if k in ("retain", "test")}
-        rc = stored["settings"].get("retain_counts") or counts.get((row["request"], row["seed"]))
+        rc = stored["settings"].get("retain_counts")
         res = audit_scores(a, o, num_classes=int(row["provenance"]["num_classes"]), accuracy=accuracy,
                            retain_counts=None if rc is None else {int(k): v for k, v in rc.items()},
                            forget_classes=stored["settings"]["forget_classes"], margin=margin,

@@ -31,10 +31,10 @@ import torch
 from scipy.stats import spearmanr
 
 from forgetkit import unlearn
-from forgetkit.audit_report import write_audit_report
+from forgetkit.audit import write_audit_report
 from forgetkit.data import DATASETS
 from forgetkit.data.base import heldout_split
-from forgetkit.metrics.audit import audit
+from forgetkit.audit import audit
 from forgetkit.metrics.core import accuracy, predict_logits, true_class_probs
 from forgetkit.models import build_model
 from forgetkit.train import TrainRecipe, train_classifier

@@ -18,7 +18,7 @@ _EXPORTS = {
     "register_method": "plugins", "register_weighting": "plugins", "register_evaluator": "plugins",
     "register_dataset": "plugins", "register_model": "plugins", "register_request_shape": "plugins",
     "load_plugins": "plugins",
-    "audit": "metrics.audit",
+    "audit": "audit",
     "ForgetkitWarning": "inputs",
 }
 
@@ -28,7 +28,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        value = module if _EXPORTS[name] == name else getattr(module, name)  # ``audit``: the callable package
         globals()[name] = value
         return value
     raise AttributeError(f"module 'forgetkit' has no attribute {name!r}")

@@ -93,27 +93,22 @@ def load_checkpoint(path: str, model_name: str, in_shape, num_classes: int, opti
     return model.eval()
 
 
-def _safe_name(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+def audit_run(run_dir, *, out=None, store: bool = True, **options) -> list[dict]:
+    """Re-audit every stored row of a run from its audit data (:func:`forgetkit.audit.runs.reaudit_rows`;
+    ``options`` as there); write ``<out>/<row>/audit.*`` (default ``RUN_DIR/audits``) and, with
+    ``store``, one audit record per row in the run's store while holding the run's lock (the rows
+    themselves are never rewritten).
 
-
-def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, margin: float = 0.02,
-              target_margin: float | None = None, target_margin_below: float | None = None,
-              retrain_slope: float | None = None, min_samples: int = 20, n_boot: int = 300,
-              tolerance: float = 0.01) -> list[dict]:
-    """Re-audit every stored row of a run from its ``audit_scores``; write ``<out>/<row>/audit.*``
-    (default ``RUN_DIR/audits``) and, with ``store``, put each result back into the run's store
-    (artifact ``audit``, metrics ``audit_auc``/``audit_verdict``) while holding the run's lock.
-
-    Every audit is computed before anything is written. Rows without stored scores (a run made
-    without ``metrics.audit: true``, or by an older forgetkit) are skipped and listed; a run where
-    no row has them is a ValueError. Returns one dict per row: key, method, request, seed, result,
-    paths (or skipped: the reason).
+    Every audit is computed before anything is written. Returns one dict per row: key, method,
+    request, seed, result and paths, or skipped: the reason.
     """
-    from .audit_report import write_audit_report
+    from contextlib import nullcontext
+
+    from .audit.report import write_files
+    from .audit.runs import audit_record, reaudit_rows, render_row
     from .bench.grid import ORIGINAL
     from .bench.store import ResultStore
-    from .metrics.audit import audit_scores, decode_scores
+    from .locks import DirectoryBusy, DirectoryLock
 
     run = Path(run_dir)
     db = run / "results.sqlite"
@@ -127,44 +122,18 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
         arts = {r["key"]: st.artifacts(r["key"]) for r in rows}
     if not rows:
         raise ValueError(f"{db} holds no finished rows to audit")
-    originals = {(r["request"], r["seed"]): r for r in rows if r["method"] == ORIGINAL}
-    targets = {k: v for k, v in (("target_margin", target_margin), ("target_margin_below", target_margin_below),
-                                 ("retrain_slope", retrain_slope)) if v is not None}
-    requests = run_requests(run)
-    counts = {k: v[1] for k, v in requests.items()}
-    done = []
-    for r in rows:
-        a = arts[r["key"]]
-        item = {"key": r["key"], "method": r["method"], "request": r["request"], "seed": r["seed"]}
-        if "audit_scores" not in a:
-            done.append(item | {"skipped": "no stored audit scores (run with metrics.audit: true)"})
-            continue
-        after = decode_scores(a["audit_scores"])
-        orig = originals.get((r["request"], r["seed"]))
-        before = None
-        if r["method"] != ORIGINAL and orig is not None and "audit_scores" in arts[orig["key"]]:
-            before = decode_scores(arts[orig["key"]]["audit_scores"])
-        stored = a.get("audit") or {}
-        removed = (stored.get("settings") or {}).get("forget_classes", [])
-        accuracy = {k: {s: v for s, v in sides.items() if s == "after" or before is not None}
-                    for k, sides in (stored.get("accuracy") or {}).items() if k in ("retain", "test")}
-        num_classes = int(r["provenance"].get("num_classes") or stored.get("num_classes"))
-        rc = (stored.get("settings") or {}).get("retain_counts") or counts.get((r["request"], r["seed"]))
-        result = audit_scores(after, before, num_classes=num_classes, forget_classes=removed, accuracy=accuracy,
-                              retain_counts=None if rc is None else {int(k): v for k, v in rc.items()},
-                              alpha=alpha, margin=margin, tolerance=tolerance, min_samples=min_samples,
-                              n_boot=n_boot, seed=int(r["seed"]), **targets)
-        result.settings["source"] = "stored scores (float32) of the run's store"
-        done.append(item | {"result": result, "row": r})
+    try:
+        done = reaudit_rows(rows, arts, original_label=ORIGINAL, **options)
+    except ValueError as e:
+        raise ValueError(str(e).replace("no row has", f"no row of {run} has")) from None
+    originals = {(r["request"], r["seed"]): r["key"] for r in rows if r["method"] == ORIGINAL}
+    by_key = {r["key"]: r for r in rows}
     audited = [d for d in done if "result" in d]
-    if not audited:
-        raise ValueError(f"no row of {run} has stored audit scores: run it with metrics.audit: true "
-                         "(forgetkit run CONFIG --set metrics.audit=true --out RUN_DIR; finished rows are kept)")
-    names = _class_names(run)
-    from contextlib import nullcontext
-
-    from .locks import DirectoryBusy, DirectoryLock
-
+    pages = {}
+    for d in audited:
+        r = by_key[d["key"]]
+        orig = originals.get((r["request"], r["seed"]))
+        pages[d["key"]] = render_row(r, arts[d["key"]], None if orig is None else arts[orig], result=d["result"])
     # the run's lock first: a run still writing its store is refused before any report is written
     lock = DirectoryLock(run) if store else nullcontext()
     try:
@@ -174,75 +143,14 @@ def audit_run(run_dir, *, out=None, store: bool = True, alpha: float = 0.05, mar
                          "the reports only") from None
     try:
         for d in audited:
-            r = d["row"]
-            req_name = requests.get((r["request"], r["seed"]), (r["request"],))[0]  # the run's own report names
-            d["paths"] = write_audit_report(d["result"], out_dir / _safe_name(f"{r['method']}-{req_name}-seed{r['seed']}"),
-                                            method=r["method"], method_settings=r["params"],
-                                            unlearn_seconds=r["metrics"].get("time_s"), class_names=names)
-        if not store:
-            return _finish(done)
-        with ResultStore(db) as st:
-            for d in audited:
-                r, res = d.pop("row"), d["result"]
-                a = dict(arts[r["key"]]) | {"audit": res.to_dict()}
-                metrics = dict(r["metrics"]) | {"audit_auc": res.after.overall.auc, "audit_verdict": res.verdict}
-                if res.target is not None:
-                    metrics["audit_target_auc"] = res.target.overall.auc
-                st.put(key=r["key"], experiment=r["experiment"], method=r["method"], weighting=r["weighting"],
-                       request=r["request"], seed=r["seed"], status=r["status"], metrics=metrics,
-                       params=r["params"], provenance=r["provenance"], error=r["error"], artifacts=a)
+            d["paths"] = write_files(out_dir / d["page"], pages[d["key"]])
+        if store:
+            with ResultStore(db) as st:
+                for d in audited:
+                    st.put_audit(d["key"], audit_record(d["result"]))
     finally:
         lock.__exit__(None, None, None)
-    return _finish(done)
-
-
-def _finish(done: list[dict]) -> list[dict]:
-    for d in done:
-        d.pop("row", None)
     return done
-
-
-def retain_counts(run: Path) -> dict[tuple[str, int], dict[int, int]]:
-    """(request name, seed) → class → retain samples, rebuilt from the run's config and data (the
-    same seeded splits the run used; no model is touched). Empty when the config cannot be read."""
-    return {k: v[1] for k, v in run_requests(run).items()}
-
-
-def run_requests(run: Path) -> dict[tuple[str, int], tuple[str, dict[int, int]]]:
-    """(row's request name, seed) → (the request's own name, as the run's report directories use
-    it; class → retain samples), rebuilt from the run's config and data. Empty when unreadable."""
-    import json
-
-    from .bench.config import parse_config
-    from .bench.store import resolve_cache_dir
-    from .bench.workspace import Workspace
-
-    try:
-        cfg = parse_config(json.loads((run / "experiment.json").read_text())["config"])
-        ws = Workspace(cfg, resolve_cache_dir(run, cfg.cache_dir))
-        out = {}
-        for seed in cfg.seeds:
-            for ri, spec in enumerate(cfg.requests):
-                y = ws.splits(seed, ri)[1].y.numpy()
-                name = spec.name or ws.request(seed, ri).name
-                out[(name, seed)] = (ws.request(seed, ri).name,
-                                     {int(c): int(n) for c, n in zip(*np.unique(y, return_counts=True))})
-        return out
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def _class_names(run: Path) -> list[str] | None:
-    """The dataset's class names, from the run's config (None when the data cannot be read)."""
-    import json
-
-    from .data import load_dataset
-
-    try:
-        cfg = json.loads((run / "experiment.json").read_text())["config"]
-        return list(load_dataset(cfg["dataset"], cfg.get("data_dir")).class_names) or None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def run_audit_dir(args) -> int:
@@ -264,14 +172,13 @@ def run_audit_dir(args) -> int:
                   f"[{o.ci_low:.3f}, {o.ci_high:.3f}])")
     audited = [d for d in done if "paths" in d]
     print(f"{len(audited)} rows audited; reports under {Path(audited[0]['paths']['audit.md']).parent.parent}"
-          + ("" if args.no_store else "; results stored in the run's results.sqlite"))
+          + ("" if args.no_store else "; audit records stored in the run's results.sqlite"))
     return 0
 
 
 def run_audit(args) -> int:
     """The ``forgetkit audit`` command: load, audit, write the report, print the verdict."""
-    from .audit_report import write_audit_report
-    from .metrics.audit import audit
+    from .audit import audit, write_audit_report
 
     if args.run_dir:
         return run_audit_dir(args)

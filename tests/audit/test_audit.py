@@ -6,10 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from forgetkit.audit_report import write_audit_report
+from forgetkit.audit import write_audit_report
 from forgetkit.data import DATASETS
 from forgetkit.data.base import Split, as_float
-from forgetkit.metrics.audit import audit, compare_side, model_scores
+from forgetkit.audit import audit
+from forgetkit.audit.scores import model_scores
+from forgetkit.audit.statistics import compare_side
 from forgetkit.models import build_model
 from tiny_models import fit_tiny_mlp
 

@@ -10,7 +10,7 @@ from forgetkit.bench.config import parse_config
 from forgetkit.bench.runner import run_experiment
 from forgetkit.bench.store import ResultStore
 from forgetkit.cli import main
-from forgetkit.metrics.audit import audit_scores, decode_scores, encode_scores
+from forgetkit.audit import audit_scores, decode_scores, encode_scores
 
 RUN = {"name": "audit-run", "dataset": "digits", "device": "cpu", "threads": 1, "heldout_fraction": 0.2,
        "model": {"name": "mlp", "options": {"hidden": 32, "depth": 1}},
@@ -30,6 +30,11 @@ def run(tmp_path_factory):
 def _rows(out):
     with ResultStore(out / "results.sqlite") as st:
         return [(r, st.artifacts(r["key"])) for r in st.rows()]
+
+
+def _reaudits(out):
+    with ResultStore(out / "results.sqlite") as st:
+        return st.audits()
 
 
 def test_a_rows_audit_reports_the_rows_own_retain_accuracy_and_the_originals(run):
@@ -77,25 +82,49 @@ def test_every_row_is_reaudited_from_the_store_and_matches_the_audit_made_during
     cls = [d for d in done if d["result"].settings["forget_classes"] == [3] and d["method"] == "FT"][0]
     assert cls["result"].per_class[0].removed  # the class removed whole is still judged by its own rule
     after = {r["key"]: (r, a) for r, a in _rows(run)}
-    assert all(after[k][1]["audit"]["settings"]["source"].startswith("stored scores") for k in after)
-    assert {k: after[k][0]["metrics"]["FA"] for k in after} == {k: before[k][0]["metrics"]["FA"] for k in before}
+    assert after == before  # the raw rows are never rewritten: the re-audit writes its own records
+    assert all(rec["audit"]["settings"]["source"].startswith("stored scores") for rec in _reaudits(run).values())
+    assert set(_reaudits(run)) == set(before)
 
 
 def test_cli_on_a_run_dir_and_a_margin_that_changes_verdicts(run, tmp_path, capsys):
     assert main(["audit", str(run), "--out", str(tmp_path / "cli"), "--margin", "0.4", "--target-margin", "0.3"]) == 0
     out = capsys.readouterr().out
     assert "6 rows audited" in out and "Original /" in out
-    rows = _rows(run)
-    assert all(a["audit"]["settings"]["margin"] == 0.4 and a["audit"]["settings"]["target_margin"] == 0.3 for _, a in rows)
-    assert all(r["metrics"]["audit_verdict"] == a["audit"]["verdict"] for r, a in rows)
+    records = _reaudits(run)
+    assert len(records) == 6
+    assert all(a["audit"]["settings"]["margin"] == 0.4 and a["audit"]["settings"]["target_margin"] == 0.3
+               for a in records.values())
+    assert all(a["audit_verdict"] == a["audit"]["verdict"] for a in records.values())
     assert len(list((tmp_path / "cli").glob("*/audit.html"))) == 6
 
 
 def test_no_store_leaves_the_store_untouched(run, tmp_path):
     db = run / "results.sqlite"
-    snap = sqlite3.connect(db).execute("SELECT key, metrics FROM results ORDER BY key").fetchall()
+    snap = [sqlite3.connect(db).execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall() for t in ("results", "audits")]
     audit_run(run, out=tmp_path / "ns", store=False, margin=0.3)
-    assert sqlite3.connect(db).execute("SELECT key, metrics FROM results ORDER BY key").fetchall() == snap
+    assert [sqlite3.connect(db).execute(f"SELECT * FROM {t} ORDER BY 1, 2").fetchall()
+            for t in ("results", "audits")] == snap
+
+
+def test_the_report_step_renders_pages_from_the_store_with_the_newest_reaudit(run, tmp_path):
+    """Cells store audit data only; the report step renders the pages, from a re-audit's record when there is one."""
+    from forgetkit.bench.report import write_report
+
+    audit_run(run, out=tmp_path / "re", margin=0.45)
+    write_report(run)
+    pages = list((run / "audits").glob("*/audit.json"))
+    assert len(pages) == 6 and all(json.loads(p.read_text())["settings"]["margin"] == 0.45 for p in pages)
+
+
+def test_old_stores_without_page_data_still_reaudit(run, tmp_path):
+    """A store written before rows kept ``audit_page``: the re-audit still runs, pages named from the row."""
+    from forgetkit.audit.runs import reaudit_rows
+
+    rows = [r for r, _ in _rows(run)]
+    arts = {r["key"]: {k: v for k, v in a.items() if k != "audit_page"} for r, a in _rows(run)}
+    done = reaudit_rows(rows, arts, original_label="Original")
+    assert all("result" in d and d["page"].endswith(f"seed{d['seed']}") for d in done)
 
 
 def test_bad_run_dirs_are_refused_and_nothing_written(run, tmp_path, capsys):
@@ -130,7 +159,7 @@ def test_a_class_absent_from_the_retain_set_is_judged_as_removed_whole():
     import torch
 
     from forgetkit.data.base import Split
-    from forgetkit.metrics.audit import audit
+    from forgetkit.audit import audit
 
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(300, 1, 4, 4, generator=g), torch.arange(300) % 3

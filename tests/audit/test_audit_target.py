@@ -7,7 +7,7 @@ from torch import nn
 
 from forgetkit import stats
 from forgetkit.data import DATASETS
-from forgetkit.metrics.audit import audit, audit_scores
+from forgetkit.audit import audit, audit_scores
 from tiny_models import fit_tiny_mlp
 
 
@@ -162,7 +162,7 @@ def test_a_depleted_class_is_never_called_over_forgotten():
 
 def test_no_damage_warning_for_a_class_removed_whole(tmp_path):
     """Unseen images of a removed class should stop being recognised: that fall is not damage."""
-    from forgetkit.audit_report import write_audit_report
+    from forgetkit.audit import write_audit_report
 
     y = np.repeat([0, 1], 200)
     before = {"forget": np.full(400, 3.0), "forget_correct": np.ones(400, bool), "forget_y": y,
@@ -179,7 +179,7 @@ def test_no_damage_warning_for_a_class_removed_whole(tmp_path):
 def test_retrain_shift_is_the_slow_log_of_the_retained_share():
     import math
 
-    from forgetkit.metrics.audit import retrain_shift
+    from forgetkit.audit.rules import retrain_shift
 
     rng = np.random.default_rng(7)
     forget = {c: int(rng.integers(0, 200)) for c in range(10)}
@@ -212,7 +212,7 @@ def _shifted_case(slope_true: float, share: float, n: int = 400, seed: int = 8):
 
 def test_the_reference_moves_by_the_retrain_shift():
     """The target AUC is the slow pairwise count against the original's held-out scores plus the shift."""
-    from forgetkit.metrics.audit import retrain_shift
+    from forgetkit.audit.rules import retrain_shift
 
     after, before, retain = _shifted_case(1.5, 0.6)
     r = audit_scores(after, before, num_classes=2, retain_counts=retain, retrain_slope=1.5, n_boot=20)
@@ -240,7 +240,7 @@ def test_the_shift_clears_a_retrained_model_and_still_flags_one_that_kept_its_fo
 
 
 def test_the_report_says_how_far_the_reference_moved(tmp_path):
-    from forgetkit.audit_report import write_audit_report
+    from forgetkit.audit import write_audit_report
 
     after, before, retain = _shifted_case(1.5, 0.6)
     r = audit_scores(after, before, num_classes=2, retain_counts=retain, retrain_slope=1.25, n_boot=10)
@@ -254,7 +254,7 @@ def test_the_report_says_how_far_the_reference_moved(tmp_path):
 def test_bracket_verdict_is_the_verdict_that_holds_for_every_reference_in_the_range():
     """Slow definition: the reference lies anywhere between the moved and the unmoved end; a flag
     must hold at the end least favourable to it, "faithful" at both ends."""
-    from forgetkit.metrics.audit import VERDICTS, bracket_verdict
+    from forgetkit.audit.rules import VERDICTS, bracket_verdict
 
     for u in VERDICTS:
         for m in VERDICTS:

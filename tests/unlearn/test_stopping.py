@@ -7,7 +7,7 @@ from torch import nn
 from forgetkit import unlearn
 from forgetkit.data import DATASETS
 from forgetkit.data.base import as_float
-from forgetkit.metrics.audit import audit
+from forgetkit.audit import audit
 from tiny_models import fit_tiny_mlp
 from forgetkit.unlearn.context import UnlearnContext
 from forgetkit.unlearn.stopping import STOP_RULES, Indistinguishable, build_stop_rule

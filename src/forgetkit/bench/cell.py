@@ -111,12 +111,12 @@ def execute_cell(ws: Workspace, cell: Cell, progress=None) -> dict:
 
 def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: dict, artifacts: dict,
            retain_accuracy: float | None) -> dict:
-    """The deletion audit of this row's model (forget set vs the never-trained held-out split):
-    its JSON goes to the artifacts, its report under ``<out>/audits/``, its headline to the metrics.
-    ``retain_accuracy``: the row's RA, and the original's once per request, so the audit does not
-    run either model over the retain set again."""
-    from ..audit_report import write_audit_report
-    from ..metrics.audit import audit, encode_scores
+    """The deletion audit of this row's model (forget set vs the never-trained held-out split): its
+    data goes to the artifacts (the report step renders its page from them), its headline to the
+    metrics. ``retain_accuracy``: the row's RA, and the original's once per request, so the audit
+    does not run either model over the retain set again."""
+    from ..audit import audit, encode_scores
+    from ..audit.runs import page_info
 
     req = ws.request(cell.seed, cell.request)
     forget, retain = ws.splits(cell.seed, cell.request)
@@ -130,11 +130,9 @@ def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: d
                    num_classes=ws.bundle.num_classes, device=ws.device, seed=cell.seed,
                    forget_classes=req.classes if req.kind == "class" else (), retain_accuracy=known)
     artifacts["audit"] = result.to_dict()
-    artifacts["audit_scores"] = encode_scores(result.scores["after"])  # ``forgetkit audit RUN_DIR`` re-audits from these
-    if ws.out_dir is not None:
-        name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{cell.label}-{req.name}-seed{cell.seed}")
-        write_audit_report(result, ws.out_dir / "audits" / name, method=cell.label, method_settings=params,
-                           unlearn_seconds=seconds, class_names=list(ws.bundle.class_names) or None)
+    artifacts["audit_scores"] = encode_scores(result.scores["after"])  # re-audits and pages read these
+    artifacts["audit_page"] = page_info(cell.label, req.name, cell.seed, method_settings=dict(params),
+                                        unlearn_seconds=seconds, class_names=ws.bundle.class_names)
     out = {"audit_auc": result.after.overall.auc, "audit_verdict": result.verdict}
     if result.target is not None:  # the verdict's own statistic: forget under the model vs held-out under the original
         out["audit_target_auc"] = result.target.overall.auc

@@ -239,7 +239,7 @@ def write_report(out_dir: str | Path) -> Path:
         if extra:
             lines += ["Other metrics:", ""] + extra + [""]
         lines += _plots(out_dir, request, by_label, artifacts)
-    audits = sorted((out_dir / "audits").glob("*/audit.md")) if (out_dir / "audits").is_dir() else []
+    audits = _audit_pages(out_dir, rows, artifacts)
     if audits:
         lines += ["## Deletion audits (no retraining)", "",
                   "Does each model's forget set look like unseen data of its classes? One page per row "
@@ -255,6 +255,26 @@ def write_report(out_dir: str | Path) -> Path:
     report = out_dir / "report.md"
     report.write_text("\n".join(lines))
     return report
+
+
+def _audit_pages(out_dir: Path, rows: list[dict], artifacts: dict) -> list[Path]:
+    """Render each audited row's page from the store (its newest re-audit if any) into
+    ``audits/<row>/``; rows stored before pages were rendered here keep the page written then."""
+    from ..audit.report import write_files
+    from ..audit.runs import page_name, render_row
+
+    with ResultStore(out_dir / "results.sqlite") as store:
+        reaudits = store.audits()
+    originals = {(r["request"], r["seed"]): r["key"] for r in rows if r["method"] == ORIGINAL}
+    for r in rows:
+        a = artifacts.get(r["key"], {})
+        if "audit" not in a or "audit_page" not in a:
+            continue
+        orig = originals.get((r["request"], r["seed"]))
+        record = reaudits.get(r["key"], {}).get("audit")
+        write_files(out_dir / "audits" / page_name(r, a),
+                    render_row(r, a, None if orig is None else artifacts.get(orig), result=record))
+    return sorted((out_dir / "audits").glob("*/audit.md")) if (out_dir / "audits").is_dir() else []
 
 
 def _request_line(by_label) -> str:

@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS artifacts (
     value TEXT NOT NULL,
     PRIMARY KEY (key, name)
 );
+CREATE TABLE IF NOT EXISTS audits (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    created REAL NOT NULL
+);
 """
 
 COLUMNS = ("key", "experiment", "method", "weighting", "request", "seed", "status", "metrics",
@@ -139,6 +144,16 @@ class ResultStore:
     def artifacts(self, key: str) -> dict[str, object]:
         cur = self._db.execute("SELECT name, value FROM artifacts WHERE key=?", (key,))
         return {name: self._decode(value, f"artifact {name!r} of row {key}") for name, value in cur.fetchall()}
+
+    def put_audit(self, key: str, record: dict) -> None:
+        """Add a re-audit's record of row ``key`` (the row itself is never rewritten)."""
+        with self._disk_full_as_oserror(), self._db:
+            self._db.execute("INSERT INTO audits VALUES (?, ?, ?)", (key, json.dumps(record), time.time()))
+
+    def audits(self) -> dict[str, dict]:
+        """Row key → its newest re-audit record (rows never re-audited are absent)."""
+        cur = self._db.execute("SELECT key, value FROM audits ORDER BY created, rowid")
+        return {key: json.loads(value) for key, value in cur.fetchall()}
 
 
 SQLITE_MAGIC = b"SQLite format 3\x00"

@@ -3,7 +3,7 @@
 ``stop: {when: indistinguishable, every: k, ...}`` in a method's options builds
 :class:`Indistinguishable` through :func:`build_stop_rule`. Every ``k`` optimiser steps it measures,
 on bounded subsamples, the class-matched AUC of separating forget from held-out samples by the
-model's confidence in the true class — the audit's statistic (``forgetkit.metrics.audit``), cheap
+model's confidence in the true class — the audit's statistic (``forgetkit.audit``), cheap
 enough to run inside the loop — and stops once the forget set looks no more familiar than unseen
 data of its classes (FaLW, ICLR 2026: unseen data of the same class is the target of forgetting).
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics.audit import AuditResult, Evidence, jsonable
+from .types import AuditResult, Evidence, jsonable
 
 DAMAGE_POINTS = 5.0
 """a held-out accuracy drop (points, before → after) that the report warns about"""
@@ -293,8 +293,10 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
         "Per-class histograms: see audit.html.",
         "## What this evidence can and cannot show\n\n" + statement]) + "\n"
 
-    png = base64.b64encode(histogram_png(result, names)).decode()
+    png = base64.b64encode(histogram_png(result, names)).decode() if "after" in result.scores else None
     para = "".join(f"<p>{html.escape(p).replace('**', '')}</p>" for p in statement.split("\n\n"))
+    figure = ("" if png is None else '<h2>Deleted vs unseen, per class</h2><img alt="histograms" '
+              f'src="data:image/png;base64,{png}" style="max-width:100%">')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
@@ -305,7 +307,7 @@ table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;paddi
 {target_html}
 <h2>Evidence: can this model tell deleted samples from unseen samples of their class?</h2>{_html_table(EVIDENCE_HEADER, rows)}
 <h2>Membership test</h2>{_html_table(mem_header, mem_rows)}<p>{html.escape(mem_note)}</p>
-<h2>Deleted vs unseen, per class</h2><img alt="histograms" src="data:image/png;base64,{png}" style="max-width:100%">
+{figure}
 <h2>What this evidence can and cannot show</h2>{para}</body></html>
 """
     js = jsonable(result.to_dict() | {"method": method, "method_settings": method_settings, "warning": damage or None,
@@ -329,15 +331,19 @@ def _kept_heldout_accuracy(result: AuditResult) -> dict | None:
     return out
 
 
-def write_audit_report(result: AuditResult, out_dir, **options) -> dict[str, Path]:
-    """Write audit.md, audit.html and audit.json into ``out_dir``; options as :func:`render`."""
+def write_files(out_dir, files: dict[str, bytes]) -> dict[str, Path]:
+    """Write rendered files into ``out_dir`` (created), each atomically."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"audit output {out} exists and is not a directory")
-    files = render(result, **options)
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, data in files.items():
         _atomic_write(out / name, data)
         paths[name] = out / name
     return paths
+
+
+def write_audit_report(result: AuditResult, out_dir, **options) -> dict[str, Path]:
+    """Write audit.md, audit.html and audit.json into ``out_dir``; options as :func:`render`."""
+    return write_files(out_dir, render(result, **options))
