@@ -10,13 +10,12 @@ import html
 import io
 import json
 import math
-import os
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from .types import AuditResult, Evidence, jsonable
 
 DAMAGE_POINTS = 5.0
@@ -204,18 +203,6 @@ def histogram_png(result: AuditResult, names: dict[int, str] | None = None) -> b
     return buf.getvalue()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for people to read
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def render(result: AuditResult, *, method: str | None = None, method_settings: dict | None = None,
            unlearn_seconds: float | None = None, class_names=None, title: str = "Deletion audit") -> dict[str, bytes]:
     """The three files' contents: {"audit.md", "audit.html", "audit.json"} → bytes."""
@@ -339,7 +326,7 @@ def write_files(out_dir, files: dict[str, bytes]) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = {}
     for name, data in files.items():
-        _atomic_write(out / name, data)
+        atomic_write(out / name, data)
         paths[name] = out / name
     return paths
 

@@ -8,17 +8,13 @@ the audit package never imports the benchmark.
 """
 from __future__ import annotations
 
+from ..files import safe_name
 from .meter import audit_scores
 from .report import render
 from .scores import decode_scores
 from .types import AuditResult, result_from_dict
 
 SOURCE = "stored scores (float32) of the run's store"
-
-
-def safe_name(text: str) -> str:
-    """``text`` as a file name: anything but letters, digits, ``-``, ``_`` and ``.`` becomes ``_``."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
 def page_info(label: str, request_name: str, seed: int, *, method_settings: dict | None,
