@@ -202,7 +202,7 @@ def test_bad_inputs_are_value_errors(case):
         audit(m, f.subset([]), h)
     with pytest.raises(ValueError, match="shape"):
         audit(m, f, Split(h.x[:, :, :14], h.y))
-    with pytest.raises(ValueError, match="Split or an"):
+    with pytest.raises(ValueError, match="must be a forgetkit Split"):
         audit(m, f.x, h)
 
 

@@ -13,7 +13,8 @@ from .. import stats
 from .inputs import check_inputs
 from .rules import (DEPLETED, PROB_TOLERANCE, RETRAIN_SLOPE, TARGET_MARGIN, TARGET_MARGIN_BELOW, bracket_side,
                     retrain_shift)
-from .scores import SCORE_KEYS, SCORE_NAME, as_split, model_scores, score_arrays
+from ..inputs import as_split
+from .scores import SCORE_KEYS, SCORE_NAME, model_scores, score_arrays
 from .statistics import compare_side
 from .types import AuditResult
 
@@ -48,9 +49,9 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     if set(known) - {"after", "before"}:
         raise ValueError(f"retain_accuracy: unknown sides {sorted(set(known) - {'after', 'before'})}; "
                          "give {'after': %, 'before': %}")
-    forget, heldout = as_split(forget, "forget"), as_split(heldout, "heldout")
-    retain = None if retain is None else as_split(retain, "retain")
-    test = None if test is None else as_split(test, "test")
+    forget, heldout = _split(forget, "forget"), _split(heldout, "heldout")
+    retain = None if retain is None else _split(retain, "retain")
+    test = None if test is None else _split(test, "test")
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch nn.Module, got {type(model).__name__}")
     if original is not None and not isinstance(original, nn.Module):
@@ -190,3 +191,11 @@ def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, f
     return AuditResult(num_classes, sides["after"], sides.get("before"), accuracy, settings,
                        time.perf_counter() - start, raw, target, unmoved)
 
+
+
+def _split(data, name: str):
+    """The shared input conversion; a wrong type is a ValueError here, like every other bad audit input."""
+    try:
+        return as_split(data, name)
+    except TypeError as e:
+        raise ValueError(str(e)) from None

@@ -23,17 +23,6 @@ SCORE_KEYS = ("forget", "forget_correct", "forget_y", "heldout", "heldout_correc
 """the per-sample arrays of one model that the audit's statistics need"""
 
 
-def as_split(data, name: str) -> Split:
-    """A :class:`Split` from a Split or an ``(x, y)`` pair of tensors/arrays."""
-    if isinstance(data, Split):
-        return data
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return Split(torch.as_tensor(np.asarray(data[0]) if not torch.is_tensor(data[0]) else data[0]),
-                     torch.as_tensor(np.asarray(data[1]) if not torch.is_tensor(data[1]) else data[1]))
-    raise ValueError(f"{name} must be a forgetkit Split or an (x, y) pair, got {type(data).__name__}")
-
-
-
 @torch.no_grad()
 def model_scores(model: nn.Module, split: Split, device: torch.device, num_classes: int | None,
                  batch_size: int = 1024, name: str = "model") -> tuple[np.ndarray, np.ndarray, int]:
