@@ -17,17 +17,17 @@ import torch
 from torch import nn
 
 from .data.base import DataBundle, Split
-from .data.requests import ForgetRequest, validate_indices
-from .inputs import (KeepModes, UnchangedModelWarning, as_split, check_fits, check_forget_classes,
-                     check_heldout_counts, check_inputs, check_labels, check_mia_sizes, check_seed, check_trainable, class_list,
-                     model_device, normalisation, normalised, output_size, resolve_classes, resolve_device, unwrapped)
+from .data.requests import ForgetRequest
+from .inputs import (KeepModes, UnchangedModelWarning, as_split, check_forget_classes, check_heldout_counts,
+                     check_inputs, check_labels, check_mia_sizes, check_seed, check_trainable, class_list, model_device,
+                     moved, normalisation, normalised, output_size, resolve_classes, resolve_device, unwrapped)
 from .inputs import choose_data_path as _choose_data_path
 from .methods import METHODS, build_method
 from .methods.custom_loss import with_losses
 from .options import validate_options
 from .unlearn.context import UnlearnContext
 from .unlearn.progress import EpochMetrics
-from .unlearn.streaming import StreamingUnsupported, StreamSplit, resident, scan, stream_source
+from .unlearn.streaming import StreamingUnsupported, StreamSplit, read_training_data, resident
 from .unlearn.weightings import WEIGHTINGS, build_weighting
 
 CORE_METRICS = ("FA", "RA", "TA", "MIA")
@@ -240,22 +240,6 @@ class UnlearnResult:
         return head + (")" if self.table is None else f", table=\n{self.table}\n)")
 
 
-def _moved(before: nn.Module, after: nn.Module) -> bool:
-    """Whether any parameter or buffer of ``after`` differs from ``before`` by more than float noise."""
-    a, b = after.state_dict(), before.state_dict()
-    if a.keys() != b.keys():
-        return True
-    for k, t in a.items():
-        t0 = b[k]
-        if t.shape != t0.shape:
-            return True
-        t, t0 = t.detach().cpu(), t0.detach().cpu()
-        same = torch.allclose(t.double(), t0.double(), rtol=1e-6, atol=1e-9) if t.is_floating_point() else torch.equal(t, t0)
-        if not same:
-            return True
-    return False
-
-
 def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_classes: int | None = None,
             heldout=None, test=None, reference: nn.Module | None = None, weighting: str = "uniform",
             weighting_options: dict | None = None, forget_classes=(), seed: int = 0, device=None,
@@ -275,8 +259,8 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
     ``"resident"``/``"streaming"`` force a path (:func:`choose_data_path`); ``heldout`` and ``test``
     are always read into memory once. The input model is not modified; the copy stays on the model's
     device unless ``device`` ("cpu", "cuda", "auto") is given. ``num_classes`` defaults to the
-    model's output size. ``forget_classes``: the classes a whole-class request removes (all their
-    samples among ``forget_indices``, and nothing else). ``update_frozen_stats``: False keeps the
+    model's output size. ``forget_classes``: the classes the request removes whole (every sample
+    of them among ``forget_indices``; other forget samples may be single ones). ``update_frozen_stats``: False keeps the
     running statistics of norm layers (BatchNorm) inside modules whose parameters are all frozen
     (``requires_grad=False``) as they are; True lets training update them too.
     ``progress(step, total)`` is called after each optimiser step;
@@ -316,21 +300,7 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
     dev = resolve_device(device, model)
 
     path = choose_data_path(train, data_path, name)
-    if path == "streaming":
-        dataset, stream_options, what = stream_source(train, "train")
-        idx = validate_indices(forget_indices, len(dataset))  # type: ignore[arg-type]
-        train = scan(dataset, stream_options, "train", what, idx)
-    else:
-        train = as_split(train, "train", ordered=True)
-        idx = validate_indices(forget_indices, len(train))
-        check_inputs(train, "train", forget_idx=idx)
-    if path == "streaming" and test is not None:
-        x0 = train.x[:1]
-        try:
-            check_fits("train", len(train), x0.element_size() * x0.numel())
-        except ValueError as e:
-            raise ValueError(f"{e}: with test=..., the streamed forget and retain sets are read into memory to be "
-                             "scored; pass test=None and score a subset with forgetkit.evaluate") from None
+    train, idx = read_training_data(train, forget_indices, path, scored=test is not None)
     shape = tuple(train.x.shape[1:])
     held = as_split(heldout, "heldout") if heldout is not None else None
     test_s = as_split(test, "test") if test is not None else None
@@ -378,7 +348,7 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
     if printer is not None and not printer.lines:  # a method without engine epochs: one line at the end
         printer.line(out, ctx, f"{name} done")
     out = unwrapped(out)
-    if not _moved(model, out):
+    if not moved(model, out):
         warnings.warn(f"unlearning with {name!r} left every parameter of the model as it was (within float noise); "
                       "the result is the original model: raise lr or epochs, or check which parameters are frozen",
                       UnchangedModelWarning, stacklevel=2)
@@ -387,7 +357,7 @@ def unlearn(model: nn.Module, train, forget_indices, method: str = "rl", *, num_
     table = evaluate({"original": model, "unlearned": out}, forget=resident(ctx.forget), retain=resident(ctx.retain),
                      test=test_s, reference=reference, num_classes=num_classes, forget_classes=fc, normalize=transform)
     metrics = dict(table["unlearned"])
-    if all(metrics[k] == table["original"][k] for k in CORE_METRICS) and _moved(model, out):
+    if all(metrics[k] == table["original"][k] for k in CORE_METRICS) and moved(model, out):
         warnings.warn(f"unlearning with {name!r} left FA, RA, TA and MIA exactly as the original's: the model's "
                       "predictions did not change; raise lr or epochs", UnchangedModelWarning, stacklevel=2)
     if reference is not None:

@@ -9,13 +9,13 @@ a user's input normalisation are handled one way (:mod:`.models`). Streamed data
 from .checks import (MIN_HELDOUT_PER_CLASS, InputCheck, check_forget_classes, check_heldout_counts, check_inputs,
                      check_labels, check_mia_sizes, check_seed, class_list, resolve_classes)
 from .models import (ForgetkitWarning, KeepModes, MeanStd, Normalised, ProbabilitiesWarning, UnchangedModelWarning,
-                     check_trainable, model_device, normalisation, normalised, output_size, resolve_device, unwrapped)
+                     check_trainable, model_device, moved, normalisation, normalised, output_size, resolve_device, unwrapped)
 from .splits import (DATA_PATHS, as_split, check_fits, check_loader_order, choose_data_path, has_transform,
                      labels_checked, pair, to_tensor)
 
 __all__ = ["MIN_HELDOUT_PER_CLASS", "InputCheck", "check_forget_classes", "check_heldout_counts", "check_inputs",
            "check_labels", "check_mia_sizes", "check_seed", "class_list", "resolve_classes", "ForgetkitWarning", "KeepModes",
-           "MeanStd", "Normalised", "ProbabilitiesWarning", "UnchangedModelWarning", "check_trainable", "model_device",
+           "MeanStd", "Normalised", "ProbabilitiesWarning", "UnchangedModelWarning", "check_trainable", "model_device", "moved",
            "normalisation", "normalised", "output_size", "resolve_device", "unwrapped", "DATA_PATHS", "as_split",
            "check_fits", "check_loader_order", "choose_data_path", "has_transform", "labels_checked", "pair",
            "to_tensor"]

@@ -66,6 +66,22 @@ def check_trainable(model: nn.Module, name: str = "model") -> None:
                          "(p.requires_grad_(True)) or pass the trainable model")
 
 
+def moved(before: nn.Module, after: nn.Module) -> bool:
+    """Whether any parameter or buffer of ``after`` differs from ``before`` by more than float noise."""
+    a, b = after.state_dict(), before.state_dict()
+    if a.keys() != b.keys():
+        return True
+    for k, t in a.items():
+        t0 = b[k]
+        if t.shape != t0.shape:
+            return True
+        t, t0 = t.detach().cpu(), t0.detach().cpu()
+        same = torch.allclose(t.double(), t0.double(), rtol=1e-6, atol=1e-9) if t.is_floating_point() else torch.equal(t, t0)
+        if not same:
+            return True
+    return False
+
+
 class KeepModes:
     """Restore every submodule's train/eval flag on exit (evaluation must not change the user's model)."""
 

@@ -21,7 +21,8 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset,
     default_collate
 
 from ..data.base import Split
-from ..inputs import InputCheck, check_loader_order, labels_checked, pair, to_tensor
+from ..data.requests import validate_indices
+from ..inputs import InputCheck, as_split, check_fits, check_inputs, check_loader_order, labels_checked, pair, to_tensor
 
 LOADER_OPTIONS = ("num_workers", "collate_fn", "pin_memory", "timeout", "worker_init_fn",
                   "multiprocessing_context", "prefetch_factor")
@@ -279,3 +280,27 @@ def resident(split):
         return split
     x = torch.cat([c.cpu() for c in split.x.split(SCAN_BATCH)]) if len(split) else torch.empty(0, *split.sample_shape)
     return Split(x, split.y.cpu())
+
+
+def read_training_data(data, forget_indices, path: str, scored: bool) -> tuple:
+    """``(split, forget indices)`` of the training data on ``path`` ("resident" or "streaming"), checked.
+
+    ``scored``: the forget and retain sets will be scored (``unlearn(test=...)``), so a streamed
+    split must also fit in memory; refused before anything runs when it does not.
+    """
+    if path == "resident":
+        split = as_split(data, "train", ordered=True)
+        idx = validate_indices(forget_indices, len(split))
+        check_inputs(split, "train", forget_idx=idx)
+        return split, idx
+    dataset, options, what = stream_source(data, "train")
+    idx = validate_indices(forget_indices, len(dataset))  # type: ignore[arg-type]
+    split = scan(dataset, options, "train", what, idx)
+    if scored:
+        x0 = split.x[:1]
+        try:
+            check_fits("train", len(split), x0.element_size() * x0.numel())
+        except ValueError as e:
+            raise ValueError(f"{e}: with test=..., the streamed forget and retain sets are read into memory to be "
+                             "scored; pass test=None and score a subset with forgetkit.evaluate") from None
+    return split, idx
