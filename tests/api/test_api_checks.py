@@ -163,3 +163,19 @@ def test_frozen_batchnorm_keeps_its_statistics(data):
     assert not torch.equal(out[3].running_mean, trained)  # a trainable block's norm layer still learns
     out = unlearn(net, data, FORGET, method="rl", epochs=1, update_frozen_stats=True).model
     assert not torch.equal(out[1][1].running_mean, frozen)
+
+
+def test_audit_takes_the_same_normalize(model, data):
+    """forgetkit.audit(normalize=...) scores exactly as a model with the normalisation inside it."""
+    from forgetkit import audit
+
+    mean, std = 0.5, 0.25
+    inside = nn.Sequential(_Normalise(mean, std), model)
+    x, y = data
+    forget, heldout = (x[:40], y[:40]), (x[40:], y[40:])
+    kw = dict(original=model, min_samples=2, n_boot=20, check_duplicates=False)
+    a = audit(model, forget, heldout, normalize=(mean, std), **{**kw, "original": model})
+    b = audit(inside, forget, heldout, **{**kw, "original": inside})
+    assert a.to_dict()["after"] == b.to_dict()["after"] and a.verdict == b.verdict
+    with pytest.raises(ValueError, match="normalize: every std must be > 0"):
+        audit(model, forget, heldout, normalize=(0.5, 0.0))

@@ -13,7 +13,7 @@ from .. import stats
 from .inputs import check_inputs
 from .rules import (DEPLETED, PROB_TOLERANCE, RETRAIN_SLOPE, TARGET_MARGIN, TARGET_MARGIN_BELOW, bracket_side,
                     retrain_shift)
-from ..inputs import as_split
+from ..inputs import as_split, normalisation, normalised, resolve_device
 from .scores import SCORE_KEYS, SCORE_NAME, model_scores, score_arrays
 from .statistics import compare_side
 from .types import AuditResult
@@ -23,7 +23,7 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
           heldout_indices=None, forget_classes=(), check_duplicates: bool = True, alpha: float = 0.05,
           margin: float = 0.02, target_margin: float = TARGET_MARGIN, target_margin_below: float = TARGET_MARGIN_BELOW,
           retrain_slope: float = RETRAIN_SLOPE, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 300,
-          seed: int = 0, batch_size: int = 1024, retain_accuracy: dict | None = None) -> AuditResult:
+          seed: int = 0, batch_size: int = 1024, retain_accuracy: dict | None = None, normalize=None) -> AuditResult:
     """Audit a deletion without retraining: does ``forget`` look like ``heldout`` to ``model``?
 
     ``forget``/``heldout``/``retain``/``test``: :class:`Split` or ``(x, y)`` pairs; ``heldout`` must
@@ -42,7 +42,9 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     target comparison's reference for a retrained model's lower confidence (needs ``retain``).
     ``retain_accuracy``: {"after"/"before": accuracy in %} on ``retain`` already measured (a
     benchmark row has them): the report shows these and that model is not run over the retain set
-    again (the largest split; the audit's budget is 10 % of the run it checks).
+    again (the largest split; the audit's budget is 10 % of the run it checks). ``normalize``: the
+    models' input normalisation, ``(mean, std)`` or a function of a batch, applied as
+    ``forgetkit.unlearn`` applies it (the data stays uint8 or [0, 1]).
     """
     start = time.perf_counter()
     known = dict(retain_accuracy or {})
@@ -72,7 +74,9 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
     removed = sorted(removed)
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"tolerance must be in [0, 1), got {tolerance}")
-    dev = torch.device(device)
+    dev = resolve_device(device)
+    transform = normalisation(normalize, tuple(forget.x.shape[1:]))
+    model, original = normalised(model, transform), None if original is None else normalised(original, transform)
     heldout = heldout.subset(np.flatnonzero(np.isin(heldout.y.numpy(), np.unique(forget.y.numpy()))))
 
     models = {"after": model} | ({"before": original} if original is not None else {})
