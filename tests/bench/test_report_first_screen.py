@@ -61,6 +61,11 @@ def test_the_audit_says_one_line_per_row_from_the_stored_verdicts():
                for line in lines)
     assert not any("**FT**" in line for line in lines)  # no audit stored: no line
     assert audit_lines({"FT": _rows("FT", [1])}) == []
+    for i, r in enumerate(by["FT"]):
+        r["key"] = f"ft{i}"
+    redone = {"ft0": {"audit_verdict": "faithful", "audit_auc": 0.5}, "ft1": {"audit_verdict": "faithful",
+                                                                          "audit_auc": 0.52}}
+    assert "- **FT**: faithful on 2 of 2 seed(s) (AUC 0.51 ± 0.13)" in audit_lines(by, redone)  # a re-audit wins
 
 
 def test_the_first_screen_draws_the_gap_figure(tmp_path):

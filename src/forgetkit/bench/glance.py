@@ -69,15 +69,17 @@ def verdict_lines(by_label: dict[str, list[dict]]) -> list[str]:
     return out
 
 
-def audit_lines(by_label: dict[str, list[dict]]) -> list[str]:
-    """One line per row from the audit data the run stored (``metrics.audit: true``): the verdict
-    on each seed and the headline AUC, with no retrained model involved."""
+def audit_lines(by_label: dict[str, list[dict]], reaudits: dict[str, dict] | None = None) -> list[str]:
+    """One line per row from the audit data the run stored (``metrics.audit: true``; a row's newest
+    re-audit in ``reaudits``, row key → record, wins): the verdict on each seed and the headline
+    AUC, with no retrained model involved."""
     out = []
     for label, rs in by_label.items():
-        verdicts = Counter(r["metrics"]["audit_verdict"] for r in rs if r["metrics"].get("audit_verdict"))
+        heads = [(reaudits or {}).get(r.get("key"), r["metrics"]) for r in rs]
+        verdicts = Counter(h["audit_verdict"] for h in heads if h.get("audit_verdict"))
         if not verdicts:
             continue
-        aucs = [r["metrics"].get("audit_target_auc", r["metrics"].get("audit_auc")) for r in rs]
+        aucs = [h.get("audit_target_auc", h.get("audit_auc")) for h in heads]
         said = ", ".join(f"{v} on {n} of {len(rs)} seed(s)" for v, n in verdicts.most_common())
         out.append(f"- **{label}**: {said} (AUC {fmt_ci(aucs)})")
     if not out:
@@ -123,7 +125,8 @@ def gap_figure(by_label: dict[str, list[dict]], path: Path, title: str) -> bool:
     return True
 
 
-def first_screen(by_label: dict[str, list[dict]], lead: list[str], out_dir: Path, scope: str) -> list[str]:
+def first_screen(by_label: dict[str, list[dict]], lead: list[str], out_dir: Path, scope: str,
+                 reaudits: dict[str, dict] | None = None) -> list[str]:
     """The report's opening section for the rows of ``scope`` (one request, or all pooled): the
     ``lead`` lines (the verdict), the one-seed warning, the gap figure and the audit lines."""
     if not lead:
@@ -137,4 +140,4 @@ def first_screen(by_label: dict[str, list[dict]], lead: list[str], out_dir: Path
     if gap_figure(by_label, out_dir / "gaps.png", f"Avg. Gap to Retrain per method ({scope})"):
         out += ["![Avg. Gap to Retrain per method, 95 % intervals; green: within seed noise of the closest]"
                 "(gaps.png)", ""]
-    return out + audit_lines(by_label)
+    return out + audit_lines(by_label, reaudits)

@@ -219,7 +219,9 @@ def write_report(out_dir: str | Path) -> Path:
         for label, rs in by_label.items():
             pooled[label] += rs
     scope = f"all {len(grouped)} forget requests" if len(grouped) > 1 else f"request {next(iter(grouped), '')}"
-    lines += first_screen(pooled, verdict(pooled, num_classes), out_dir, scope) + explain
+    with ResultStore(out_dir / "results.sqlite") as store:
+        reaudits = store.audits()
+    lines += first_screen(pooled, verdict(pooled, num_classes), out_dir, scope, reaudits) + explain
     lines += paper_lines(out_dir, grouped)  # a paper preset's published numbers beside ours
     if len(grouped) > 1:
         lines += [f"## Mean over all {len(grouped)} forget requests", "",
@@ -239,7 +241,7 @@ def write_report(out_dir: str | Path) -> Path:
         if extra:
             lines += ["Other metrics:", ""] + extra + [""]
         lines += _plots(out_dir, request, by_label, artifacts)
-    audits = _audit_pages(out_dir, rows, artifacts)
+    audits = _audit_pages(out_dir, rows, artifacts, reaudits)
     if audits:
         lines += ["## Deletion audits (no retraining)", "",
                   "Does each model's forget set look like unseen data of its classes? One page per row "
@@ -257,14 +259,12 @@ def write_report(out_dir: str | Path) -> Path:
     return report
 
 
-def _audit_pages(out_dir: Path, rows: list[dict], artifacts: dict) -> list[Path]:
+def _audit_pages(out_dir: Path, rows: list[dict], artifacts: dict, reaudits: dict[str, dict]) -> list[Path]:
     """Render each audited row's page from the store (its newest re-audit if any) into
     ``audits/<row>/``; rows stored before pages were rendered here keep the page written then."""
     from ..audit.report import write_files
     from ..audit.runs import page_name, render_row
 
-    with ResultStore(out_dir / "results.sqlite") as store:
-        reaudits = store.audits()
     originals = {(r["request"], r["seed"]): r["key"] for r in rows if r["method"] == ORIGINAL}
     for r in rows:
         a = artifacts.get(r["key"], {})
