@@ -30,7 +30,7 @@ class Registry(Generic[T]):
         return add
 
     def get(self, name: str) -> T:
-        if name not in self._items:
+        if not isinstance(name, str) or name not in self._items:
             from .options import suggestion
 
             known = ", ".join(sorted(self._items)) or "none"
@@ -44,4 +44,4 @@ class Registry(Generic[T]):
         return sorted(self._items.items())
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return isinstance(name, str) and name in self._items

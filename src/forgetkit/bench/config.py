@@ -1,17 +1,31 @@
 """Experiment configs: YAML validated into typed objects; a bad field is an error naming it."""
 from __future__ import annotations
 
-import copy
 import dataclasses
+import datetime
 import json
-import re
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from ..train import TrainRecipe
+from .config_yaml import DuplicateKeyError, apply_overrides, load_raw, plain_values, yaml_load
+
+__all__ = ["DuplicateKeyError", "ExperimentConfig", "MethodSpec", "MetricSpec", "ModelSpec", "RequestSpec",
+           "apply_overrides", "load_raw", "parse_config", "smoke", "yaml_load"]
+
+
+SEED_MAX = 2**32 - 1
+"""the largest seed numpy's RandomState takes"""
+
+
+def each_once(values: list, field: str) -> list:
+    """``values`` unchanged, or a refusal naming the first one listed twice (a repeated seed or
+    weighting would run the same cells twice and report them as one)."""
+    for i, v in enumerate(values):
+        if v in values[:i]:
+            raise ValueError(f"{v!r} is listed twice in {field} {values}; give each once")
+    return values
 
 
 class StrictModel(BaseModel):
@@ -27,10 +41,21 @@ def validate_schema(schema: type[BaseModel], raw):
     try:
         return schema.model_validate(raw)
     except ValidationError as e:
-        lines = [": ".join(part for part in (".".join(str(x) for x in err["loc"]),
-                                             err["msg"].removeprefix("Value error, ")) if part)
-                 for err in e.errors()]
-        raise ValueError("invalid config:\n  " + "\n  ".join(lines)) from None
+        raise ValueError("invalid config:\n  " + "\n  ".join(_error_line(err) for err in e.errors())) from None
+
+
+def _error_line(err: dict) -> str:
+    """``field: problem``; a message that already starts with its field keeps its own prefix, and a
+    value YAML turned into a boolean or a date says so (``name: no`` is False, not "no")."""
+    where = ".".join(str(x) for x in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] in ("string_type", "literal_error", "int_type", "float_type"):
+        given = err.get("input")
+        if isinstance(given, bool):
+            msg += f" (YAML reads an unquoted yes/no/on/off/true/false as the boolean {given}: quote the value)"
+        elif isinstance(given, datetime.date):
+            msg += f" (YAML reads an unquoted {given} as a date: quote the value)"
+    return msg if not where or msg.startswith((f"{where}:", f"{where}.")) else f"{where}: {msg}"
 
 
 class ModelSpec(StrictModel):
@@ -108,6 +133,13 @@ class MethodSpec(StrictModel):
     recipe: str | None = None
     """the tuned recipe the options come from (set by ``--recipe``); reports cite it"""
 
+    @field_validator("weightings")
+    @classmethod
+    def _weightings(cls, v, info):
+        if v is not None and not v:
+            raise ValueError("must not be empty (leave it out for the experiment's weightings)")
+        return v if v is None else each_once(v, info.field_name)
+
     @property
     def display(self) -> str:
         return self.label or self.name
@@ -120,7 +152,12 @@ class MetricSpec(StrictModel):
     """head/mid/tail grouping scheme"""
     extra: list[str] = Field(default_factory=list)
     """additional evaluators by name (e.g. class-unlearning attacks)"""
-    extra_options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("extra")
+    @classmethod
+    def _extra_once(cls, v, info):
+        return each_once(v, info.field_name)
+    extra_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     audit: bool = False
     """also run the retrain-free deletion audit on every row (``forgetkit.audit``: forget set vs the
     held-out split) and write its report under ``<out>/audits/``"""
@@ -144,90 +181,69 @@ class ExperimentConfig(StrictModel):
     requests: list[RequestSpec]
     methods: list[MethodSpec]
     weightings: list[str] = Field(default_factory=lambda: ["uniform"])
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[Annotated[StrictInt, Field(ge=0, le=SEED_MAX)]] = Field(default_factory=lambda: [0])
+    """seeds of the data split, the requests and the models (each once; numpy takes 0 .. 2**32 - 1)"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     metrics: MetricSpec = Field(default_factory=MetricSpec)
     cache_dir: str | None = None
     """model cache (default: ``.forgetkit-cache`` beside the output)"""
     smoke: bool = False
     """set by ``--smoke``: data and budgets were shrunk; reports mark every number as not a result"""
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=1024)
     """torch threads per worker (default: OMP_NUM_THREADS, else 1 — measured fastest on CPU for the
     small models here, see docs/results/performance.md); results depend on it, so every row records it"""
     progress: Literal["bars", "metrics"] = Field("bars", exclude=True)
     """what ``forgetkit run`` shows: bars, or metrics (also a line per unlearning epoch with forget and
     retain accuracy; ``--progress`` overrides it); display only, so left out of cell keys and dumps"""
 
-    @field_validator("requests", "methods", "seeds")
+    @field_validator("requests", "methods", "seeds", "weightings")
     @classmethod
     def _non_empty(cls, v, info):
         if not v:
             raise ValueError(f"'{info.field_name}' must not be empty")
         return v
 
+    @field_validator("seeds", "weightings")
+    @classmethod
+    def _each_once(cls, v, info):
+        return each_once(v, info.field_name)
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("must not be empty: results are kept per experiment name")
+        return name
+
     @model_validator(mode="after")
-    def _request_options(self):
+    def _requests(self):
+        """Each request's options, checked by its shape; no two requests alike or named alike (their
+        rows would be one cell, or one row of the report)."""
+        seen: dict[str, int] = {}
+        names: dict[str, int] = {}
         for i, spec in enumerate(self.requests):
             spec.check_options(f"requests.{i}")
+            dump = json.dumps(spec.model_dump(exclude={"name"}), sort_keys=True, default=str)
+            if dump in seen and spec.name == self.requests[seen[dump]].name:
+                raise ValueError(f"requests.{i} repeats requests.{seen[dump]}: its rows would be the same cells; "
+                                 "remove one")
+            seen.setdefault(dump, i)
+            if spec.name is not None and spec.name in names:
+                raise ValueError(f"requests.{i}.name: {spec.name!r} is also the name of requests.{names[spec.name]}; "
+                                 "give each request its own name")
+            names.setdefault(spec.name, i)
         return self
 
 
 SMOKE = {"train_size": 600, "test_size": 300, "train_epochs": 1, "requests": 2}
 
 
-def apply_overrides(raw: dict, sets: list[str]) -> dict:
-    """``key.sub=value`` overrides (value parsed as YAML, numbers as in a config file), e.g.
-    ``--set train.epochs=3``; a path that does not exist in the config is an error naming it."""
-    raw = copy.deepcopy(raw)
-    for item in sets:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, text = item.split("=", 1)
-        try:
-            value = yaml_load(text)
-        except (yaml.YAMLError, DuplicateKeyError) as e:
-            raise ValueError(f"--set {key}: the value {text!r} is not valid YAML: {e}") from None
-        _set_path(raw, key, value)
-    return raw
-
-
-def _set_path(raw: dict, key: str, value) -> None:
-    """Set ``raw[a][b][0]...`` from ``a.b.0``; missing mapping keys are created, nothing else is."""
-    parts = key.split(".")
-    if not all(parts):
-        raise ValueError(f"--set {key}: the path has an empty part")
-    node = raw
-    for i, p in enumerate(parts):
-        last = i == len(parts) - 1
-        where = ".".join(parts[:i])
-        if isinstance(node, list):
-            if not p.isdigit():
-                raise ValueError(f"--set {key}: {where} is a list; pick an entry by its index "
-                                 f"({where}.0 .. {where}.{len(node) - 1}), not {p!r}" if node else
-                                 f"--set {key}: {where} is an empty list; it has no {p!r}")
-            j = int(p)
-            if j >= len(node):
-                have = f"indices 0..{len(node) - 1}" if node else "no entries"
-                raise ValueError(f"--set {key}: {where} has {len(node)} entries ({have}); there is no {where}.{j}")
-            if last:
-                node[j] = value
-            else:
-                node = node[j]
-        elif isinstance(node, dict):
-            if last:
-                node[p] = value
-            else:
-                node = node.setdefault(p, {})
-        else:
-            raise ValueError(f"--set {key}: {where} is {node!r} ({type(node).__name__}), not a mapping, "
-                             f"so it has no field {p!r}")
-
-
 def smoke(raw: dict) -> dict:
     """Shrink data, epochs, iterations, seeds (first) and reported requests (first two, plus the
     first class request if they hold none) so any preset runs in about a minute on CPU: a check that
-    it works, not a result."""
-    raw = copy.deepcopy(raw)
+    it works, not a result. The config is validated first (a broken one is refused naming the
+    field) and what is shrunk is its validated form."""
+    raw = validate_schema(ExperimentConfig, plain_values(raw, python=True)).model_dump(exclude_none=True)
     raw["train_size"] = min(raw.get("train_size") or SMOKE["train_size"], SMOKE["train_size"])
     raw["test_size"] = min(raw.get("test_size") or SMOKE["test_size"], SMOKE["test_size"])
     train = raw.setdefault("train", {})
@@ -256,62 +272,10 @@ def smoke(raw: dict) -> dict:
     return raw
 
 
-class DuplicateKeyError(ValueError):
-    """A mapping names the same key twice (YAML would silently keep the last one)."""
-
-
-class _ConfigLoader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e-3`` and ``1e6`` as floats (YAML 1.1 needs a dot and a signed
-    exponent, so they were strings) and refuses duplicate keys."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *anchor` then an explicit key is an override, not a duplicate
-            key = self.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:  # an unhashable key: PyYAML reports it below
-                continue
-            mark = key_node.start_mark
-            at = f"line {mark.line + 1}, column {mark.column + 1}"
-            if key in seen:
-                raise DuplicateKeyError(f"duplicate key {key!r} at {at} (first at {seen[key]}); keep only one")
-            seen[key] = at
-        return super().construct_mapping(node, deep)
-
-
-_ConfigLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."))
-
-
-def yaml_load(text: str):
-    """Parse config YAML: safe, numbers as people write them, no duplicate keys."""
-    return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506  _ConfigLoader is a SafeLoader
-
-
-def load_raw(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"config file {p} does not exist")
-    try:
-        raw = yaml_load(p.read_text())
-    except DuplicateKeyError as e:
-        raise ValueError(f"config {p}: {e}") from None
-    except yaml.YAMLError as e:
-        raise ValueError(f"config {p} is not valid YAML: {e}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"config {p} must be a mapping of fields, got {type(raw).__name__}")
-    return raw
-
-
 def parse_config(raw: dict) -> ExperimentConfig:
     """Validate the schema, then every component's options (:func:`check_components`), then give
     same-named method entries distinct labels; errors name the field (``requests.0.ratio: ...``)."""
-    cfg = validate_schema(ExperimentConfig, raw)
+    cfg = validate_schema(ExperimentConfig, plain_values(raw, python=True))
     check_components(cfg)
     distinct_labels(cfg)
     return cfg

@@ -93,11 +93,19 @@ class Workspace:
     @lru_cache(maxsize=None)
     def request(self, seed: int, ri: int) -> ForgetRequest:
         """Request ``ri`` on the seed's pool, built by its registered shape; a shape that reads the
-        original's features gets them (and so trains or loads the original first)."""
-        shape = self.cfg.requests[ri].shape()
+        original's features gets them (and so trains or loads the original first). Its name in
+        reports must differ from every earlier request's."""
+        spec = self.cfg.requests[ri]
+        shape = spec.shape()
         pool = self.pool(seed)[0]
         features = (lambda: self.pool_features(seed)) if shape.needs_features else None
-        return shape.build(ShapeData(pool.y.numpy(), self.bundle.num_classes, seed, pool.x, features))
+        req = shape.build(ShapeData(pool.y.numpy(), self.bundle.num_classes, seed, pool.x, features))
+        shown = spec.name or req.name
+        for j in range(ri):  # rows carry this name: two requests under one would merge in every report
+            if (self.cfg.requests[j].name or self.request(seed, j).name) == shown:
+                raise ValueError(f"requests.{ri} is reported as {shown!r}, as requests.{j} is; give one of them "
+                                 "another name (name: ...)")
+        return req
 
     @lru_cache(maxsize=None)
     def pool_features(self, seed: int) -> np.ndarray:

@@ -38,6 +38,11 @@ class WholeClasses(RequestShape):
     def __post_init__(self):
         if not self.classes:
             raise ValueError("classes must name at least one class")
+        for i, c in enumerate(self.classes):
+            if c < 0:
+                raise ValueError(f"classes must be class indices >= 0, got {c}")
+            if c in self.classes[:i]:
+                raise ValueError(f"classes lists class {c} twice; give each once")
 
     def build(self, data: ShapeData) -> ForgetRequest:
         return class_request(data.y, self.classes, data.num_classes)
