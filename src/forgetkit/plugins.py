@@ -169,9 +169,10 @@ def load_plugins() -> list[str]:
     with an existing name, the wrong kind of object) are warnings naming the entry point.
     """
     loaded = []
+    installed = entry_points()  # one scan of the installed distributions for every group
     for group in GROUPS:
         registry = _registry(group)
-        for ep in entry_points(group=group):
+        for ep in installed.select(group=group):
             try:
                 item = ep.load()
                 if ep.name in registry and getattr(registry.get(ep.name), "fn", registry.get(ep.name)) is item:

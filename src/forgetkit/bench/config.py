@@ -282,21 +282,24 @@ def parse_config(raw: dict) -> ExperimentConfig:
 
 
 def check_components(cfg: ExperimentConfig) -> None:
-    """Names and options of methods, weightings, the model and evaluators, against what each
-    declares (fields, types, and the component's own range checks); nothing is trained or written."""
+    """Names of the dataset, methods, weightings, the model and evaluators (an unknown one names its
+    field: ``methods.0.name: unknown method 'x'``), and their options against what each declares
+    (fields, types, and the component's own range checks); nothing is loaded, trained or written."""
+    from ..data import DATASETS
     from ..methods import METHODS
     from ..metrics.evaluators import EVALUATORS
     from ..models import MODELS
     from ..options import suggestion, validate_options
     from ..unlearn.weightings import WEIGHTINGS
 
-    for w in cfg.weightings:
-        WEIGHTINGS.get(w)
+    _get(DATASETS, cfg.dataset, "dataset")
+    for k, w in enumerate(cfg.weightings):
+        _get(WEIGHTINGS, w, f"weightings.{k}")
     for i, spec in enumerate(cfg.methods):
-        cls = METHODS.get(spec.name)
+        cls = _get(METHODS, spec.name, f"methods.{i}.name")
         validate_options(cls, spec.options, f"methods.{i}.options")
-        for w in spec.weightings or []:
-            WEIGHTINGS.get(w)
+        for k, w in enumerate(spec.weightings or []):
+            _get(WEIGHTINGS, w, f"methods.{i}.weightings.{k}")
             if w != "uniform" and not cls.supports_weighting:
                 raise ValueError(f"methods.{i}.weightings: method {spec.name!r} has no per-sample forget "
                                  f"loss, so it cannot take weighting {w!r}; remove it")
@@ -310,15 +313,23 @@ def check_components(cfg: ExperimentConfig) -> None:
                 raise ValueError(f"{where}: weighting {w!r} is not among this method's weightings {used}, "
                                  "so these options would be ignored; add it to weightings or remove them")
             validate_options(WEIGHTINGS.get(w), opts, where)
-    validate_options(MODELS.get(cfg.model.name), cfg.model.options, "model.options")
-    for name in cfg.metrics.extra:
-        EVALUATORS.get(name)
+    validate_options(_get(MODELS, cfg.model.name, "model.name"), cfg.model.options, "model.options")
+    for k, name in enumerate(cfg.metrics.extra):
+        _get(EVALUATORS, name, f"metrics.extra.{k}")
     for name, opts in cfg.metrics.extra_options.items():
         where = f"metrics.extra_options.{name}"
         if name not in cfg.metrics.extra:
             raise ValueError(f"{where}: {name!r} is not in metrics.extra {cfg.metrics.extra}, so these "
                              "options would be ignored; add it to metrics.extra or remove them")
         validate_options(EVALUATORS.get(name), opts, where)
+
+
+def _get(registry, name: str, where: str):
+    """``registry.get(name)``, its ``KeyError`` (unknown name, the known ones) prefixed with the field."""
+    try:
+        return registry.get(name)
+    except KeyError as e:
+        raise KeyError(f"{where}: {e.args[0]}") from None
 
 
 def distinct_labels(cfg: ExperimentConfig) -> None:
