@@ -78,41 +78,41 @@ CONFIG_CASES = [
     ("class-only-method-on-random-request", _set("methods.0", {"name": "svd"}), ValueError,
      "forgets whole classes but the config has no class request"),
     ("cuda-without-gpu", _set("device", "cuda"), ValueError, "no CUDA GPU is available"),
-    # docs/errors.md, "Config files and values" (rows C…)
-    ("C1-seed-twice", _set("seeds", [0, 0]), ValueError, "seeds: 0 is listed twice in seeds [0, 0]; give each once"),
-    ("C2-seed-negative", _set("seeds", [-1]), ValueError, "seeds.0: Input should be greater than or equal to 0"),
-    ("C2-seed-too-large", _set("seeds", [2**32]), ValueError, "seeds.0: Input should be less than or equal to 4294967295"),
-    ("C3-seed-bool", _set("seeds", [True]), ValueError, "seeds.0: Input should be a valid integer (YAML reads"),
-    ("C3-seed-text", _set("seeds", ["1"]), ValueError, "seeds.0: Input should be a valid integer"),
-    ("C4-weighting-twice", _set("weightings", ["uniform", "uniform"]), ValueError,
+    # docs/errors.md, "Config files and values" (rows Y…)
+    ("Y1-seed-twice", _set("seeds", [0, 0]), ValueError, "seeds: 0 is listed twice in seeds [0, 0]; give each once"),
+    ("Y2-seed-negative", _set("seeds", [-1]), ValueError, "seeds.0: Input should be greater than or equal to 0"),
+    ("Y2-seed-too-large", _set("seeds", [2**32]), ValueError, "seeds.0: Input should be less than or equal to 4294967295"),
+    ("Y3-seed-bool", _set("seeds", [True]), ValueError, "seeds.0: Input should be a valid integer (YAML reads"),
+    ("Y3-seed-text", _set("seeds", ["1"]), ValueError, "seeds.0: Input should be a valid integer"),
+    ("Y4-weighting-twice", _set("weightings", ["uniform", "uniform"]), ValueError,
      "weightings: 'uniform' is listed twice in weightings ['uniform', 'uniform']; give each once"),
-    ("C4-evaluator-twice", _set("metrics", {"extra": ["js_divergence", "js_divergence"]}), ValueError,
+    ("Y4-evaluator-twice", _set("metrics", {"extra": ["js_divergence", "js_divergence"]}), ValueError,
      "metrics.extra: 'js_divergence' is listed twice"),
-    ("C5-no-weightings", _set("weightings", []), ValueError, "'weightings' must not be empty"),
-    ("C5-method-no-weightings", _set("methods.0.weightings", []), ValueError,
+    ("Y5-no-weightings", _set("weightings", []), ValueError, "'weightings' must not be empty"),
+    ("Y5-method-no-weightings", _set("methods.0.weightings", []), ValueError,
      "methods.0.weightings: must not be empty (leave it out for the experiment's weightings)"),
-    ("C6-request-twice", _set("requests", [{"kind": "random", "fraction": 0.1}] * 2), ValueError,
+    ("Y6-request-twice", _set("requests", [{"kind": "random", "fraction": 0.1}] * 2), ValueError,
      "requests.1 repeats requests.0: its rows would be the same cells; remove one"),
-    ("C7-request-name-twice", _set("requests", [{"kind": "random", "fraction": 0.1, "name": "a"},
+    ("Y7-request-name-twice", _set("requests", [{"kind": "random", "fraction": 0.1, "name": "a"},
                                                 {"kind": "random", "fraction": 0.2, "name": "a"}]), ValueError,
      "requests.1.name: 'a' is also the name of requests.0; give each request its own name"),
-    ("C8-request-named-as-another", _set("requests", [{"kind": "random", "fraction": 0.1},
+    ("Y8-request-named-as-another", _set("requests", [{"kind": "random", "fraction": 0.1},
                                                       {"kind": "random", "fraction": 0.2, "name": "random0.1"}]),
      ValueError, "requests.1 is reported as 'random0.1', as requests.0 is; give one of them another name"),
-    ("C9-option-of-another-shape", _set("requests.0.classes", [3]), ValueError,
+    ("Y9-option-of-another-shape", _set("requests.0.classes", [3]), ValueError,
      "requests.0: unknown option(s) ['classes']; options: ['fraction']"),
-    ("C10-class-twice", _set("requests.0", {"kind": "class", "classes": [3, 3]}), ValueError,
+    ("Y10-class-twice", _set("requests.0", {"kind": "class", "classes": [3, 3]}), ValueError,
      "requests.0: classes lists class 3 twice; give each once"),
-    ("C11-empty-name", _set("name", " "), ValueError, "name: must not be empty"),
-    ("C12-yaml-boolean-as-name", _set("name", True), ValueError,
+    ("Y11-empty-name", _set("name", " "), ValueError, "name: must not be empty"),
+    ("Y12-yaml-boolean-as-name", _set("name", True), ValueError,
      "name: Input should be a valid string (YAML reads an unquoted yes/no/on/off/true/false as the boolean True"),
-    ("C14-nan", _set("requests.0", {"kind": "longtail", "ratio": 0.3, "gamma": float("nan")}), ValueError,
+    ("Y14-nan", _set("requests.0", {"kind": "longtail", "ratio": 0.3, "gamma": float("nan")}), ValueError,
      "requests.0.gamma: nan is not a finite number"),
-    ("C15-huge-integer", _set("train.epochs", 10**23), ValueError,
+    ("Y15-huge-integer", _set("train.epochs", 10**23), ValueError,
      "train.epochs: 100000000000000000000000 is too large (integers must fit 64 bits)"),
-    ("C16-threads", _set("threads", 5000), ValueError, "threads: Input should be less than or equal to 1024"),
-    ("C24-unknown-method-names-its-field", _set("methods.0.name", "nope"), KeyError, "methods.0.name: unknown method 'nope'"),
-    ("C24-unknown-dataset-at-parse", _set("dataset", "nope"), KeyError, "dataset: unknown dataset 'nope'"),
+    ("Y16-threads", _set("threads", 5000), ValueError, "threads: Input should be less than or equal to 1024"),
+    ("Y24-unknown-method-names-its-field", _set("methods.0.name", "nope"), KeyError, "methods.0.name: unknown method 'nope'"),
+    ("Y24-unknown-dataset-at-parse", _set("dataset", "nope"), KeyError, "dataset: unknown dataset 'nope'"),
 ]
 
 
@@ -202,6 +202,8 @@ def test_cli_bad_config_file(text, fragment, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+FILE_CASES = ["Y17-empty", "Y17-comment", "Y18-latin-1", "Y18-utf-16", "Y19-tab", "Y20-int-key", "Y13-date", "Y13-set",
+              "Y14-nan", "Y21-alias-bomb", "Y22-experiment-type", "Y22-cache-dir", "Y23-smoke-extra-options"]
 BOMB = "lol: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
     f"lol{i}: &a{i} [{', '.join([f'*a{i - 1}' if i else '*a'] * 10)}]\n" for i in range(6))
 FILE = "name: f\ndataset: digits\nrequests: [{kind: random, fraction: 0.1}]\nmethods: [{name: ft}]\n"
@@ -222,8 +224,7 @@ FILE = "name: f\ndataset: digits\nrequests: [{kind: random, fraction: 0.1}]\nmet
     (FILE + "cache_dir: 3\n", "cfg.yaml: cache_dir: expected a string or null, got 3 (int)"),
     (FILE + "metrics: {extra: [mia_nn], extra_options: {mia_nn: [1]}}\n",
      "metrics.extra_options.mia_nn: Input should be a valid dictionary"),
-], ids=["C17-empty", "C17-comment", "C18-latin-1", "C18-utf-16", "C19-tab", "C20-int-key", "C13-date", "C13-set",
-        "C14-nan", "C21-alias-bomb", "C22-experiment-type", "C22-cache-dir", "C23-smoke-extra-options"])
+], ids=FILE_CASES)
 def test_cli_config_file_family(content, fragment, tmp_path, capsys):
     """Each is one line on stderr, exit 2, under ``--smoke`` too, and the config is the only file."""
     path = tmp_path / "cfg.yaml"
@@ -232,6 +233,18 @@ def test_cli_config_file_family(content, fragment, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("forgetkit: error: ") and fragment in err and "Traceback" not in err, err
     assert [p.name for p in tmp_path.rglob("*")] == ["cfg.yaml"]
+
+
+def test_every_config_row_has_a_case_here():
+    """Rows Y… of docs/errors.md and the cases above name the same rows."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
+    rows = re.findall(r"^\| (Y\d+) \|", text, flags=re.M)
+    assert len(rows) == len(set(rows)), "a row number is used twice"
+    cases = {c.split("-")[0] for c in [*(case[0] for case in CONFIG_CASES), *FILE_CASES] if c.startswith("Y")}
+    assert sorted(rows) == sorted(cases)
 
 
 def test_cli_bad_set_override(tmp_path, capsys):
