@@ -139,6 +139,10 @@ def evaluate(models: dict[str, nn.Module], *, forget, retain, test, reference=No
 
     if not isinstance(models, dict) or not models:
         raise TypeError("models must be a non-empty dict of name -> torch.nn.Module")
+    if unlearn is not None and not callable(unlearn):
+        raise TypeError(f"unlearn must be a function model -> unlearned model, got {type(unlearn).__name__}")
+    if isinstance(class_names, (str, bytes)) or not isinstance(class_names, (list, tuple)):
+        raise TypeError(f"class_names must be a list of names, one per class, got {class_names!r}")
     refs = list(reference) if isinstance(reference, (list, tuple)) else ([reference] if reference is not None else [])
     if "reference" in models and refs:
         raise ValueError("'reference' names the retrained model's row; rename that entry of models")
@@ -192,6 +196,9 @@ def evaluate(models: dict[str, nn.Module], *, forget, retain, test, reference=No
 
     ev_options = {}
     for e in extra:
+        if getattr(EVALUATORS.get(e), "class_requests_only", False) and not fc:
+            raise ValueError(f"metric {e!r} measures whole-class forgetting: pass forget_classes=[...] (the classes "
+                             "the forget set removes whole)")
         ev_options[e] = validate_options(EVALUATORS.get(e), (options or {}).get(e, {}), f"evaluator {e!r} options")
         getattr(EVALUATORS.get(e), "check", lambda o: None)(ev_options[e])
 

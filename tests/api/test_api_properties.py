@@ -1,7 +1,7 @@
 """Generated API inputs (hypothesis): every call ends in a valid result or in a forgetkit error that
 names the argument at fault, raised by forgetkit's own checks; never a raw torch or numpy traceback.
 
-220 + 80 generated calls per run. Each example breaks at most one argument (indices, labels, shapes, dtypes, devices, model outputs,
+190 + 70 generated calls per run. Each example breaks at most one argument (indices, labels, shapes, dtypes, devices, model outputs,
 classes, seeds, options, normalisation) of an otherwise valid call, so the test knows which argument
 the message must name, and that an unbroken call must succeed. Tiny tensors, tiny models, one epoch.
 """
@@ -77,6 +77,8 @@ def build(kind: str, in_features: int):
         return net, None
     if kind == "batchnorm-trainable":
         return nn.Sequential(nn.Flatten(), nn.Linear(in_features, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, K)), None
+    if kind == "half":
+        return mlp.half(), ("model",)
     if kind == "probabilities":
         return nn.Sequential(mlp, nn.Softmax(1)), None
     if kind == "all-frozen":
@@ -90,7 +92,7 @@ def build(kind: str, in_features: int):
 
 
 MODELS = st.sampled_from(["logits", "logits", "logits", "batchnorm", "probabilities", "all-frozen", "tuple",
-                          "argmax", "nan", "one-output", "wrong-input", "not-a-module", "batch-mean"])
+                          "argmax", "nan", "one-output", "wrong-input", "not-a-module", "batch-mean", "half"])
 
 
 @st.composite
@@ -175,7 +177,7 @@ ARGUMENTS = ["none", "none", "train", "forget_indices", "model", "device", "num_
              "epochs", "normalize", "heldout", "test", "update_frozen_stats"]
 
 
-@settings(max_examples=220, **SETTINGS)
+@settings(max_examples=190, **SETTINGS)
 @given(data=datasets(), broken=st.sampled_from(ARGUMENTS), method=st.sampled_from(["rl", "ga", "ft"]),
        model_kind=MODELS, draw=st.data())
 def test_unlearn_ends_in_a_result_or_a_named_refusal(data, broken, method, model_kind, draw):
@@ -262,9 +264,10 @@ def test_unlearn_ends_in_a_result_or_a_named_refusal(data, broken, method, model
         assert type(result.model) is type(model)
 
 
-@settings(max_examples=80, **SETTINGS)
+@settings(max_examples=70, **SETTINGS)
 @given(data=datasets(), broken=st.sampled_from(["none", "forget", "retain", "test", "models", "metrics", "tau",
-                                                 "forget_classes", "normalize", "num_classes", "reference"]),
+                                                 "forget_classes", "normalize", "num_classes", "reference", "unlearn",
+                                                 "class_names", "seed"]),
        draw=st.data())
 def test_evaluate_ends_in_a_table_or_a_named_refusal(data, broken, draw):
     x, y, kind = data
@@ -286,7 +289,8 @@ def test_evaluate_ends_in_a_table_or_a_named_refusal(data, broken, draw):
         names = ("models", "model") if bad else None
     elif broken == "metrics":
         kw["metrics"], bad = draw.draw(st.sampled_from([(["FA"], False), ("TA", False), ([], True), (["FAA"], True),
-                                                        ([3], True), (["AvgGap"], True), ({"FA": 1}, True)]))
+                                                        ([3], True), (["AvgGap"], True), ({"FA": 1}, True),
+                                                        (["class_acc"], True)]))
         names = ("metric",) if bad else None
     elif broken == "tau":
         kw["reference"] = model
@@ -306,6 +310,15 @@ def test_evaluate_ends_in_a_table_or_a_named_refusal(data, broken, draw):
         kw["reference"], bad = draw.draw(st.sampled_from([(model, False), ("retrained", True),
                                                           (build("one-output", x[0].numel())[0], True)]))
         names = ("reference", "model") if bad else None
+    elif broken == "unlearn":
+        kw["unlearn"], bad = draw.draw(st.sampled_from([(lambda m: m, False), (3, True), ("rl", True)]))
+        names = ("unlearn",) if bad else None
+    elif broken == "class_names":
+        kw["class_names"], bad = draw.draw(st.sampled_from([(["a", "b", "c"], False), (3, True), ("abc", True)]))
+        names = ("class_names",) if bad else None
+    elif broken == "seed":
+        kw["seed"], bad = draw.draw(st.sampled_from([(5, False), (-2, True), (0.5, True)]))
+        names = ("seed",) if bad else None
     table = check(lambda: evaluate(models, forget=f, retain=r, test=t, **kw), names)
     if table is not None:
         assert set(table.rows) >= set(models)

@@ -419,6 +419,11 @@ def _api_cases():
                 ValueError, "test: the test set is empty; TA and MIA need test samples"),
         "P21": (lambda m, d: unlearn(m, d, F, update_frozen_stats="yes"), TypeError,
                 "update_frozen_stats must be True or False, got 'yes'"),
+        "P25": (lambda m, d: ev(m, d, metrics=["class_acc"]), ValueError,
+                "metric 'class_acc' measures whole-class forgetting: pass forget_classes=[...]"),
+        "P26": (lambda m, d: ev(m, d, unlearn=3), TypeError, "unlearn must be a function model -> unlearned model, got int"),
+        "P27": (lambda m, d: unlearn(m.half(), d, F), ValueError,
+                "forgetkit feeds float32 inputs, and the model holds ['torch.float16']: pass model.float()"),
         "P22": (lambda m, d: unlearn(nn.Sequential(m, nn.Softmax(1)), d, F, epochs=1), ProbabilitiesWarning,
                 "model's outputs look like probabilities (non-negative, each row sums to 1)"),
         "P23": (lambda m, d: unlearn(m, d, F, method="ga", epochs=1, lr=1e-30), UnchangedModelWarning,
@@ -468,5 +473,5 @@ def test_api_row(row):
         with pytest.raises(kind) as err:
             call(model, data)
         assert fragment in str(err.value)
-    if row != "P2":  # P2 froze the model itself to make its point
+    if row not in ("P2", "P27"):  # these change the model itself (frozen, half precision) to make their point
         assert all(torch.equal(before[k], v) for k, v in model.state_dict().items()), "the model was modified"

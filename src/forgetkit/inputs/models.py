@@ -109,8 +109,10 @@ def output_size(model: nn.Module, x: torch.Tensor, name: str = "model") -> int:
         try:
             out = model(as_float(probe.to(model_device(model))))
         except Exception as e:  # noqa: BLE001  the user's forward: report it with the input shape
+            dtypes = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point()} - {"torch.float32"})
+            hint = f"; forgetkit feeds float32 inputs, and the model holds {dtypes}: pass model.float()" if dtypes else ""
             raise ValueError(f"{name} fails on samples of shape {tuple(x.shape[1:])}: "
-                             f"{type(e).__name__}: {e}") from e
+                             f"{type(e).__name__}: {e}{hint}") from e
     if not isinstance(out, torch.Tensor):
         raise TypeError(f"{name} returned a {type(out).__name__}, not a tensor of logits; forgetkit needs "
                         "forward(x) -> logits of shape (N, classes): wrap the model so forward returns "
