@@ -31,7 +31,7 @@ FORBIDDEN = {
 NOT_YET_CLEAN = {"audit.md", "leaderboard.md"}
 
 # Pages whose examples run, in this order, in one namespace: each how-to continues from the tutorial.
-EXAMPLE_PAGES = ["tutorial.md", "how-to/data.md", "how-to/compare.md", "how-to/tune.md", "how-to/cli-own-model.md"]
+EXAMPLE_PAGES = ["tutorial.md", "how-to/data.md", "how-to/normalize.md", "how-to/compare.md", "how-to/tune.md", "how-to/cli-own-model.md"]
 
 
 def _gen_module():
