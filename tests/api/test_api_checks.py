@@ -179,3 +179,16 @@ def test_audit_takes_the_same_normalize(model, data):
     assert a.to_dict()["after"] == b.to_dict()["after"] and a.verdict == b.verdict
     with pytest.raises(ValueError, match="normalize: every std must be > 0"):
         audit(model, forget, heldout, normalize=(0.5, 0.0))
+
+
+def test_a_norm_layer_without_parameters_follows_its_block(data):
+    """BatchNorm(affine=False) has no parameters of its own: frozen when the block around it is."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Sequential(nn.Linear(64, 16), nn.BatchNorm1d(16, affine=False), nn.ReLU()),
+                        nn.BatchNorm1d(16, affine=False), nn.Linear(16, 10))
+    for p in net[1].parameters():
+        p.requires_grad_(False)
+    inner, outer = net[1][1].running_mean.clone(), net[2].running_mean.clone()
+    out = unlearn(net, data, FORGET, method="rl", epochs=1).model
+    assert torch.equal(out[1][1].running_mean, inner)
+    assert not torch.equal(out[2].running_mean, outer)  # its nearest block with parameters (the model) trains
