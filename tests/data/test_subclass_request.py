@@ -1,6 +1,7 @@
 """The sub-class request shape: part of one class, chosen by a user's predicate (a function in the
 Python API, ``module:function`` in a config) or by k-means on the original's penultimate features;
-it runs in ``forgetkit run``, its indices feed ``forgetkit.unlearn``, and its rows carry its kind."""
+it runs in ``forgetkit run``, its indices feed ``forgetkit.unlearn``, and its rows carry its kind
+(which the leaderboard reads)."""
 from __future__ import annotations
 
 import json
@@ -109,3 +110,6 @@ def test_forgetkit_run_smoke_with_both_ways_and_rows_carry_the_kind(tmp_path, mo
     assert {r["params"]["request_kind"] for r in rows} == {"subclass"}
     specs = json.loads((out / "experiment.json").read_text())["config"]["requests"]
     assert {row_request_kind(r, specs) for r in rows} == {"subclass"}
+    from forgetkit.bench.leaderboard.loading import load_setting
+
+    assert {shape.kind for shape in load_setting(out).shapes.values()} == {"subclass"}  # the leaderboard's view

@@ -45,8 +45,8 @@ def validate_schema(schema: type[BaseModel], raw):
 
 
 def _error_line(err: dict) -> str:
-    """``field: problem``; a message that already starts with its field keeps its own prefix, and a
-    value YAML turned into a boolean or a date says so (``name: no`` is False, not "no")."""
+    """``field: problem`` (a whole-config check's message names its own fields), and a value YAML
+    turned into a boolean or a date says so (``name: no`` is False, not "no")."""
     where = ".".join(str(x) for x in err["loc"])
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] in ("string_type", "literal_error", "int_type", "float_type"):
@@ -55,7 +55,7 @@ def _error_line(err: dict) -> str:
             msg += f" (YAML reads an unquoted yes/no/on/off/true/false as the boolean {given}: quote the value)"
         elif isinstance(given, datetime.date):
             msg += f" (YAML reads an unquoted {given} as a date: quote the value)"
-    return msg if not where or msg.startswith((f"{where}:", f"{where}.")) else f"{where}: {msg}"
+    return f"{where}: {msg}" if where else msg
 
 
 class ModelSpec(StrictModel):

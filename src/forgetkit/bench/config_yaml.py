@@ -129,7 +129,7 @@ def apply_overrides(raw: dict, sets: list[str]) -> dict:
             value = yaml_load(text)
         except (yaml.YAMLError, DuplicateKeyError) as e:
             raise ValueError(f"--set {key}: the value {text!r} is not valid YAML: {_yaml_problem(e)}") from None
-        _set_path(raw, key, plain_values(value, f"--set {key}: ", key))
+        _set_path(raw, key, plain_values(value, "--set ", key))
     return check_shared_fields(raw, "--set: ")
 
 
