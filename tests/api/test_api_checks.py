@@ -192,3 +192,11 @@ def test_a_norm_layer_without_parameters_follows_its_block(data):
     out = unlearn(net, data, FORGET, method="rl", epochs=1).model
     assert torch.equal(out[1][1].running_mean, inner)
     assert not torch.equal(out[2].running_mean, outer)  # its nearest block with parameters (the model) trains
+
+
+def test_the_warnings_are_one_public_family():
+    import forgetkit
+
+    assert issubclass(ProbabilitiesWarning, forgetkit.ForgetkitWarning)
+    assert issubclass(UnchangedModelWarning, forgetkit.ForgetkitWarning)
+    assert issubclass(forgetkit.ForgetkitWarning, UserWarning)
