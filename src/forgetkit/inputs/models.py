@@ -75,8 +75,10 @@ def moved(before: nn.Module, after: nn.Module) -> bool:
         t0 = b[k]
         if t.shape != t0.shape:
             return True
-        t, t0 = t.detach().cpu(), t0.detach().cpu()
-        same = torch.allclose(t.double(), t0.double(), rtol=1e-6, atol=1e-9) if t.is_floating_point() else torch.equal(t, t0)
+        t, t0 = t.detach(), t0.detach().to(t.device)  # compared where the result lives, one tensor at a time
+        if t.is_floating_point() and t.dtype != t0.dtype or t.dtype in (torch.float16, torch.bfloat16):
+            t, t0 = t.float(), t0.float()
+        same = torch.allclose(t, t0, rtol=1e-6, atol=1e-9) if t.is_floating_point() else torch.equal(t, t0)
         if not same:
             return True
     return False
