@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import safe_name
 from .derived import with_derived
 from .glance import NOISE_MARK, closest, first_screen, verdict_lines
 from .grid import ORIGINAL, RETRAIN
@@ -303,7 +304,7 @@ def _plots(out_dir: Path, request: str, by_label, artifacts) -> list[str]:
     if RETRAIN not in first:
         return []
     labels = [lbl for lbl in sorted(first, key=_order) if lbl != RETRAIN]
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in request)
+    safe = safe_name(request)
     lines = []
     ref_probs = np.asarray(artifacts[first[RETRAIN]["key"]].get("forget_probs", []))
     if labels and ref_probs.size:
