@@ -248,7 +248,7 @@ def test_report_into_a_file_writes_nothing(case, tmp_path):
 def _cli(argv):
     import argparse
 
-    from forgetkit.audit_cli import add_parser
+    from forgetkit.cli.audit import add_parser
 
     p = argparse.ArgumentParser()
     add_parser(p.add_subparsers(dest="command", required=True))
@@ -289,7 +289,7 @@ def test_cli_bad_inputs_write_nothing(files, case):
     held = ["--heldout", str(files / "heldout.npz"), "--out", str(out)]
     (files / "junk.pt").write_bytes(b"not a checkpoint")
     bad = _base(files) + held
-    with pytest.raises(ValueError, match="junk.pt does not load"):
+    with pytest.raises(ValueError, match="junk.pt. does not load"):
         _cli(["--checkpoint", str(files / "junk.pt")] + bad[2:])
     with pytest.raises(ValueError, match="does not load into mlp"):
         _cli([a if a != "hidden=64" else "hidden=32" for a in bad])

@@ -5,7 +5,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from forgetkit.audit_cli import audit_run
+from forgetkit.cli.audit import audit_run
 from forgetkit.bench.config import parse_config
 from forgetkit.bench.runner import run_experiment
 from forgetkit.bench.store import ResultStore
