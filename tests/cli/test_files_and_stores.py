@@ -241,13 +241,14 @@ def test_a_reader_never_creates_a_store(tmp_path):
 
 def test_a_directory_where_a_file_belongs(tmp_path, capsys):
     (tmp_path / "cfg").mkdir()
-    assert main(["run", str(tmp_path / "cfg"), "--out", str(tmp_path / "out")]) == 2
-    _one_line(capsys, f"{tmp_path / 'cfg'} is a directory, not a file; give the file")
+    (tmp_path / "run" / "experiment.json").mkdir(parents=True)
+    assert main(["report", str(tmp_path / "run")]) == 2
+    _one_line(capsys, f"{tmp_path / 'run' / 'experiment.json'} is a directory, not a file; give the file")
     args = ["evaluate", f"m={tmp_path / 'cfg'}", "--model", "mlp", "--forget", str(tmp_path / "cfg"),
             "--retain", str(tmp_path / "cfg"), "--test", str(tmp_path / "cfg")]
     assert main(args) == 2
     _one_line(capsys, f"forget file '{tmp_path / 'cfg'}' is a directory; give the file itself")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cfg"]
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == ["cfg", "run", "run/experiment.json"]
 
 
 @pytest.mark.parametrize("sig, status, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGHUP, 129, "terminated"),
