@@ -59,6 +59,7 @@ def test_bad_options_are_refused_naming_them(options, message):
     ({"of_class": 1, "predicate": lambda x: np.ones(3, bool)}, "must return one bool per sample of class 1 (20)"),
     ({"of_class": 1, "predicate": lambda x: x[:, 0]}, "must return one bool per sample"),
     ({"of_class": 1, "clusters": 2}, "none were given: pass features="),
+    ({"of_class": 1, "predicate": lambda x: 1 / 0}, "failed on the 20 inputs of class 1: ZeroDivisionError"),
 ])
 def test_infeasible_requests_say_why(options, message):
     with pytest.raises(ValueError, match=None) as err:

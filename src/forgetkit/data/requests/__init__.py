@@ -3,8 +3,7 @@ in it, so a new shape is one module here (plus its test) and config, workspace a
 import importlib
 import pkgutil
 
-from .base import (REQUEST_SHAPES, ForgetRequest, RequestShape, ShapeData, build_request, make_shape,
-                   request_shape_table, validate_indices)
+from .base import REQUEST_SHAPES, ForgetRequest, RequestShape, ShapeData, build_request, make_shape, validate_indices
 from .longtail import class_groups, longtail_counts, longtail_request
 from .mixed import mixed_request
 from .random_fraction import random_request
@@ -15,4 +14,4 @@ for _m in pkgutil.iter_modules(__path__):
 
 __all__ = ["REQUEST_SHAPES", "ForgetRequest", "RequestShape", "ShapeData", "build_request", "class_groups",
            "class_request", "longtail_counts", "longtail_request", "make_shape", "mixed_request", "random_request",
-           "request_shape_table", "validate_indices"]
+           "validate_indices"]

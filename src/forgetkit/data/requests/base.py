@@ -112,12 +112,3 @@ def build_request(kind: str, y, num_classes: int, seed: int = 0, *, x=None, feat
     predicate=fn, x=x)``; pass its ``indices`` to :func:`forgetkit.unlearn`."""
     shape = make_shape(kind, options)
     return shape.build(ShapeData(np.asarray(y), num_classes, seed, x, features))
-
-
-def request_shape_table() -> list[tuple[str, str, list[str]]]:
-    """(name, one-line description, options) of every registered shape, for ``forgetkit methods``."""
-    out = []
-    for name, cls in REQUEST_SHAPES.items():
-        doc = (cls.__doc__ or "").strip().splitlines()
-        out.append((name, doc[0] if doc else "", [f.name for f in dataclasses.fields(cls) if f.init]))
-    return out

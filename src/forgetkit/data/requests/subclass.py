@@ -89,7 +89,11 @@ class SubClass(RequestShape):
     def _pick(self, data: ShapeData, members: np.ndarray) -> np.ndarray:
         if data.x is None:
             raise ValueError("a sub-class request with a predicate needs the training inputs (x)")
-        mask = np.asarray(self._fn(data.x[members]))
+        try:
+            mask = np.asarray(self._fn(data.x[members]))
+        except Exception as e:  # noqa: BLE001  the user's code: say whose it is and what it raised
+            raise ValueError(f"predicate {self.predicate!r} failed on the {members.size} inputs of class "
+                             f"{self.of_class}: {type(e).__name__}: {e}") from None
         if mask.shape != (members.size,) or mask.dtype != bool:
             raise ValueError(f"predicate {self.predicate!r} must return one bool per sample of class "
                              f"{self.of_class} ({members.size}), got shape {mask.shape}, dtype {mask.dtype}")
