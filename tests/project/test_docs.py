@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+SHELL = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 
 # How the work was organised, and the machine it ran on, are not the project: users cannot act on them.
 FORBIDDEN = {
@@ -153,3 +154,15 @@ def test_documented_examples_run(clean_registries, tmp_path, monkeypatch, capsys
     assert namespace["streamed"].info["data_path"] == "streaming" and namespace["steps"][-1][0] == namespace["steps"][-1][1]
     assert namespace["best_lr"] in (0.01, 0.05)
     assert (tmp_path / "unlearned.pt").is_file() and (tmp_path / "forget.npy").is_file()
+
+    # the CLI page's commands, on the files its Python wrote and the factory module it shows
+    forgetkit_cli = Path(sys.executable).with_name("forgetkit")
+    if not forgetkit_cli.is_file():
+        pytest.skip(f"{forgetkit_cli} not found: pip install -e . (make test does)")
+    env = {**os.environ, "PATH": f"{forgetkit_cli.parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for i, command in enumerate(SHELL.findall((DOCS / "how-to" / "cli-own-model.md").read_text())):
+        res = subprocess.run(["bash", "-ec", command], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert res.returncode == 0, f"docs/how-to/cli-own-model.md shell block {i} failed:\n{command}\n{res.stderr}"
+    assert (tmp_path / "scores.csv").is_file()
