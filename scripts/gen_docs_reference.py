@@ -238,7 +238,8 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # MkDocs hook
 
 def on_page_content(html: str, page, config, files) -> str:  # MkDocs hook
     """Docstrings cite with reST roles (:func:`unlearn`); the API pages show just the name."""
-    return re.sub(r":(?:func|class|meth|attr|data|mod|obj):(<code>)", r"\1", html)
+    html = re.sub(r":(?:func|class|meth|attr|data|mod|obj|exc):(<code>)", r"\1", html)
+    return re.sub(r"<code>~(?:[\w]+\.)*(\w+)</code>", r"<code>\1</code>", html)  # ~a.b.C shows as C
 
 
 if __name__ == "__main__":
