@@ -215,6 +215,28 @@ def test_sigterm_mid_run_is_one_line_and_exit_143(tmp_path):
                                         "re-run the same command to resume"]
 
 
+def test_real_sigint_during_tune_is_one_line_and_the_trial_is_stored_failed(tmp_path):
+    """The case Optuna used to answer with a long logged traceback: Ctrl-C inside a trial."""
+    raw = {**TINY, "requests": TINY["requests"] + [{"kind": "random", "fraction": 0.15, "role": "validation"}],
+           "methods": [{"name": "ft", "options": {"epochs": 60}}], "tune": {"methods": "all", "trials": 2}}
+    out = tmp_path / "out"
+    p = _cli(tmp_path, "tune", _config(tmp_path, raw), "--out", str(out))
+    try:
+        line = ""
+        while not line.startswith("[1/"):  # a trial's first reference model is done: the trial is running
+            line = p.stdout.readline()
+            assert line, f"tune ended before its first trial: {p.stderr.read()}"
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert err.strip().splitlines() == [f"forgetkit: interrupted: finished trials are kept in {out / 'tune.sqlite'}; "
+                                        "re-run the same command to resume"]
+    states = [s for (s,) in sqlite3.connect(out / "tune.sqlite").execute("SELECT state FROM trials")]
+    assert states == ["FAIL"]
+
+
 def test_a_reader_that_leaves_the_pipe_gets_no_traceback(tmp_path):
     p = _cli(tmp_path, "methods")
     p.stdout.close()  # `forgetkit methods | head -0`: the reader is gone before the first line
