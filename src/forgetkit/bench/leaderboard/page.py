@@ -2,9 +2,10 @@
 section per setting, the summaries across settings, the gap-vs-time plot and the reading."""
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
+from ...files import atomic_write
 from ..intervals import ONE_SEED, PLUS_MINUS
 from .loading import Setting, load_setting, split_by_tuning
 from .plots import pareto_lines, pareto_panels, plot_panels
@@ -110,15 +111,8 @@ def write_leaderboard(run_dirs: list[str | Path], out: str | Path, reading: str 
     plot = out.with_name(out.stem + "-pareto.png")
     panels = [p for st in settings for p in pareto_panels(st)]
     doc = render(settings, plot.name if panels else None, text)
-    tmp_md, tmp_png = out.with_name(f".{out.name}.tmp"), plot.with_name(f".{plot.stem}.tmp.png")
-    try:
-        if panels:
-            plot_panels(panels, tmp_png)
-        tmp_md.write_text(doc)
-        if panels:
-            os.replace(tmp_png, plot)
-        os.replace(tmp_md, out)
-    finally:
-        for t in (tmp_md, tmp_png):
-            t.unlink(missing_ok=True)
-    return out
+    if panels:
+        png = io.BytesIO()
+        plot_panels(panels, png)
+        atomic_write(plot, png.getvalue())
+    return atomic_write(out, doc)

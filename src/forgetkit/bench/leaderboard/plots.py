@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -59,7 +60,7 @@ def pareto_panels(setting: Setting) -> list[Panel]:
     return panels
 
 
-def plot_panels(panels: list[Panel], path: Path) -> None:
+def plot_panels(panels: list[Panel], path: Path | BinaryIO) -> None:
     """Gap vs time, one panel per (setting, shape set); Pareto-optimal rows in red and named."""
     import matplotlib
 
