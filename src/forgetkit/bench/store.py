@@ -190,15 +190,17 @@ def sqlite_tables(path: Path, what: str = "results store") -> dict[str, set[str]
     """Table → column names of the SQLite file at ``path``, read without writing anything beside it
     (``immutable``, so no journal files appear); a file a live writer holds (it has a ``-wal``
     beside it) is read through a normal read-only connection, which sees its latest tables."""
+    from urllib.parse import quote
+
     live = Path(f"{path}-wal").exists()
-    uri = f"file:{path}?{'mode=ro' if live else 'immutable=1'}"
+    uri = f"file:{quote(str(Path(path).resolve()))}?{'mode=ro' if live else 'immutable=1'}"  # '?', '#', '%' in names
     try:
         db = sqlite3.connect(uri, uri=True)
     except sqlite3.Error as e:
         raise _not_a_store(path, str(e), what) from None
     try:
         names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {n: {r[1] for r in db.execute(f"PRAGMA table_info('{n}')")} for n in names}
+        return {n: {r[0] for r in db.execute("SELECT name FROM pragma_table_info(?)", (n,))} for n in names}
     except sqlite3.DatabaseError as e:
         if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
             raise
