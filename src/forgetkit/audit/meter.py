@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .. import stats
+from .decision import ACC_MARGIN, PROB_MARGIN, TAIL_QUANTILE, decide
 from .inputs import check_inputs
 from .rules import (DEPLETED, PROB_TOLERANCE, RETRAIN_SLOPE, TARGET_MARGIN, TARGET_MARGIN_BELOW, bracket_side,
                     retrain_shift)
@@ -23,7 +24,8 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
           heldout_indices=None, forget_classes=(), check_duplicates: bool = True, alpha: float = 0.05,
           margin: float = 0.02, target_margin: float = TARGET_MARGIN, target_margin_below: float = TARGET_MARGIN_BELOW,
           retrain_slope: float = RETRAIN_SLOPE, tolerance: float = 0.01, min_samples: int = 20, n_boot: int = 300,
-          seed: int = 0, batch_size: int = 1024, retain_accuracy: dict | None = None, normalize=None) -> AuditResult:
+          seed: int = 0, batch_size: int = 1024, retain_accuracy: dict | None = None, normalize=None,
+          prob_margin: float = PROB_MARGIN, acc_margin: float = ACC_MARGIN) -> AuditResult:
     """Audit a deletion without retraining: does ``forget`` look like ``heldout`` to ``model``?
 
     ``forget``/``heldout``/``retain``/``test``: :class:`Split` or ``(x, y)`` pairs; ``heldout`` must
@@ -103,7 +105,8 @@ def audit(model: nn.Module, forget, heldout, *, original: nn.Module | None = Non
                           target_margin_below=target_margin_below, retrain_slope=retrain_slope,
                           retain_counts=None if retain is None else
                           {int(c): int(n) for c, n in zip(*np.unique(retain.y.numpy(), return_counts=True))},
-                          tolerance=tolerance, min_samples=min_samples, n_boot=n_boot, seed=seed)
+                          tolerance=tolerance, min_samples=min_samples, n_boot=n_boot, seed=seed,
+                          prob_margin=prob_margin, acc_margin=acc_margin)
     result.settings["device"] = str(dev)
     result.seconds = time.perf_counter() - start
     return result
@@ -114,7 +117,8 @@ def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, f
                  accuracy: dict | None = None, alpha: float = 0.05, margin: float = 0.02,
                  target_margin: float = TARGET_MARGIN, target_margin_below: float = TARGET_MARGIN_BELOW,
                  retrain_slope: float = RETRAIN_SLOPE, tolerance: float = 0.01, min_samples: int = 20,
-                 n_boot: int = 300, seed: int = 0, retain_counts: dict | None = None) -> AuditResult:
+                 n_boot: int = 300, seed: int = 0, retain_counts: dict | None = None,
+                 prob_margin: float = PROB_MARGIN, acc_margin: float = ACC_MARGIN) -> AuditResult:
     """The audit from per-sample arrays instead of models (``forgetkit audit RUN_DIR`` re-audits a
     finished run's rows this way, from the scores its store keeps).
 
@@ -192,8 +196,16 @@ def audit_scores(after: dict, before: dict | None = None, *, num_classes: int, f
                      "prob_tolerance": PROB_TOLERANCE,
                      "retain_counts": None if retain_counts is None else {str(k): int(v) for k, v in retain_counts.items()},
                      "depleted_classes": depleted if before is not None else []}
+    opts = dict(alpha=alpha, min_samples=min_samples, prob_margin=prob_margin, acc_margin=acc_margin)
+    decisions = {side: decide(r["forget"], r["forget_correct"], yf, r["heldout"], r["heldout_correct"], yh,
+                              removed={e.cls: e.verdict for e in sides[side].per_class if e.removed},
+                              original_heldout_correct=raw["before"]["heldout_correct"]
+                              if side == "after" and "before" in raw else None, **opts)
+                 for side, r in raw.items()}
+    settings |= {"prob_margin": prob_margin, "acc_margin": acc_margin, "tail_quantile": TAIL_QUANTILE}
     return AuditResult(num_classes, sides["after"], sides.get("before"), accuracy, settings,
-                       time.perf_counter() - start, raw, target, unmoved)
+                       time.perf_counter() - start, raw, target, unmoved, decisions["after"][0],
+                       decisions["after"][1], decisions["before"][0] if "before" in decisions else None)
 
 
 

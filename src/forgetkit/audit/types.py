@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .decision import Decision
+
 @dataclass(frozen=True)
 class Evidence:
     """One forget-vs-unseen comparison (one class, or all classes class-matched)."""
@@ -99,34 +101,24 @@ class AuditResult:
     target_unmoved: Side | None = None
     """the same comparison against the original's held-out scores as they are (the top of the
     bracket); None when the reference was not moved"""
+    decision: Decision | None = None
+    """the verdict (:mod:`forgetkit.audit.decision`): the model's forget set against its own unseen data"""
+    class_decisions: list[Decision] = field(default_factory=list)
+    before_decision: Decision | None = None
+    """the same decision on the original: what there was to forget (its memorisation)"""
 
     @property
     def estimated_gap(self) -> float | None:
-        """Retrain-free estimate of Avg. Gap without its MIA term (points): the mean of |FA − FA*|,
-        |RA − RA before| and |TA − TA*|, where a retrained model is taken to have the original's
-        held-out accuracy on forget samples of classes kept in part and 0 on classes removed whole
-        (FA*), the original's retain accuracy, and the original's test accuracy with the removed
-        classes counted wrong (TA*, ``accuracy["test"]["retrained estimate"]``; without it, TA before
-        when no class is removed whole, else the TA term is left out). None without ``original``
-        or retain accuracies."""
-        a = self.accuracy
-        if self.before is None or "before" not in a.get("retain", {}):
-            return None
-        n = np.array([e.n_forget for e in self.before.per_class], float)
-        fa_star = float(n @ [0.0 if e.removed else e.acc_heldout for e in self.before.per_class] / n.sum())
-        terms = [abs(a["forget"]["after"] - fa_star), abs(a["retain"]["after"] - a["retain"]["before"])]
-        test = a.get("test", {})
-        removed = any(e.removed for e in self.before.per_class)
-        if "retrained estimate" in test:
-            terms.append(abs(test["after"] - test["retrained estimate"]))
-        elif "before" in test and not removed:
-            terms.append(abs(test["after"] - test["before"]))
-        return float(np.mean(terms))
+        """Retrain-free estimate of Avg. Gap without its MIA term (points): :func:`gap_estimate` with
+        the model's own held-out accuracy as FA*."""
+        return gap_estimate(self, "own")
 
     @property
     def verdict(self) -> str:
-        """The headline: the target comparison's verdict when ``original`` was given (it agrees
-        with Retrain-based directions, docs/audit.md), else the same-model comparison's."""
+        """The headline: the decision's verdict (stores written before it existed: the target
+        comparison's, else the same-model comparison's)."""
+        if self.decision is not None:
+            return self.decision.verdict
         return (self.target or self.after).overall.verdict
 
     @property
@@ -148,9 +140,37 @@ class AuditResult:
                 "before": None if self.before is None else self.before.to_dict(),
                 "target": None if self.target is None else self.target.to_dict(),
                 "target_unmoved": None if self.target_unmoved is None else self.target_unmoved.to_dict(),
+                "decision": None if self.decision is None else self.decision.to_dict(),
+                "class_decisions": [d.to_dict() for d in self.class_decisions],
+                "before_decision": None if self.before_decision is None else self.before_decision.to_dict(),
                 "estimated_gap": self.estimated_gap, "accuracy": self.accuracy,
                 "settings": self.settings, "seconds": self.seconds,
                 "forget_counts": {str(k): v for k, v in self.counts().items()}})
+
+
+def gap_estimate(result: AuditResult, fa_reference: str = "own") -> float | None:
+    """Retrain-free estimate of Avg. Gap without its MIA term (points): the mean of |FA − FA*|,
+    |RA − RA before| and |TA − TA*|, where a retrained model is taken to have, on forget samples of
+    classes kept in part, the held-out accuracy of the model itself (``fa_reference="own"``: a
+    retrained model's forget set is unseen data to it) or of the original (``"original"``), and 0
+    on classes removed whole (FA*); the original's retain accuracy; and the original's test
+    accuracy with the removed classes counted wrong (TA*, ``accuracy["test"]["retrained
+    estimate"]``; without it, TA before when no class is removed whole, else the TA term is left
+    out). None without ``original`` or retain accuracies."""
+    a = result.accuracy
+    if result.before is None or "before" not in a.get("retain", {}):
+        return None
+    side = result.after if fa_reference == "own" else result.before
+    n = np.array([e.n_forget for e in side.per_class], float)
+    fa_star = float(n @ [0.0 if e.removed else e.acc_heldout for e in side.per_class] / n.sum())
+    terms = [abs(a["forget"]["after"] - fa_star), abs(a["retain"]["after"] - a["retain"]["before"])]
+    test = a.get("test", {})
+    removed = any(e.removed for e in result.before.per_class)
+    if "retrained estimate" in test:
+        terms.append(abs(test["after"] - test["retrained estimate"]))
+    elif "before" in test and not removed:
+        terms.append(abs(test["after"] - test["before"]))
+    return float(np.mean(terms))
 
 
 def jsonable(o):
@@ -166,7 +186,6 @@ def jsonable(o):
     if isinstance(o, np.bool_):
         return bool(o)
     return o
-
 
 
 def _evidence_from(d: dict) -> Evidence:
@@ -185,12 +204,22 @@ def _side_from(d: dict | None) -> Side | None:
                 Membership(**d["membership"]), d.get("kept_verdict"))
 
 
+def _decision_from(d: dict | None) -> Decision | None:
+    if d is None:
+        return None
+    nan = lambda v: float("nan") if v is None else v  # noqa: E731  stored as None by :func:`jsonable`
+    return Decision(**(d | {"prob_diff": tuple(map(nan, d["prob_diff"])), "acc_diff": tuple(map(nan, d["acc_diff"]))}))
+
+
 def result_from_dict(d: dict, scores: dict[str, dict[str, np.ndarray]] | None = None) -> AuditResult:
     """The :class:`AuditResult` that :meth:`AuditResult.to_dict` stored (a run's store keeps the
     dict, not the object); ``scores``: the per-sample arrays for the histograms, if kept."""
     try:
         return AuditResult(int(d["num_classes"]), _side_from(d["after"]), _side_from(d.get("before")),
                            d["accuracy"], d["settings"], float(d["seconds"]), scores or {},
-                           _side_from(d.get("target")), _side_from(d.get("target_unmoved")))
+                           _side_from(d.get("target")), _side_from(d.get("target_unmoved")),
+                           _decision_from(d.get("decision")),
+                           [_decision_from(x) for x in d.get("class_decisions") or []],
+                           _decision_from(d.get("before_decision")))
     except (KeyError, TypeError) as e:
         raise ValueError(f"stored audit is damaged or from another version ({type(e).__name__}: {e})") from None
