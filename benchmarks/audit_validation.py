@@ -47,14 +47,15 @@ FAMILIES = {
     # name: (dataset, pool, held-out, test, model, options, epochs, lr, design?)
     "digits-mlp": ("digits", 1000, 400, 397, "mlp", {"hidden": 64, "depth": 1}, 40, 1e-3, True),
     "compas-mlp": ("compas", 2000, 1000, 1000, "mlp", {"hidden": 128, "depth": 2}, 40, 1e-3, True),
-    "fmnist-cnn": ("fashion_mnist", 3000, 1500, 1000, "cnn", {"width": 8}, 20, 2e-3, False),
-    "fmnist-mlp": ("fashion_mnist", 3000, 1500, 1000, "mlp", {"hidden": 256, "depth": 2}, 40, 1e-3, False),
-    "adult-mlp": ("adult", 3000, 1500, 1000, "mlp", {"hidden": 256, "depth": 2}, 60, 1e-3, False),
+    "fmnist-cnn": ("fashion_mnist", 2000, 1000, 1000, "cnn", {"width": 8}, 20, 2e-3, False),
+    "fmnist-mlp": ("fashion_mnist", 2000, 1000, 1000, "mlp", {"hidden": 128, "depth": 2}, 40, 1e-3, False),
+    "adult-mlp": ("adult", 2500, 1000, 1000, "mlp", {"hidden": 128, "depth": 2}, 30, 2e-3, False),
 }
 RETRAIN_RECIPES = {
     "seed": {}, "epochs x0.5": {"epochs": 0.5}, "epochs x2": {"epochs": 2.0}, "epochs x3": {"epochs": 3.0},
     "SGD": {"optimiser": "sgd"}, "batch x4": {"batch": 4}, "augmentation": {"augment": True},
 }
+"""(the data order changes with the seed too: "seed" is also the data-order case)"""
 CLEAR = 0.05
 """|mean forget probability, model − Retrain| beyond which the Retrain-based direction is clear"""
 
@@ -73,6 +74,8 @@ def data(family: str, draw: int):
     name, n_pool, n_held, n_test, *_ = FAMILIES[family]
     b = load_dataset(name)
     x = torch.cat([as_float(b.train.x), as_float(b.test.x)])
+    if x.dim() == 4 and x.shape[-1] == 28:  # 14×14: a quarter of the CPU time, the CNN still memorises
+        x = nn.functional.avg_pool2d(x, 2)
     y = torch.cat([b.train.y, b.test.y])
     idx = np.random.default_rng(1000 + draw).permutation(len(y))
     take = lambda a, z: Split(x[idx[a:z]], y[idx[a:z]])  # noqa: E731
@@ -191,8 +194,6 @@ def run_family(family: str, draw: int, saved: dict, path: Path) -> None:
         r = train(family, retain_of("random"), k, seed + 2 + len(recipe), epochs=opts.get("epochs", 1.0),
                   optimiser=opts.get("optimiser", "adam"), batch=opts.get("batch", 1), augment=opts.get("augment", False))
         record(f"retrain {recipe}", r, "random", "faithful", kind="honest retrain")
-    record("retrain data order", train(family, retain_of("random"), k, seed + 1, order_seed=seed + 99), "random",
-           "faithful", kind="honest retrain")
     for name in ("half-class", "long-tailed"):
         record(f"retrain {name}", train(family, retain_of(name), k, seed + 3), name, "faithful", kind="honest retrain")
     for name in sets:
@@ -273,8 +274,8 @@ def main() -> None:
     saved.setdefault("done", [])
     saved.setdefault("runs", []).append({"commit": commit(), "torch_threads": torch.get_num_threads(),
                                          "cpu": os.cpu_count(), "torch": torch.__version__})
-    for fam in a.families:
-        for draw in a.draws:
+    for draw in a.draws:  # every family's first draw first: a cut-short run still covers every family
+        for fam in a.families:
             if f"{fam}/{draw}" in saved["done"]:
                 continue
             start = time.perf_counter()

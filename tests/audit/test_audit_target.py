@@ -73,7 +73,8 @@ def test_estimated_gap_is_small_for_the_retrained_model_and_large_for_a_damaged_
     good, bad = _audit(case, case["retrained"]), _audit(case, fit_tiny_mlp(case["retain"].subset(np.arange(40)), 50))
     assert good.estimated_gap < 5.0 < bad.estimated_gap
     a = good.accuracy
-    fa_star = np.mean([e.acc_heldout for e in good.before.per_class for _ in range(e.n_forget)])
+    # a retrained model's forget set is unseen data to it: FA* is the model's own held-out accuracy
+    fa_star = np.mean([e.acc_heldout for e in good.after.per_class for _ in range(e.n_forget)])
     slow = np.mean([abs(a["forget"]["after"] - fa_star), abs(a["retain"]["after"] - a["retain"]["before"]),
                     abs(a["test"]["after"] - a["test"]["retrained estimate"])])
     assert good.estimated_gap == pytest.approx(slow)
@@ -131,7 +132,7 @@ def test_mean_above_test_is_the_t_test():
         x.mean() + st.t.ppf(0.95, 49) * x.std(ddof=1) / np.sqrt(50))
 
 
-def test_kept_classes_overshot_and_a_removed_class_still_known_is_mixed():
+def test_kept_classes_overshot_and_a_removed_class_still_known_moved_both_ways():
     rng = np.random.default_rng(5)
     y = np.repeat([0, 1], 200)
     before = {"forget": rng.normal(2, 1, 400), "forget_correct": np.ones(400, bool), "forget_y": y,
@@ -139,7 +140,8 @@ def test_kept_classes_overshot_and_a_removed_class_still_known_is_mixed():
     # class 0 (kept in part) pushed far below the original's unseen level; class 1 (removed whole) still predicted
     after = before | {"forget": np.where(y == 0, rng.normal(-3, 1, 400), 2.0)}
     r = audit_scores(after, before, num_classes=2, forget_classes=[1], n_boot=20)
-    assert r.target.kept_verdict == "over-forgotten" and r.verdict == "mixed"
+    assert r.target.kept_verdict == "over-forgotten" and r.verdict == "moved both ways"
+    assert [d.verdict for d in r.class_decisions] == ["over-forgotten", "under-forgotten"]
 
 
 def test_a_depleted_class_is_never_called_over_forgotten():
