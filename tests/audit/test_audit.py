@@ -281,7 +281,8 @@ def test_cli_on_own_checkpoint_and_files(files, capsys):
     assert "verdict:" in printed and "class 9" in printed
     js = json.loads((out / "audit.json").read_text())
     assert js["before"]["overall"]["verdict"] == "under-forgotten" and js["method"] == "retrain"
-    assert f"target AUC {js['target']['overall']['auc']:.3f}" in printed  # the AUC behind the verdict
+    d = js["decision"]
+    assert f"mean p(true class) forget − held-out {d['prob_diff'][0]:+.3f}" in printed  # the interval behind the verdict
 
 
 def test_cli_bad_inputs_write_nothing(files, case):

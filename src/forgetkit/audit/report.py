@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
+from .decision import DAMAGE_POINTS as DECISION_DAMAGE
 from .types import AuditResult, Evidence, jsonable
 
 DAMAGE_POINTS = 5.0
@@ -29,7 +30,24 @@ VERDICT_WORDS = {
     "inconclusive": "the data cannot tell: no clear difference, but not enough evidence of none either",
     "too few samples": "too few deleted or unseen samples of this class to decide: no verdict",
     "mixed": "some classes still look more familiar than unseen data, others less: see the classes below",
+    "moved both ways": "the model moved both ways: some deleted samples still look more familiar than unseen "
+                       "ones and others less (or it lost accuracy on unseen data as well): see the classes below",
 }
+
+DECISION_EXPLAINED = """**How the verdict was decided.** The model's confidence on the deleted samples is compared with its
+own confidence on unseen samples of the same classes: a model retrained without the deleted
+samples never saw either group, so to it they look alike, whatever its seed, epochs or recipe.
+Three tests look for a difference: the **rank** test (a shift of the bulk), the **correctness**
+test (an accuracy gap) and the **tail** test (the share of samples in the least confident
+{tail:.0%} of their class: the hard samples a model memorises). The false-alarm rate over all of
+them, overall and per class, is at most {alpha:.0%} (Holm). The direction of a flag is the sign of
+the difference in mean probability of the true class (deleted − unseen). "Faithful" needs both
+intervals inside the margins (± {pm} in probability, ± {am:g} accuracy points). With the original
+model, a model that lost more than {dp:g} points of accuracy on unseen data is over-forgotten even
+where deleted and unseen samples look alike to it (decided by "damage")."""
+
+DECISION_HEADER = ["scope", "deleted", "unseen", "Δ mean p(true class)", "Δ accuracy (points)",
+                   "p rank / correctness / tail (adjusted)", "decided by", "verdict"]
 
 TARGET_WORDS = {
     "under-forgotten": "the model is still surer of the deleted samples than the original model was of unseen "
@@ -43,8 +61,11 @@ TARGET_WORDS = {
     "mixed": "the model keeps traces of some classes and overshot on others: see the classes below",
 }
 
+TARGET_TITLE = "Context: the deleted samples now against unseen samples under the original"
+
 TARGET_EXPLAINED = """\
-**The headline comparison** (with the original model): the deleted samples under the model now,
+**A comparison with the original model** (context: it does not decide the verdict, since a model
+retrained with another recipe can be surer or less sure of everything than the original): the deleted samples under the model now,
 against unseen samples under the *original* model. A model retrained without the deleted samples
 would be about as sure of them as the original is of data it never saw, so this asks whether the
 model's confidence on the deleted samples has come down to that level — no further, no less. A
@@ -203,9 +224,43 @@ def histogram_png(result: AuditResult, names: dict[int, str] | None = None) -> b
     return buf.getvalue()
 
 
+def _interval(t, digits: int) -> str:
+    return "–" if t is None or t[0] is None or t[0] != t[0] else \
+        f"{t[0]:+.{digits}f} [{t[1]:+.{digits}f}, {t[2]:+.{digits}f}]"
+
+
+def _decision_rows(result: AuditResult, names: dict[int, str]) -> list[list[str]]:
+    rows = []
+    for d in [result.decision] + result.class_decisions:
+        label = d.scope if d.cls is None else _class_label(d.cls, names)
+        ps = " / ".join(_p(d.p_adjusted.get(t)) if d.p_adjusted.get(t) is not None else "–"
+                        for t in ("rank", "correctness", "tail"))
+        rows.append([label, str(d.n_forget), str(d.n_heldout), _interval(d.prob_diff, 3), _interval(d.acc_diff, 1),
+                     ps, d.decided_by or "–", f"**{d.verdict}**"])
+    return rows
+
+
+def decision_summary(result: AuditResult) -> str:
+    """The verdict and the interval behind it, in one line (the CLI prints it)."""
+    d = result.decision
+    if d is None:
+        o = (result.target or result.after).overall
+        return f"{result.verdict} (AUC {o.auc:.3f} [{o.ci_low:.3f}, {o.ci_high:.3f}])"
+    text = f"{result.verdict}: {d.deciding_interval()}"
+    if d.verdict == "inconclusive" and d.heldout_needed:
+        text += f"; about {d.heldout_needed} held-out samples (now {d.n_heldout}) would decide it"
+    elif d.verdict == "inconclusive":
+        text += "; more held-out data alone would not decide it (too few deleted samples, or a difference at the margin)"
+    return text
+
+
 def render(result: AuditResult, *, method: str | None = None, method_settings: dict | None = None,
-           unlearn_seconds: float | None = None, class_names=None, title: str = "Deletion audit") -> dict[str, bytes]:
-    """The three files' contents: {"audit.md", "audit.html", "audit.json"} → bytes."""
+           unlearn_seconds: float | None = None, class_names=None, title: str = "Deletion audit",
+           no_unlearning: bool = False) -> dict[str, bytes]:
+    """The three files' contents: {"audit.md", "audit.html", "audit.json"} → bytes.
+
+    ``no_unlearning``: the model is the original itself (a run's Original row): the page says so and
+    shows ``unlearn_seconds`` as its training time."""
     names = dict(enumerate(class_names)) if class_names else {}
     st = result.settings
     before = {e.scope: e for e in ([result.before.overall] + result.before.per_class)} if result.before else {}
@@ -216,8 +271,9 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
                    "test": "test"}
     acc_rows = [[split_words[k], _f(v.get("before"), 1), _f(v.get("after"), 1)] for k, v in result.accuracy.items()]
     head = result.target or result.after
-    words = TARGET_WORDS if result.target is not None else VERDICT_WORDS
-    tally = {v: sum(e.verdict == v for e in head.per_class) for v in VERDICT_WORDS}
+    words = TARGET_WORDS if result.target is not None and result.decision is None else VERDICT_WORDS
+    per_class = result.class_decisions or head.per_class
+    tally = {v: sum(e.verdict == v for e in per_class) for v in VERDICT_WORDS}
     per_class_line = "Per class: " + ", ".join(f"{n} {v}" for v, n in tally.items() if n) + "."
     mem = [("after", result.after.membership)] + ([("before", result.before.membership)] if result.before else [])
     mem_rows = [[side, m.reference, str(m.n_members), str(m.n_nonmembers), _f(m.auc), _pct(m.tpr_at_1pct_fpr),
@@ -227,13 +283,14 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     statement = CAN_AND_CANNOT.format(alpha=st["alpha"], margin=st["margin"], level=st["interval_level"],
                                       tolerance=st["tolerance"])
-    verdict_line = f"**Verdict: {result.verdict}** — {words[result.verdict]}. {per_class_line}"
+    verdict_line = f"**Verdict: {result.verdict}** — {words.get(result.verdict, VERDICT_WORDS[result.verdict])}. {per_class_line}"
     mem_note = ("A dash means too few unseen samples to measure that false-alarm rate "
                 "(1 % needs at least 100, 0.1 % at least 1,000).")
     meta = [("what was asked", f"forget {sum(counts.values())} samples ({asked})"),
-            ("method", method or "not given"),
+            ("method", "no unlearning: the original model, audited as it is" if no_unlearning else method or "not given"),
             ("method settings", json.dumps(method_settings, sort_keys=True) if method_settings else "not given"),
-            ("unlearning time", f"{unlearn_seconds:.1f} s" if unlearn_seconds is not None else "not given"),
+            ("training time (no unlearning)" if no_unlearning else "unlearning time",
+             f"{unlearn_seconds:.1f} s" if unlearn_seconds is not None else "not given"),
             ("estimated gap to a retrained model", "not available (needs the original and retain data)"
              if result.estimated_gap is None else f"{result.estimated_gap:.2f} points (mean |FA − FA*|, |RA − RA*|, "
              "|TA − TA*| with the original standing in for a retrained model; FaLW's Avg. Gap without its MIA term)"),
@@ -262,39 +319,50 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
         explained = TARGET_EXPLAINED.format(upper=0.5 + st["target_margin"], lower=0.5 - st["target_margin_below"],
                                             shift=shift_sentence(st, names), bracket=BRACKET_EXPLAINED
                                             if result.target_unmoved is not None else "")
-        target_md = ("## Evidence: is the model as sure of the deleted samples as a retrained model would be?\n\n"
-                     + explained + "\n\n" + _md_table(t_header, t_rows))
-        target_html = (f"<h2>Evidence: is the model as sure of the deleted samples as a retrained model would be?</h2>"
+        target_md = (f"## {TARGET_TITLE}\n\n" + explained + "\n\n" + _md_table(t_header, t_rows))
+        target_html = (f"<h2>{TARGET_TITLE}</h2>"
                        f"<p>{html.escape(explained).replace('**', '')}</p>{_html_table(t_header, t_rows)}")
+    decision_md = decision_html = ""
+    if result.decision is not None:
+        explained = DECISION_EXPLAINED.format(tail=st["tail_quantile"], alpha=st["alpha"], pm=st["prob_margin"],
+                                              am=st["acc_margin"], dp=DECISION_DAMAGE)
+        line = f"Deciding comparison: {decision_summary(result)}."
+        table = _decision_rows(result, names)
+        decision_md = "## How the verdict was decided\n\n" + line + "\n\n" + explained + "\n\n" + _md_table(
+            DECISION_HEADER, table)
+        decision_html = (f"<h2>How the verdict was decided</h2><p>{html.escape(line)}</p>"
+                         f"<p>{html.escape(explained).replace('**', '')}</p>{_html_table(DECISION_HEADER, table)}")
     missing = [s for s in ("retain", "test") if s not in result.accuracy]
     acc_note = f"\n\n({' and '.join(missing)} data not given.)" if missing else ""
 
     md = "\n\n".join([
         f"# {title}", verdict_line,
         _md_table(["", ""], [[k, v] for k, v in meta]),
+        *([decision_md] if decision_md else []),
         "## Accuracy before and after\n\n" + _md_table(["split", "before (%)", "after (%)"], acc_rows) + acc_note,
         *([target_md] if target_md else []),
         "## Evidence: can this model tell deleted samples from unseen samples of their class?\n\n"
         + _md_table(EVIDENCE_HEADER, rows),
         "## Membership test\n\n" + _md_table(mem_header, mem_rows) + "\n\n" + mem_note,
-        "Per-class histograms: see audit.html.",
+        "Per-class histograms of the deciding comparison: see audit.html.",
         "## What this evidence can and cannot show\n\n" + statement]) + "\n"
 
     png = base64.b64encode(histogram_png(result, names)).decode() if "after" in result.scores else None
     para = "".join(f"<p>{html.escape(p).replace('**', '')}</p>" for p in statement.split("\n\n"))
-    figure = ("" if png is None else '<h2>Deleted vs unseen, per class</h2><img alt="histograms" '
+    figure = ("" if png is None else '<h2>The deciding comparison: deleted vs unseen under the model, per class</h2>'
+              '<img alt="histograms" '
               f'src="data:image/png;base64,{png}" style="max-width:100%">')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}}
 table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;font-size:90%}}
 .v{{font-size:120%;padding:.5em;background:#f3f3f3}}</style></head><body>
-<h1>{html.escape(title)}</h1><p class="v"><b>Verdict: {html.escape(result.verdict)}</b> — {html.escape(words[result.verdict])}. {html.escape(per_class_line)} {html.escape(damage)}</p>
+<h1>{html.escape(title)}</h1><p class="v"><b>{html.escape(verdict_line.split("** — ")[0].strip("*"))}</b> — {html.escape(verdict_line.split("** — ", 1)[1])}</p>
 {_html_table(["", ""], [[k, v] for k, v in meta])}
+{decision_html}{figure}
 <h2>Accuracy before and after</h2>{_html_table(["split", "before (%)", "after (%)"], acc_rows)}{html.escape(acc_note)}
 {target_html}
 <h2>Evidence: can this model tell deleted samples from unseen samples of their class?</h2>{_html_table(EVIDENCE_HEADER, rows)}
 <h2>Membership test</h2>{_html_table(mem_header, mem_rows)}<p>{html.escape(mem_note)}</p>
-{figure}
 <h2>What this evidence can and cannot show</h2>{para}</body></html>
 """
     js = jsonable(result.to_dict() | {"method": method, "method_settings": method_settings, "warning": damage or None,

@@ -18,10 +18,12 @@ SOURCE = "stored scores (float32) of the run's store"
 
 
 def page_info(label: str, request_name: str, seed: int, *, method_settings: dict | None,
-              unlearn_seconds: float | None, class_names=None) -> dict:
-    """What a row's audit page shows beyond the result, stored with the row as ``audit_page``."""
+              unlearn_seconds: float | None, class_names=None, no_unlearning: bool = False) -> dict:
+    """What a row's audit page shows beyond the result, stored with the row as ``audit_page``.
+    ``no_unlearning``: the row is the original model (its seconds are its training time)."""
     return {"name": safe_name(f"{label}-{request_name}-seed{seed}"), "method_settings": method_settings,
-            "unlearn_seconds": unlearn_seconds, "class_names": list(class_names) if class_names else None}
+            "unlearn_seconds": unlearn_seconds, "class_names": list(class_names) if class_names else None,
+            "no_unlearning": no_unlearning}
 
 
 def page_name(row: dict, artifacts: dict) -> str:
@@ -49,7 +51,7 @@ def render_row(row: dict, artifacts: dict, original_artifacts: dict | None = Non
     info = artifacts.get("audit_page") or {}
     return render(result, method=row["method"], method_settings=info.get("method_settings", row["params"]),
                   unlearn_seconds=info.get("unlearn_seconds", row["metrics"].get("time_s")),
-                  class_names=info.get("class_names"))
+                  class_names=info.get("class_names"), no_unlearning=bool(info.get("no_unlearning")))
 
 
 def reaudit_rows(rows: list[dict], artifacts: dict[str, dict], *, original_label: str, alpha: float = 0.05,

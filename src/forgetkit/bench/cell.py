@@ -132,7 +132,8 @@ def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: d
     artifacts["audit"] = result.to_dict()
     artifacts["audit_scores"] = encode_scores(result.scores["after"])  # re-audits and pages read these
     artifacts["audit_page"] = page_info(cell.label, req.name, cell.seed, method_settings=dict(params),
-                                        unlearn_seconds=seconds, class_names=ws.bundle.class_names)
+                                        unlearn_seconds=seconds, class_names=ws.bundle.class_names,
+                                        no_unlearning=cell.reference == ORIGINAL)
     out = {"audit_auc": result.after.overall.auc, "audit_verdict": result.verdict}
     if result.target is not None:  # the verdict's own statistic: forget under the model vs held-out under the original
         out["audit_target_auc"] = result.target.overall.auc

@@ -80,6 +80,8 @@ def audit_run(run_dir, *, out=None, store: bool = True, **options) -> list[dict]
 
 def run_audit_dir(args) -> int:
     """``forgetkit audit RUN_DIR``: re-audit every row of a run and print one line per row."""
+    from ..audit.report import decision_summary
+
     for name in ("checkpoint", "model", "forget", "heldout", "original", "retain", "test"):
         if getattr(args, name):
             raise ValueError(f"--{name} is for auditing a checkpoint; with RUN_DIR the rows' stored scores are used")
@@ -91,10 +93,7 @@ def run_audit_dir(args) -> int:
         if "skipped" in d:
             print(f"{head}: skipped, {d['skipped']}")
         else:
-            res = d["result"]
-            o = (res.target or res.after).overall  # the AUC behind the verdict
-            print(f"{head}: {res.verdict} ({'target ' if res.target else ''}AUC {o.auc:.3f} "
-                  f"[{o.ci_low:.3f}, {o.ci_high:.3f}])")
+            print(f"{head}: {decision_summary(d['result'])}")
     audited = [d for d in done if "paths" in d]
     print(f"{len(audited)} rows audited; reports under {Path(audited[0]['paths']['audit.md']).parent.parent}"
           + ("" if args.no_store else "; audit records stored in the run's results.sqlite"))
@@ -104,6 +103,7 @@ def run_audit_dir(args) -> int:
 def run_audit(args) -> int:
     """The ``forgetkit audit`` command: load, audit, write the report, print the verdict."""
     from ..audit import audit, write_audit_report
+    from ..audit.report import decision_summary
     from ..inputs.models import normalised
     from ..plugins import load_plugins
 
@@ -143,12 +143,10 @@ def run_audit(args) -> int:
         raise ValueError(f"--class-names has {len(names)} names for {num_classes} classes")
     paths = write_audit_report(result, out, method=args.method, class_names=names,
                                unlearn_seconds=args.unlearn_seconds)
-    head = result.target or result.after  # the comparison behind the verdict
-    o = head.overall
-    print(f"verdict: {result.verdict} ({'target ' if result.target else ''}AUC {o.auc:.3f}, 95% interval "
-          f"[{o.ci_low:.3f}, {o.ci_high:.3f}], {o.n_forget} forget vs {o.n_heldout} held-out samples)")
-    for e in head.per_class:
-        print(f"  class {e.cls}: {e.verdict} (AUC {e.auc:.3f}, n = {e.n_forget} / {e.n_heldout})")
+    d = result.decision
+    print(f"verdict: {decision_summary(result)} ({d.n_forget} forget vs {d.n_heldout} held-out samples)")
+    for e in result.class_decisions:
+        print(f"  class {e.cls}: {e.verdict} (decided by {e.decided_by or '–'}; n = {e.n_forget} / {e.n_heldout})")
     print(f"report: {paths['audit.md']}")
     return 0
 
