@@ -257,16 +257,19 @@ def summary(store: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", default="runs/audit-validation.json")
+    ap.add_argument("--store", nargs="+", default=["runs/audit-validation.json"],
+                    help="the store to write (the first); --summary reads them all")
     ap.add_argument("--families", nargs="*", default=list(FAMILIES))
     ap.add_argument("--draws", type=int, nargs="*", default=[0, 1])
     ap.add_argument("--summary", action="store_true", help="print the tables from the store and stop")
     a = ap.parse_args()
-    path = Path(a.store)
+    path = Path(a.store[0])
     saved = json.loads(path.read_text()) if path.exists() else {}
     if a.summary:
-        summary(saved.get("cases", {}))
-        print(f"\nRun: {json.dumps(saved.get('runs', []))}")
+        stores = [json.loads(Path(p).read_text()) for p in a.store]
+        summary({k: v for st in stores for k, v in st.get("cases", {}).items()})
+        for p, st in zip(a.store, stores):
+            print(f"\n{p}: {json.dumps(st.get('runs', []))}")
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
