@@ -304,3 +304,18 @@ def tpr_at_fpr(pos_scores, neg_scores, fpr: float) -> float | None:
     k = int(np.floor(fpr * len(n)))  # negatives allowed above the threshold
     thr = np.sort(n)[::-1][k] if k < len(n) else -np.inf  # the (k+1)-th largest negative
     return float((p > thr).mean())
+
+
+def matched_mean_difference(vf, yf, vh, yh, classes) -> tuple[float, float, float]:
+    """(Σ_c w_c·(mean vf_c − mean vh_c), its variance's forget part, its held-out part), w_c the
+    forget share of class c: a class-matched difference of means, e.g. of the true-class probability."""
+    vf, yf, vh, yh = np.asarray(vf, float), np.asarray(yf), np.asarray(vh, float), np.asarray(yh)
+    w = np.array([np.sum(yf == c) for c in classes], float)
+    w /= w.sum()
+    est, var_f, var_h = 0.0, 0.0, 0.0
+    for wc, c in zip(w, classes):
+        a, b = vf[yf == c], vh[yh == c]
+        est += wc * (a.mean() - b.mean())
+        var_f += wc ** 2 * (a.var(ddof=1) if len(a) > 1 else 0.0) / len(a)
+        var_h += wc ** 2 * (b.var(ddof=1) if len(b) > 1 else 0.0) / len(b)
+    return float(est), float(var_f), float(var_h)

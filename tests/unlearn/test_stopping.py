@@ -165,3 +165,21 @@ def test_prob_tolerance_waits_until_a_removed_class_keeps_hardly_any_probability
         assert 0.02 < rule.history[-1]["removed_prob"] < 0.1 and rule.history[-1]["still_predicted"] == 0.0
     with pytest.raises(ValueError, match="prob_tolerance"):
         build_stop_rule("indistinguishable", prob_tolerance=1.5)
+
+
+def test_the_probability_criterion_stops_on_the_audits_verdict_statistic(case):
+    """``criterion: probability``: the class-matched mean true-class probability difference (forget
+    − held-out), the statistic whose sign is the audit's verdict direction, within its margin."""
+    from scipy.special import expit
+
+    from forgetkit import stats
+
+    decisions = {}
+    for name in ("memorised", "retrained"):
+        rule = build_stop_rule("indistinguishable", criterion="probability", every=1)
+        rule.setup(case[name], _ctx(case, case[name]))
+        s = rule.statistic(case[name])
+        decisions[name] = (s["prob_diff"], rule.should_stop(case[name], _ctx(case, case[name]), 1))
+    assert decisions["memorised"][0] > 0.03 and not decisions["memorised"][1]
+    assert decisions["retrained"][1] == (decisions["retrained"][0] <= 0.03)
+    assert stats.matched_mean_difference(expit(np.r_[3.0, 3.0]), [0, 0], expit(np.r_[0.0, 0.0]), [0, 0], [0])[0] > 0

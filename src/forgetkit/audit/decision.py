@@ -120,16 +120,9 @@ def _lower_tail(phi_f, yf, phi_h, yh) -> tuple[np.ndarray, np.ndarray]:
 def _matched_diff(vf, yf, vh, yh, classes, z: float) -> tuple[tuple[float, float, float], float, float]:
     """Class-matched mean difference (forget − held-out, weights = forget counts) with its normal
     interval, and the two variance terms (forget part, held-out part) of the estimate."""
-    w = np.array([np.sum(yf == c) for c in classes], float)
-    w /= w.sum()
-    est, var_f, var_h = 0.0, 0.0, 0.0
-    for wc, c in zip(w, classes):
-        a, b = vf[yf == c], vh[yh == c]
-        est += wc * (a.mean() - b.mean())
-        var_f += wc ** 2 * (a.var(ddof=1) if len(a) > 1 else 0.0) / len(a)
-        var_h += wc ** 2 * (b.var(ddof=1) if len(b) > 1 else 0.0) / len(b)
+    est, var_f, var_h = stats.matched_mean_difference(vf, yf, vh, yh, classes)
     half = z * math.sqrt(var_f + var_h)
-    return (float(est), float(est - half), float(est + half)), var_f, var_h
+    return (est, est - half, est + half), var_f, var_h
 
 
 def _paired_matched(diff, yd, yf, classes, z: float) -> tuple[float, float, float]:

@@ -3,7 +3,7 @@
 ``stop: {when: indistinguishable, every: k, ...}`` in a method's options builds
 :class:`Indistinguishable` through :func:`build_stop_rule`. Every ``k`` optimiser steps it measures,
 on bounded subsamples, the class-matched AUC of separating forget from held-out samples by the
-model's confidence in the true class — the audit's statistic (``forgetkit.audit``), cheap
+model's confidence in the true class — the audit's statistics (``forgetkit.audit``), cheap
 enough to run inside the loop — and stops once the forget set looks no more familiar than unseen
 data of its classes (FaLW, ICLR 2026: unseen data of the same class is the target of forgetting).
 """
@@ -21,7 +21,7 @@ from .context import UnlearnContext
 from .engine import StopRule
 
 STOP_RULES: Registry = Registry("stop rule")
-CRITERIA = ("margin", "interval")
+CRITERIA = ("margin", "interval", "probability")
 
 
 def build_stop_rule(when: str, **options) -> StopRule:
@@ -60,12 +60,16 @@ class Indistinguishable(StopRule):
     def __init__(self, every: int = 50, margin: float = 0.02, criterion: str = "margin",
                  max_samples: int = 1000, n_boot: int = 200, level: float = 0.95, tolerance: float = 0.01,
                  min_steps: int = 0, recovered: float | None = None, prob_tolerance: float | None = 0.02,
-                 seed: int = 0, batch_size: int = 1024):
+                 seed: int = 0, batch_size: int = 1024, prob_margin: float = 0.03):
         """
         every: optimiser steps between checks
         margin: stop once AUC ≤ 0.5 + margin ("margin" criterion); the audit's default margin
-        criterion: "margin" (point estimate within the margin or below) or "interval" (the
-            bootstrap interval of the AUC reaches 0.5: stricter about noise, uses ``n_boot``)
+        criterion: "margin" (point estimate within the margin or below), "interval" (the
+            bootstrap interval of the AUC reaches 0.5: stricter about noise, uses ``n_boot``) or
+            "probability" (the audit's verdict statistic: the class-matched mean true-class
+            probability, forget − held-out, is at most ``prob_margin``; ranks can be outvoted by
+            log-odds that explode both ways, probabilities cannot)
+        prob_margin: the "probability" criterion's margin (the audit's equivalence margin)
         max_samples: at most this many forget and this many held-out samples are scored per check
             (bounds the cost; the held-out subsample is split evenly over the forget classes)
         n_boot: bootstrap resamples per class for the "interval" criterion
@@ -98,7 +102,9 @@ class Indistinguishable(StopRule):
             raise ValueError(f"recovered must be None or points in [0, 100], got {recovered}")
         if prob_tolerance is not None and not 0.0 <= prob_tolerance < 1.0:
             raise ValueError(f"prob_tolerance must be None or in [0, 1), got {prob_tolerance}")
-        self.recovered, self.prob_tolerance = recovered, prob_tolerance
+        if not 0.0 <= prob_margin < 1.0:
+            raise ValueError(f"prob_margin must be in [0, 1), got {prob_margin}")
+        self.recovered, self.prob_tolerance, self.prob_margin = recovered, prob_tolerance, prob_margin
         self.every, self.margin, self.criterion, self.tolerance = every, margin, criterion, tolerance
         self.max_samples, self.n_boot, self.level = max_samples, n_boot, level
         self.min_steps, self.seed, self.batch_size = min_steps, seed, batch_size
@@ -151,7 +157,7 @@ class Indistinguishable(StopRule):
         pf, okf = _log_odds(model, self._xf, self._yf, self.batch_size)
         ph, okh = _log_odds(model, self._xh, self._yh, self.batch_size)
         out = {"auc": float("nan"), "low": float("nan"), "still_predicted": float("nan"),
-               "removed_prob": float("nan"), "heldout_acc": float("nan")}
+               "removed_prob": float("nan"), "heldout_acc": float("nan"), "prob_diff": float("nan")}
         if len(self._removed):
             sel_f, sel_h = np.isin(self._cf, self._removed), np.isin(self._ch, self._removed)
             out["still_predicted"] = float((okf[sel_f].sum() + okh[sel_h].sum()) / (sel_f.sum() + sel_h.sum()))
@@ -162,6 +168,9 @@ class Indistinguishable(StopRule):
             w /= w.sum()
             parts = [(pf[self._cf == c], ph[self._ch == c]) for c in self._classes]
             out["auc"] = float(w @ [stats.auc(a, b) for a, b in parts])
+            kf, kh = np.isin(self._cf, self._classes), np.isin(self._ch, self._classes)
+            out["prob_diff"] = stats.matched_mean_difference(expit(pf[kf]), self._cf[kf], expit(ph[kh]), self._ch[kh],
+                                                             self._classes)[0]
             if self.criterion == "interval":
                 reps = w @ np.vstack([stats.bootstrap_auc(a, b, n_boot=self.n_boot, seed=self.seed + i)
                                       for i, (a, b) in enumerate(parts)])
@@ -175,7 +184,8 @@ class Indistinguishable(StopRule):
         self.history.append({"step": step} | s)
         done = True
         if len(self._classes):
-            done = s["low"] <= 0.5 if self.criterion == "interval" else s["auc"] <= 0.5 + self.margin
+            done = {"interval": s["low"] <= 0.5, "margin": s["auc"] <= 0.5 + self.margin,
+                    "probability": s["prob_diff"] <= self.prob_margin}[self.criterion]
         if len(self._removed):
             done = done and s["still_predicted"] <= self.tolerance
             if self.prob_tolerance is not None:
