@@ -293,7 +293,8 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
              f"{unlearn_seconds:.1f} s" if unlearn_seconds is not None else "not given"),
             ("estimated gap to a retrained model", "not available (needs the original and retain data)"
              if result.estimated_gap is None else f"{result.estimated_gap:.2f} points (mean |FA − FA*|, |RA − RA*|, "
-             "|TA − TA*| with the original standing in for a retrained model; FaLW's Avg. Gap without its MIA term)"),
+             "|TA − TA*|: a retrained model taken to be as accurate on the deleted samples as the model is on unseen ones, and "
+             "as accurate on the retain and test data as the original; FaLW's Avg. Gap without its MIA term; a rough guide)"),
             ("audit time", f"{result.seconds:.1f} s"),
             ("audit settings", f"alpha {st['alpha']}, margin {st['margin']}, min samples {st['min_samples']}, "
                                f"{st['n_boot']} bootstrap resamples, seed {st['seed']}, score: {st['score']}"),

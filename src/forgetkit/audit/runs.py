@@ -99,9 +99,19 @@ def reaudit_rows(rows: list[dict], artifacts: dict[str, dict], *, original_label
     return done
 
 
-def audit_record(result: AuditResult) -> dict:
-    """What a re-audit stores for a row (its own record; the row itself is never rewritten)."""
-    out = {"audit": result.to_dict(), "audit_auc": result.after.overall.auc, "audit_verdict": result.verdict}
-    if result.target is not None:
+def headline(result: AuditResult) -> dict:
+    """A row's audit metrics: the verdict, the deciding test, the mean true-class probability
+    difference behind its direction, and the AUCs of the context comparisons."""
+    out = {"audit_auc": result.after.overall.auc, "audit_verdict": result.verdict}
+    if result.decision is not None:
+        out["audit_decided_by"] = result.decision.decided_by or "–"
+        if result.decision.prob_diff[0] == result.decision.prob_diff[0]:  # none when every class is removed whole
+            out["audit_prob_diff"] = result.decision.prob_diff[0]
+    if result.target is not None:  # forget under the model vs held-out under the original
         out["audit_target_auc"] = result.target.overall.auc
     return out
+
+
+def audit_record(result: AuditResult) -> dict:
+    """What a re-audit stores for a row (its own record; the row itself is never rewritten)."""
+    return {"audit": result.to_dict()} | headline(result)

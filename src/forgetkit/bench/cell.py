@@ -116,7 +116,7 @@ def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: d
     metrics. ``retain_accuracy``: the row's RA, and the original's once per request, so the audit
     does not run either model over the retain set again."""
     from ..audit import audit, encode_scores
-    from ..audit.runs import page_info
+    from ..audit.runs import headline, page_info
 
     req = ws.request(cell.seed, cell.request)
     forget, retain = ws.splits(cell.seed, cell.request)
@@ -134,9 +134,7 @@ def _audit(ws: Workspace, cell: Cell, model, original, seconds: float, params: d
     artifacts["audit_page"] = page_info(cell.label, req.name, cell.seed, method_settings=dict(params),
                                         unlearn_seconds=seconds, class_names=ws.bundle.class_names,
                                         no_unlearning=cell.reference == ORIGINAL)
-    out = {"audit_auc": result.after.overall.auc, "audit_verdict": result.verdict}
-    if result.target is not None:  # the verdict's own statistic: forget under the model vs held-out under the original
-        out["audit_target_auc"] = result.target.overall.auc
+    out = headline(result)
     return out
 
 
