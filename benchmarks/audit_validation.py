@@ -217,19 +217,31 @@ def run_family(family: str, draw: int, saved: dict, path: Path) -> None:
                seconds=time.perf_counter() - start, kind="method")
 
 
+def expected_of(r: dict) -> str:
+    """The answer a case is scored against. Gradient ascent is built to overshoot, but where it did
+    not (the mean forget probability stayed above the retrain's), the Retrain-based direction."""
+    if r["case"] == "GA too long" and r["p_forget_minus_retrain"] > -CLEAR:
+        d = r["p_forget_minus_retrain"]
+        return "under-forgotten" if d > CLEAR else "faithful"
+    return r["expected"]
+
+
 def summary(store: dict) -> None:
-    rows = list(store.values())
-    print("| family | role | honest retrains flagged | memorisation ≥ 5 pts flagged | decided right | "
-          "decided share of clear | Spearman(estimate, Avg. Gap) | old estimate | audit / RL time |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    rows = [r | {"expected": expected_of(r)} for r in store.values()]
+    print("| family | role | honest retrains flagged (previous meter) | memorisation ≥ 5 pts flagged (previous) | "
+          "decided right | decided share of clear | Spearman(estimate, Avg. Gap) (previous estimate) | audit / RL time |")
+    print("|---|---|---|---|---|---|---|---|")
     for fam in FAMILIES:
         rs = [r for r in rows if r["family"] == fam]
         if not rs:
             continue
         honest = [r for r in rs if r["kind"] == "honest retrain"]
-        flagged = sum(r["verdict"] in ("under-forgotten", "over-forgotten", "moved both ways") for r in honest)
+        flags = ("under-forgotten", "over-forgotten", "moved both ways", "mixed")
+        flagged = sum(r["verdict"] in flags for r in honest)
+        old_flagged = sum(r["old_verdict"] in flags for r in honest)
         mem = [r for r in rs if r["kind"] == "original" and r["memorisation_gap"] >= 5]
         mem_ok = sum(r["verdict"] == "under-forgotten" for r in mem)
+        old_mem = sum(r["old_verdict"] == "under-forgotten" for r in mem)
         decided = [r for r in rs if r["verdict"] not in ("inconclusive", "too few samples")]
         right = sum(r["verdict"] == r["expected"] for r in decided)
         clear = [r for r in rs if r["expected"] in ("under-forgotten", "over-forgotten")]
@@ -238,12 +250,12 @@ def summary(store: dict) -> None:
         rho = spearmanr([r["estimated_gap"] for r in gaps], [r["true_gap"] for r in gaps])[0] if len(gaps) > 2 else None
         rho_o = (spearmanr([r["estimated_gap_original"] for r in gaps], [r["true_gap"] for r in gaps])[0]
                  if len(gaps) > 2 else None)
-        rl = [r for r in rs if r["case"] == "RL" and r["unlearn_s"]]
-        cost = f"{100 * rl[0]['audit_s'] / rl[0]['unlearn_s']:.0f} %" if rl else "–"
+        rl = [100 * r["audit_s"] / r["unlearn_s"] for r in rs if r["case"] == "RL" and r["unlearn_s"]]
+        cost = " / ".join(f"{x:.0f} %" for x in rl) or "–"
         role = "design" if FAMILIES[fam][-1] else "held back"
         fmt = lambda v: "–" if v is None or v != v else f"{v:.2f}"  # noqa: E731
-        print(f"| {fam} | {role} | {flagged} / {len(honest)} | {mem_ok} / {len(mem)} | {right} / {len(decided)} | "
-              f"{clear_dec} / {len(clear)} | {fmt(rho)} | {fmt(rho_o)} | {cost} |")
+        print(f"| {fam} | {role} | {flagged} / {len(honest)} ({old_flagged}) | {mem_ok} / {len(mem)} ({old_mem}) | "
+              f"{right} / {len(decided)} | {clear_dec} / {len(clear)} | {fmt(rho)} ({fmt(rho_o)}) | {cost} |")
     print()
     print("| family | draw | case | expected | verdict | decided by | Δp (forget − held-out) | Δacc | "
           "memorisation gap | previous meter |")
