@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .loading import load_checkpoint, load_data, model_option, model_spec, normalize_option
+from .loading import add_model_arguments, load_checkpoint, load_data, model_spec, normalize_option
 
 
 def audit_run(run_dir, *, out=None, store: bool = True, **options) -> list[dict]:
@@ -160,14 +160,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     a.add_argument("--no-store", action="store_true", help="with RUN_DIR: write the reports only, leave the store "
                    "untouched (works while the run is still going)")
     a.add_argument("--checkpoint", help="state_dict of the model after unlearning (.pt)")
-    a.add_argument("--model", help="a registered architecture (forgetkit methods lists them), e.g. mlp, or your own "
-                   "factory as package.module:function")
-    a.add_argument("--model-option", action="append", type=model_option, metavar="KEY=VALUE",
-                   help="architecture option, e.g. hidden=256 (repeatable)")
-    a.add_argument("--normalize", metavar="SPEC",
-                   help="how the model expects its inputs normalised: '{mean: [...], std: [...]}' (one value, or one "
-                        "per channel) or package.module:function applied to each batch; the data files stay as "
-                        "they are")
+    add_model_arguments(a, required=False, whose="the model")
     a.add_argument("--forget", help="forget samples (.pt or .npz with x, y[, indices])")
     a.add_argument("--heldout", help="held-out samples never trained on (.pt or .npz)")
     a.add_argument("--original", help="state_dict of the model before unlearning: adds the 'before' column")

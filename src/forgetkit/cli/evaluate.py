@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .loading import load_checkpoint, load_data, load_indices, model_option, model_spec, normalize_option
+from .loading import add_model_arguments, load_checkpoint, load_data, load_indices, model_spec, normalize_option
 
 
 def _named(text: str) -> tuple[str, Path]:
@@ -97,14 +97,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__.split("\n\n")[0])
     e.add_argument("checkpoints", nargs="+", type=_named, metavar="NAME=PATH",
                    help="state_dict files of the models to score")
-    e.add_argument("--model", required=True, help="a registered architecture (forgetkit methods lists them) or "
-                   "your own factory as package.module:function")
-    e.add_argument("--model-option", action="append", type=model_option, metavar="KEY=VALUE",
-                   help="architecture option, e.g. width=32 (repeatable)")
-    e.add_argument("--normalize", metavar="SPEC",
-                   help="how the models expect their inputs normalised: '{mean: [...], std: [...]}' (one value, or "
-                        "one per channel) or package.module:function applied to each batch; the data files stay "
-                        "as they are")
+    add_model_arguments(e, required=True, whose="the models")
     e.add_argument("--reference", action="append", type=Path, metavar="PATH",
                    help="state_dict of a model retrained without the forget set (repeatable: several seeds)")
     e.add_argument("--original", type=Path, metavar="PATH", help="state_dict of the model before unlearning")

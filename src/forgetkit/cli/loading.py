@@ -159,6 +159,19 @@ class ModelSpec:
         return _call_factory(self.name, importable(self.name, "--model"), self.options, in_shape, num_classes)
 
 
+def add_model_arguments(parser: argparse.ArgumentParser, *, required: bool, whose: str) -> None:
+    """``--model``, ``--model-option`` and ``--normalize``: how a subcommand builds the user's model
+    around a checkpoint, the same flags for every subcommand that loads one."""
+    parser.add_argument("--model", required=required, help="a registered architecture (forgetkit methods lists "
+                        "them), e.g. mlp, or your own factory as package.module:function")
+    parser.add_argument("--model-option", action="append", type=model_option, metavar="KEY=VALUE",
+                        help="architecture option, e.g. hidden=256 (repeatable)")
+    parser.add_argument("--normalize", metavar="SPEC",
+                        help=f"how {whose} {'expects its' if whose == 'the model' else 'expect their'} inputs normalised: "
+                             "'{mean: [...], std: [...]}' (one value, or one per channel) or package.module:function "
+                             "applied to each batch; the data files stay as they are")
+
+
 def importable(spec: str, flag: str) -> Callable:
     """The function or class ``package.module:name`` names (``flag`` says which option gave it)."""
     module_name, _, attr = spec.partition(":")
