@@ -2,13 +2,13 @@
 
 FaLW's idea as evidence (FaLW, ICLR 2026, §4.1: a faithfully forgotten sample's confidence should
 be indistinguishable from that of same-class data the model never saw). For every class of the
-forget set, and overall, the audit compares the unlearned model's confidence on forget samples
-with its confidence on held-out samples of the same class, and (the headline, with the original
-model) with the original's confidence on them. No retrained model is needed.
+forget set, and overall, the verdict (:mod:`.decision`) compares the unlearned model's confidence
+on forget samples with its own confidence on held-out samples of the same class; the original's
+view of them is context. No retrained model is needed.
 
 Modules: :mod:`.types` (results), :mod:`.scores` (per-sample scores and their stored form),
-:mod:`.inputs` (input checks), :mod:`.statistics` (evidence of one model), :mod:`.rules` (verdict
-rules), :mod:`.meter` (:func:`audit`, :func:`audit_scores`), :mod:`.report` (Markdown/HTML/JSON)
+:mod:`.inputs` (input checks), :mod:`.decision` (the verdict), :mod:`.statistics` (the AUC
+evidence of one model), :mod:`.rules` (the AUC comparisons' rules), :mod:`.meter` (:func:`audit`, :func:`audit_scores`), :mod:`.report` (Markdown/HTML/JSON)
 and :mod:`.runs` (a finished run's rows from its store's audit data).
 
 ``forgetkit.audit(...)`` calls :func:`audit`: the package is callable, so the public name stays

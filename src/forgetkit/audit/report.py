@@ -98,17 +98,16 @@ def shift_sentence(settings: dict, names: dict[int, str]) -> str:
 
 CAN_AND_CANNOT = """\
 **What this evidence can show.** Whether, to the model as it is now, the deleted samples look like
-samples of the same class that the model never saw. A model that still remembers its training data
-is usually more confident on it than on new data; the audit measures that difference per class.
-The number used is the chance that a deleted sample looks more familiar than an unseen one
-("AUC"): 0.5 means no difference, 1.0 means every deleted sample looks more familiar, 0.0 the
-opposite. A flag is raised only when the difference is statistically clear after allowing for
-testing every class (overall false-alarm rate {alpha:.0%}) and larger than {margin} away from 0.5.
-"Faithful" needs positive evidence: the whole {level:.0%} interval lies within 0.5 ± {margin}.
-A class removed whole is judged differently: a model retrained without it would never predict
-it, so the audit checks how often the model still predicts it on the deleted and unseen samples
-of that class (flagged when clearly above {tolerance:.0%}; faithful when at most {tolerance:.0%}
-with {level:.0%} confidence).
+samples of the same class that the model never saw: in how sure it is of them (rank), how often it
+is right (correctness) and how many of them it finds hard (tail). A model that still remembers its
+training data is usually surer of it and right more often than on new data. A flag is raised only
+when a difference is statistically clear after allowing for every test and class (overall
+false-alarm rate {alpha:.0%}). "Faithful" needs positive evidence: both {level:.0%} intervals
+inside the margins. The AUC tables further down are context: the chance that a deleted sample looks
+more familiar than an unseen one (0.5: no difference). A class removed whole is judged
+differently: a model retrained without it would never predict it, so the audit checks how often
+the model still predicts it on the deleted and unseen samples of that class (flagged when clearly
+above {tolerance:.0%}; faithful when at most {tolerance:.0%} with {level:.0%} confidence).
 
 The membership test asks, sample by sample, whether the model's confidence resembles the
 confidence the original model had on its training data more than the confidence the model now has
