@@ -115,6 +115,9 @@ def test_the_report_step_renders_pages_from_the_store_with_the_newest_reaudit(ru
     write_report(run)
     pages = list((run / "audits").glob("*/audit.json"))
     assert len(pages) == 6 and all(json.loads(p.read_text())["settings"]["margin"] == 0.45 for p in pages)
+    original = [p.with_name("audit.md").read_text() for p in pages if p.parent.name.startswith("Original")]
+    assert original and all("no unlearning" in t and "training time (no unlearning)" in t for t in original)
+    assert all("How the verdict was decided" in p.with_name("audit.md").read_text() for p in pages)
 
 
 def test_old_stores_without_page_data_still_reaudit(run, tmp_path):
