@@ -174,8 +174,25 @@ def _html_table(header, rows) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _shown_classes(result: AuditResult, most: int = 4) -> list[int]:
+    """The classes behind the verdict first (those a test decided), then those whose mean
+    true-class probability moved most."""
+    audited = {e.cls for e in result.per_class}
+    ds = [d for d in result.class_decisions if d.cls in audited]
+    if not ds:
+        return [e.cls for e in result.per_class][:most]
+    def shift(d) -> float:
+        mean = d.prob_diff[0] if d.prob_diff else None
+        return 0.0 if mean is None or mean != mean else abs(mean)
+
+    moved = sorted(ds, key=lambda d: (d.decided_by is None, -shift(d)))
+    return [d.cls for d in moved[:most]]
+
+
 def histogram_png(result: AuditResult, names: dict[int, str] | None = None) -> bytes:
-    """Per-class histograms of the score, deleted vs unseen samples (and deleted before, if known)."""
+    """Histograms of the score, deleted vs unseen samples (and deleted before, if known): all
+    classes, then the classes that decided the verdict (or moved most), at most four, so the
+    figure shows the comparison behind the verdict and stays cheap on a grid of rows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -184,7 +201,7 @@ def histogram_png(result: AuditResult, names: dict[int, str] | None = None) -> b
     names = names or {}
     s = result.scores["after"]
     sb = result.scores.get("before")
-    classes = [e.cls for e in result.per_class]
+    classes = _shown_classes(result)
     panels = len(classes) + 1
     cols = min(5, panels)
     rows = math.ceil(panels / cols)
@@ -255,11 +272,12 @@ def decision_summary(result: AuditResult) -> str:
 
 def render(result: AuditResult, *, method: str | None = None, method_settings: dict | None = None,
            unlearn_seconds: float | None = None, class_names=None, title: str = "Deletion audit",
-           no_unlearning: bool = False) -> dict[str, bytes]:
+           no_unlearning: bool = False, figure: bool = True) -> dict[str, bytes]:
     """The three files' contents: {"audit.md", "audit.html", "audit.json"} → bytes.
 
     ``no_unlearning``: the model is the original itself (a run's Original row): the page says so and
-    shows ``unlearn_seconds`` as its training time."""
+    shows ``unlearn_seconds`` as its training time. ``figure=False`` leaves the histograms out
+    (a smoke run's pages: the figure costs most of a page)."""
     names = dict(enumerate(class_names)) if class_names else {}
     st = result.settings
     before = {e.scope: e for e in ([result.before.overall] + result.before.per_class)} if result.before else {}
@@ -344,12 +362,13 @@ def render(result: AuditResult, *, method: str | None = None, method_settings: d
         "## Evidence: can this model tell deleted samples from unseen samples of their class?\n\n"
         + _md_table(EVIDENCE_HEADER, rows),
         "## Membership test\n\n" + _md_table(mem_header, mem_rows) + "\n\n" + mem_note,
-        "Per-class histograms of the deciding comparison: see audit.html.",
+        "Histograms of the deciding comparison: see audit.html." if figure
+        else "Histograms left out (smoke run).",
         "## What this evidence can and cannot show\n\n" + statement]) + "\n"
 
-    png = base64.b64encode(histogram_png(result, names)).decode() if "after" in result.scores else None
+    png = base64.b64encode(histogram_png(result, names)).decode() if figure and "after" in result.scores else None
     para = "".join(f"<p>{html.escape(p).replace('**', '')}</p>" for p in statement.split("\n\n"))
-    figure = ("" if png is None else '<h2>The deciding comparison: deleted vs unseen under the model, per class</h2>'
+    figure = ("" if png is None else '<h2>The deciding comparison: deleted vs unseen under the model</h2>'
               '<img alt="histograms" '
               f'src="data:image/png;base64,{png}" style="max-width:100%">')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>

@@ -37,7 +37,7 @@ def _scores(artifacts: dict | None):
 
 
 def render_row(row: dict, artifacts: dict, original_artifacts: dict | None = None, *,
-               result: AuditResult | dict | None = None) -> dict[str, bytes]:
+               result: AuditResult | dict | None = None, figure: bool = True) -> dict[str, bytes]:
     """The audit page files of one stored row; ``result``: a re-audit's (default: the row's own).
 
     ``original_artifacts``: the Original row of the same request and seed, whose scores are the
@@ -51,7 +51,7 @@ def render_row(row: dict, artifacts: dict, original_artifacts: dict | None = Non
     info = artifacts.get("audit_page") or {}
     return render(result, method=row["method"], method_settings=info.get("method_settings", row["params"]),
                   unlearn_seconds=info.get("unlearn_seconds", row["metrics"].get("time_s")),
-                  class_names=info.get("class_names"), no_unlearning=bool(info.get("no_unlearning")))
+                  class_names=info.get("class_names"), no_unlearning=bool(info.get("no_unlearning")), figure=figure)
 
 
 def reaudit_rows(rows: list[dict], artifacts: dict[str, dict], *, original_label: str, alpha: float = 0.05,

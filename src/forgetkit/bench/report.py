@@ -242,7 +242,7 @@ def write_report(out_dir: str | Path) -> Path:
         if extra:
             lines += ["Other metrics:", ""] + extra + [""]
         lines += _plots(out_dir, request, by_label, artifacts)
-    audits = _audit_pages(out_dir, rows, artifacts, reaudits)
+    audits = _audit_pages(out_dir, rows, artifacts, reaudits, figure=not smoke)
     if audits:
         lines += ["## Deletion audits (no retraining)", "",
                   "Does each model's forget set look like unseen data of its classes? One page per row "
@@ -260,9 +260,11 @@ def write_report(out_dir: str | Path) -> Path:
     return report
 
 
-def _audit_pages(out_dir: Path, rows: list[dict], artifacts: dict, reaudits: dict[str, dict]) -> list[Path]:
+def _audit_pages(out_dir: Path, rows: list[dict], artifacts: dict, reaudits: dict[str, dict],
+                 figure: bool = True) -> list[Path]:
     """Render each audited row's page from the store (its newest re-audit if any) into
-    ``audits/<row>/``; rows stored before pages were rendered here keep the page written then."""
+    ``audits/<row>/``; rows stored before pages were rendered here keep the page written then.
+    ``figure=False`` (smoke runs) leaves each page's histograms out."""
     from ..audit.report import write_files
     from ..audit.runs import page_name, render_row
 
@@ -274,7 +276,7 @@ def _audit_pages(out_dir: Path, rows: list[dict], artifacts: dict, reaudits: dic
         orig = originals.get((r["request"], r["seed"]))
         record = reaudits.get(r["key"], {}).get("audit")
         write_files(out_dir / "audits" / page_name(r, a),
-                    render_row(r, a, None if orig is None else artifacts.get(orig), result=record))
+                    render_row(r, a, None if orig is None else artifacts.get(orig), result=record, figure=figure))
     return sorted((out_dir / "audits").glob("*/audit.md")) if (out_dir / "audits").is_dir() else []
 
 
