@@ -306,7 +306,20 @@ def markdown(rows: list[dict]) -> str:
     pools = sorted({r["pool"] for r in rows})
     fractions = sorted({r["fraction"] for r in rows})
     methods = [m for m in method_names() if any(r["method"] == m for r in rows)]
-    lines = []
+    largest = max((r["pool"] for r in ok.values() if r["method"] == RETRAIN), default=None)
+    lines = ["Growth exponent (log-log slope of CPU seconds on pool size, over the pools measured); last "
+             f"columns: CPU seconds at {largest or 0:,} images as a multiple of retraining's one epoch there:", "",
+             "| method | " + " | ".join(f"exponent, forget {f:.0%}" for f in fractions) + " | "
+             + " | ".join(f"× retrain, {f:.0%}" for f in fractions) + " |",
+             "|---|" + "---|" * 2 * len(fractions)]
+    for m in methods:
+        cells = [f"{exps[(m, f)]:.2f}" if (m, f) in exps else "–" if _has_point(m, f) else "n/a" for f in fractions]
+        for f in fractions:
+            mine, base = ok.get((m, largest, f)), ok.get((RETRAIN, largest, f))
+            cells.append(f"{mine['cpu_seconds'] / base['cpu_seconds']:.2f}" if mine and base else
+                         "–" if _has_point(m, f) else "n/a")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines.append("")
     for f in fractions:
         lines += [f"**Forget {f:.0%}** — CPU seconds of one pass (peak MiB above the live memory) per pool size; exponent = log-log slope",
                   "", "| method | " + " | ".join(f"{p:,}" for p in pools) + " | exponent |",
@@ -316,7 +329,7 @@ def markdown(rows: list[dict]) -> str:
             for p in pools:
                 r = ok.get((m, p, f))
                 cells.append(f"{r['cpu_seconds']:.2f} ({r['peak_extra_mib']:.0f})" if r and r.get("peak_extra_mib") is not None
-                             else f"{r['cpu_seconds']:.2f}" if r else failed.get((m, p, f), "–"))
+                             else f"{r['cpu_seconds']:.2f}" if r else failed.get((m, p, f), "–" if _has_point(m, f) else "n/a"))
             e = exps.get((m, f))
             lines.append(f"| {m} | " + " | ".join(cells) + f" | {e:.2f} |" if e is not None else
                          f"| {m} | " + " | ".join(cells) + " | – |")
