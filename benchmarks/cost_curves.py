@@ -357,18 +357,26 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fractions = sorted({r["fraction"] for r in rows})
-    fig, axes = plt.subplots(1, len(fractions), figsize=(5 * len(fractions), 4.5), sharey=True, squeeze=False)
+    pools = sorted({r["pool"] for r in rows if r["status"] == "ok"})
+    methods = [m for m in method_names() if any(r["method"] == m and r["status"] == "ok" for r in rows)]
+    colours = plt.get_cmap("tab20").colors
+    style = {m: {"color": "black", "linewidth": 2.5, "linestyle": "-"} if m == RETRAIN else
+             {"color": colours[i % 20], "linewidth": 1.2, "linestyle": ("-", "--", ":")[i // 20 % 3]}
+             for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, len(fractions), figsize=(4.6 * len(fractions) + 2, 4.5), sharex=True, sharey=True, squeeze=False)
     for ax, f in zip(axes[0], fractions):
-        for m in method_names():
+        for m in methods:
             pts = sorted((r["pool"], r["cpu_seconds"]) for r in rows
                          if r["method"] == m and r["fraction"] == f and r["status"] == "ok")
             if pts:
-                style = {"color": "black", "linewidth": 2.5} if m == RETRAIN else {"linewidth": 1}
-                ax.plot(*zip(*pts), marker="o", markersize=3, label=m, **style)
+                ax.plot(*zip(*pts), marker="o", markersize=3, label=m, **style[m])
         ax.set(xscale="log", yscale="log", title=f"forget {f:.0%}", xlabel="training pool (images)")
+        ax.set_xticks(pools, [f"{p // 1000}k" for p in pools])
+        ax.minorticks_off()
     axes[0][0].set_ylabel("CPU seconds, one pass (1 thread)")
-    axes[0][-1].legend(fontsize=6, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
+    handles = [plt.Line2D([], [], marker="o", markersize=3, **style[m]) for m in methods]
+    fig.legend(handles, methods, fontsize=7, loc="center right", frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 1.9 / fig.get_figwidth(), 1))
     fig.savefig(path, dpi=110)
 
 
