@@ -29,7 +29,7 @@ FORBIDDEN = {
 }
 
 # Generated pages not yet regenerated since the rule; each leaves this set once it is (the test then holds it too).
-NOT_YET_CLEAN = {"leaderboard.md"}
+NOT_YET_CLEAN: set[str] = set()
 
 # Pages whose examples run, in this order, in one namespace: each how-to continues from the tutorial.
 EXAMPLE_PAGES = ["tutorial.md", "how-to/data.md", "how-to/normalize.md", "how-to/compare.md", "how-to/tune.md", "how-to/cli-own-model.md"]
