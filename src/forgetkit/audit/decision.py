@@ -179,11 +179,11 @@ def _decide(scope, cls, phi_f, cor_f, yf, phi_h, cor_h, yh, classes, adjusted: d
     return Decision(scope, cls, "inconclusive", None, n_f, n_h, prob, acc, adjusted, heldout_needed=need)
 
 
-def combine_verdicts(verdicts: list[str]) -> str:
-    """One verdict from parts: both flags → "moved both ways", one flag wins, all faithful is faithful."""
+def combine_verdicts(verdicts: list[str], both: str = "moved both ways") -> str:
+    """One verdict from parts: both flags → ``both``, one flag wins, all faithful is faithful."""
     flags = [f for f in FLAGS if f in verdicts]
     if len(flags) == 2:
-        return "moved both ways"
+        return both
     if flags:
         return flags[0]
     if verdicts and all(v == "faithful" for v in verdicts):

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .decision import combine_verdicts
 from .types import Side
 
 DEPLETED = 0.5
@@ -59,16 +60,9 @@ def retrain_shift(forget_counts: dict, retain_counts: dict, slope: float = RETRA
 
 
 def combine(verdicts: list[str]) -> str:
-    """One verdict from several: any flag wins ("mixed" when some parts are under- and others
-    over-forgotten), all faithful is faithful."""
-    flags = [f for f in ("under-forgotten", "over-forgotten") if f in verdicts]
-    if len(flags) == 2:
-        return "mixed"
-    if flags:
-        return flags[0]
-    if verdicts and all(v == "faithful" for v in verdicts):
-        return "faithful"
-    return "too few samples" if verdicts and all(v == "too few samples" for v in verdicts) else "inconclusive"
+    """One verdict from several, as the decision combines its parts, but "mixed" when some parts
+    are under- and others over-forgotten (the target comparison's word)."""
+    return combine_verdicts(verdicts, both="mixed")
 
 
 
